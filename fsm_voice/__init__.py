@@ -1,0 +1,1 @@
+"""fsm_voice: a runtime for phone-call voice agents."""

@@ -1,0 +1,1 @@
+"""The call machine: one per call, pure and synchronous."""

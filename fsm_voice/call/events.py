@@ -1,0 +1,143 @@
+"""Events the call machine takes (past-tense facts), each with its trigger name.
+
+Transport events come from the Media Streams socket; the others from the code that
+drives the call (through its handle) and from timers. Caller audio frames are not
+here: they take a fast path that only checks the machine's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    trigger: ClassVar[str] = ""
+    source: ClassVar[str] = "runtime"
+
+    def data(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOpened(CallEvent):
+    trigger: ClassVar[str] = "socket_opened"
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(CallEvent):
+    trigger: ClassVar[str] = "connected"
+    source: ClassVar[str] = "transport"
+    protocol: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted(CallEvent):
+    trigger: ClassVar[str] = "stream_started"
+    source: ClassVar[str] = "transport"
+    stream_sid: str
+    call_sid: str = ""
+    account_sid: str = ""
+    tracks: tuple[str, ...] = ("inbound",)
+    encoding: str = "audio/x-mulaw"
+    sample_rate: int = 8000
+    channels: int = 1
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReceived(CallEvent):
+    """Only fired into the machine when media arrives in a state that cannot take it."""
+
+    trigger: ClassVar[str] = "media_received"
+    source: ClassVar[str] = "transport"
+    track: str = "inbound"
+    chunk: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived(CallEvent):
+    trigger: ClassVar[str] = "dtmf_received"
+    source: ClassVar[str] = "transport"
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkEchoed(CallEvent):
+    trigger: ClassVar[str] = "mark_echoed"
+    source: ClassVar[str] = "transport"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStopped(CallEvent):
+    trigger: ClassVar[str] = "stream_stopped"
+    source: ClassVar[str] = "transport"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketClosed(CallEvent):
+    trigger: ClassVar[str] = "socket_closed"
+    source: ClassVar[str] = "transport"
+    code: int = 1006
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudioQueued(CallEvent):
+    """Agent audio was queued while the machine thought nothing was playing."""
+
+    trigger: ClassVar[str] = "agent_audio_queued"
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRequested(CallEvent):
+    trigger: ClassVar[str] = "mark_requested"
+    mark_id: int
+    name: str
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkTimedOut(CallEvent):
+    trigger: ClassVar[str] = "mark_timed_out"
+    mark_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRequested(CallEvent):
+    trigger: ClassVar[str] = "clear_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class HangupRequested(CallEvent):
+    trigger: ClassVar[str] = "hangup_requested"
+    reason: str = "agent_hangup"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectTimedOut(CallEvent):
+    trigger: ClassVar[str] = "connect_timed_out"
+
+
+@dataclass(frozen=True, slots=True)
+class HangupTimedOut(CallEvent):
+    """The socket did not close after a requested hangup: give up waiting."""
+
+    trigger: ClassVar[str] = "hangup_timed_out"
+
+
+@dataclass(frozen=True, slots=True)
+class FatalError(CallEvent):
+    trigger: ClassVar[str] = "fatal_error"
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ViolationLimitReached(CallEvent):
+    """Too many protocol violations on one socket: stop listening to it."""
+
+    trigger: ClassVar[str] = "violation_limit_reached"
+    count: int

@@ -1,0 +1,53 @@
+"""The event-log interface every implementation (SQLite, in-memory) provides.
+
+Writes never block the event loop: `open_call`, `append`, `append_audio` and
+`update_call` enqueue; a writer commits in batches. `flush` returns once everything
+enqueued before it is durable. Reads are for tools, tests and replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Track
+
+
+class EventLog(Protocol):
+    # --- writing (safe to call from the event loop: never blocks on I/O) ---
+    def open_call(self, call: CallRecord) -> None: ...
+
+    def update_call(self, call_id: str, **fields: Any) -> None:
+        """Set fields of a call's row (names as in `CallRecord`)."""
+        ...
+
+    def append(self, event: EventRecord) -> None: ...
+
+    def append_audio(self, chunk: AudioChunk) -> None: ...
+
+    async def flush(self) -> None:
+        """Wait until everything enqueued so far is committed."""
+        ...
+
+    def flush_sync(self) -> None: ...
+
+    def close(self) -> None:
+        """Flush and release the storage; further writes raise `EventLogError`."""
+        ...
+
+    # --- reading ---
+    def calls(self) -> Sequence[CallRecord]:
+        """Every call, oldest first."""
+        ...
+
+    def call(self, call_id: str) -> CallRecord | None: ...
+
+    def events(
+        self, call_id: str, *, kind: str | None = None, source: str | None = None
+    ) -> Sequence[EventRecord]:
+        """A call's events in seq order, optionally only one kind or source."""
+        ...
+
+    def audio(self, call_id: str, track: Track) -> Sequence[AudioChunk]:
+        """A call's chunks of one track in seq order."""
+        ...

@@ -1,0 +1,427 @@
+"""`CallRuntime`: the async shell around one call.
+
+It is the only place that does I/O for a call: it reads the socket, routes events to
+the call machine, executes the effects the machine returns, owns the call's timers
+through the Clock, writes agent audio and marks out through one ordered queue, and
+appends every event, transition and effect to the log. Nothing here is shared with
+other calls except the read-only config, the clock and the log writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from fsm_voice.call import effects as fx
+from fsm_voice.call import events as ev
+from fsm_voice.call.machine import AWAITING_MARK, HANGUP_REQUESTED, LISTENING, LIVE, CallMachine
+from fsm_voice.clock import Clock, TimerHandle
+from fsm_voice.errors import SocketClosed
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
+from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.handle import CallHandle, MarkOutcome
+from fsm_voice.runtime.outbound import AudioOut, ClearOut, MarkOut, OutboundQueue
+from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
+from fsm_voice.transports.socket import MessageSocket
+from fsm_voice.transports.twilio_protocol import (
+    Envelope,
+    Media,
+    OutboundEncoder,
+    Violation,
+    parse_message,
+)
+
+Agent = Callable[[CallHandle], Awaitable[None]]
+
+_AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
+_QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
+
+
+class CallRuntime:
+    def __init__(
+        self,
+        socket: MessageSocket,
+        *,
+        call_id: str,
+        clock: Clock,
+        log: EventLog,
+        config: CallConfig | None = None,
+        agent: Agent | None = None,
+        machine_name: str | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.clock = clock
+        self.config = config or CallConfig()
+        self.machine = CallMachine(
+            connect_timeout_ms=self.config.connect_timeout_ms,
+            hangup_grace_ms=self.config.hangup_grace_ms,
+        )
+        self.call_sid: str | None = None
+        self.custom_parameters: dict[str, str] = {}
+        self.end_reason: str | None = None
+        self._socket = socket
+        self._log = log
+        self._agent = agent
+        self._machine_name = machine_name
+        self._loop = asyncio.get_running_loop()
+        self.handle = CallHandle(self, self._loop)
+        self._t0 = clock.now_ms()
+        self._seq = itertools.count()
+        self._mark_ids = itertools.count(1)
+        self._timers: dict[str, TimerHandle] = {}
+        self._waiters: dict[int, asyncio.Future[MarkOutcome]] = {}
+        self._outbound = OutboundQueue()
+        self._encoder: OutboundEncoder | None = None
+        self._caller = TrackRecorder(log, call_id, "caller", self.config.audio_chunk_frames)
+        self._agent_track = TrackRecorder(log, call_id, "agent", self.config.audio_chunk_frames)
+        self._inbox: deque[ev.CallEvent] = deque()
+        self._dispatching = False
+        self._ended = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._agent_done = anyio.Event()
+        self._violations = 0
+        self._last_seq: int | None = None
+        self._last_chunk: dict[str, int] = {}
+        self._dropped_agent_frames = 0
+        self.frames_in = 0
+        self.frames_out = 0
+
+    # --- lifecycle ---
+    async def run(self) -> str:
+        """Run the call to its end; returns the end reason. Never raises for bad input."""
+        self._log.open_call(
+            CallRecord(self.call_id, self.clock.wall_ms(), machine=self._machine_name)
+        )
+        self._agent_done.set() if self._agent is None else None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self.dispatch(ev.SocketOpened())
+            tg.start_soon(self._read_loop)
+            tg.start_soon(self._write_loop)
+            await self._ended.wait()
+            await self._finish_agent()
+            tg.cancel_scope.cancel()
+        await self._close_socket(1000, "call ended")
+        self._caller.cut()
+        self._agent_track.cut()
+        self._log.update_call(
+            self.call_id,
+            ended_wall_ms=self.clock.wall_ms(),
+            duration_ms=self.t_ms(),
+            end_reason=self.end_reason,
+            outcome="error" if self.machine.state == "error" else "completed",
+            final_state=self.machine.state,
+        )
+        await self._log.flush()
+        return self.end_reason or "unknown"
+
+    def t_ms(self) -> int:
+        return self.clock.now_ms() - self._t0
+
+    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+        self._log.append(
+            EventRecord(
+                self.call_id, next(self._seq), self.t_ms(), self.clock.wall_ms(), source, kind, data
+            )
+        )
+
+    # --- events into the machine, effects out ---
+    def dispatch(self, event: ev.CallEvent) -> None:
+        """Feed one event to the machine; events raised by effects queue behind it."""
+        self._inbox.append(event)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._inbox:
+                self._step(self._inbox.popleft())
+        finally:
+            self._dispatching = False
+
+    def _step(self, event: ev.CallEvent) -> None:
+        self.record(event.source, event.trigger, event.data())  # type: ignore[arg-type]
+        step = self.machine.fire(event)
+        if not step.accepted:
+            self.record("call", "event_rejected", {"state": step.source, "event": event.trigger})
+            return
+        if step.changed_state:
+            self.record(
+                "call",
+                "state_entered",
+                {"state": step.dest, "from": step.source, "on": step.trigger},
+            )
+        for effect in step.effects:
+            self.record("call", effect.kind, effect.data())
+            self._execute(effect)
+
+    def _execute(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.SendMark):
+            self._outbound.put(MarkOut(effect.mark_id, effect.name))
+        elif isinstance(effect, fx.ReleaseMark):
+            waiter = self._waiters.pop(effect.mark_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(MarkOutcome(effect.outcome))
+        elif isinstance(effect, fx.StartTimer):
+            self._start_timer(effect)
+        elif isinstance(effect, fx.CancelTimer):
+            timer = self._timers.pop(effect.name, None)
+            if timer is not None:
+                timer.cancel()
+        elif isinstance(effect, fx.DeliverDtmf):
+            self.handle._deliver_dtmf(effect.digit)
+        elif isinstance(effect, fx.ClearPlayback):
+            self._clear_playback()
+        elif isinstance(effect, fx.ReportViolation):
+            self._count_violation()
+        elif isinstance(effect, fx.StartAgent):
+            self._start_agent()
+        elif isinstance(effect, fx.CloseSocket):
+            self._spawn(self._close_socket, effect.code, effect.reason)
+        elif isinstance(effect, fx.EndCall):
+            self._end(effect.reason)
+
+    def _start_timer(self, effect: fx.StartTimer) -> None:
+        old = self._timers.pop(effect.name, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            if self._timers.get(effect.name) is handle:
+                del self._timers[effect.name]
+                self.dispatch(effect.fire)
+
+        handle = self.clock.call_later(effect.ms, fire)
+        self._timers[effect.name] = handle
+
+    def _clear_playback(self) -> None:
+        dropped = self._outbound.drop_all()
+        frames = sum(1 for item in dropped if isinstance(item, AudioOut))
+        self.record(
+            "runtime", "outbound_dropped", {"frames": frames, "marks": len(dropped) - frames}
+        )
+        self._agent_track.cut()  # a clear is a cut in what the caller heard
+        self._outbound.put(ClearOut())
+
+    def _count_violation(self) -> None:
+        self._violations += 1
+        if self._violations == self.config.max_violations:
+            self.dispatch(ev.ViolationLimitReached(self._violations))
+
+    def _violation(self, reason: str, detail: str) -> None:
+        self.record("transport", "protocol_violation", {"reason": reason, "detail": detail})
+        self._count_violation()
+
+    def _start_agent(self) -> None:
+        self.handle._set_connected()
+        self._log.update_call(
+            self.call_id,
+            stream_sid=self.machine.stream_sid,
+            call_sid=self.call_sid,
+            custom_parameters=self.custom_parameters,
+        )
+        if self._agent is not None:
+            self._spawn(self._run_agent)
+
+    def _end(self, reason: str) -> None:
+        self.end_reason = reason
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_result(MarkOutcome.CALL_ENDED)
+        self._waiters.clear()
+        self.handle._set_ended(reason)
+        self._ended.set()
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        assert self._tg is not None, "the call is not running"
+        self._tg.start_soon(func, *args)
+
+    # --- requests from the handle (on the loop) ---
+    def queue_audio(self, mulaw: bytes) -> bool:
+        state = self.machine.state
+        if state in _QUIET_STATES:
+            self.dispatch(ev.AgentAudioQueued())
+        elif state not in LIVE:
+            if self._dropped_agent_frames == 0:
+                self.record("runtime", "agent_audio_dropped", {"state": state})
+            self._dropped_agent_frames += 1
+            return False
+        put = self._outbound.put
+        for start in range(0, len(mulaw), FRAME_BYTES):
+            frame = mulaw[start : start + FRAME_BYTES]
+            if len(frame) < FRAME_BYTES:  # pad with μ-law silence: frames stay aligned
+                frame = frame + b"\xff" * (FRAME_BYTES - len(frame))
+            put(AudioOut(frame))
+        return True
+
+    def request_mark(self, name: str, timeout_ms: int | None) -> asyncio.Future[MarkOutcome]:
+        mark_id = next(self._mark_ids)
+        waiter: asyncio.Future[MarkOutcome] = self._loop.create_future()
+        self._waiters[mark_id] = waiter
+        timeout = self.config.mark_timeout_ms if timeout_ms is None else timeout_ms
+        self.dispatch(ev.MarkRequested(mark_id, name, timeout))
+        if not waiter.done() and self._ended.is_set():
+            waiter.set_result(MarkOutcome.CALL_ENDED)
+        return waiter
+
+    def request_clear(self) -> None:
+        self.dispatch(ev.ClearRequested())
+
+    def request_hangup(self, reason: str) -> None:
+        self.dispatch(ev.HangupRequested(reason))
+
+    # --- tasks ---
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                message = await self._socket.receive()
+            except SocketClosed as e:
+                self.dispatch(ev.SocketClosed(e.code))
+                return
+            parsed = parse_message(message)
+            if type(parsed) is Media:
+                self._on_media(parsed)
+            elif type(parsed) is Envelope:
+                self._on_envelope(parsed)
+            elif type(parsed) is Violation:
+                self._violation(parsed.reason, parsed.detail)
+
+    def _on_media(self, media: Media) -> None:
+        if self.machine.state not in _AUDIO_STATES:
+            self.dispatch(ev.MediaReceived(media.track, media.chunk or 0))
+            return
+        if media.stream_sid is not None and media.stream_sid != self.machine.stream_sid:
+            self._violation("stream_sid_mismatch", f"media for {media.stream_sid}")
+            return
+        self._check_sequence(media.sequence_number)
+        if media.track not in ("inbound", "inbound_track"):
+            return  # Twilio's copy of what it played (both_tracks); ours is recorded at send
+        frame_no = self._check_chunk(media.track, media.chunk)
+        self._caller.add(media.payload, self.t_ms(), frame_no)
+        self.frames_in += 1
+        self.handle._deliver_audio(media.payload)
+
+    def _on_envelope(self, envelope: Envelope) -> None:
+        event = envelope.event
+        started = self.machine.stream_sid
+        if (
+            started is not None
+            and envelope.stream_sid is not None
+            and envelope.stream_sid != started
+            and not isinstance(event, ev.StreamStarted)
+        ):
+            self._violation("stream_sid_mismatch", f"{event.trigger} for {envelope.stream_sid}")
+            return
+        if isinstance(event, ev.StreamStarted) and started is None:
+            self.call_sid = event.call_sid or None
+            self.custom_parameters = dict(event.custom_parameters)
+            self._encoder = OutboundEncoder(event.stream_sid)
+        self._check_sequence(envelope.sequence_number)
+        self.dispatch(event)
+
+    def _check_sequence(self, number: int | None) -> None:
+        if number is None:
+            return
+        last = self._last_seq
+        if last is not None and number != last + 1:
+            if number > last:
+                self.record(
+                    "transport",
+                    "sequence_gap",
+                    {"expected": last + 1, "received": number, "missing": number - last - 1},
+                )
+            else:
+                self.record(
+                    "transport", "sequence_out_of_order", {"last": last, "received": number}
+                )
+        if last is None or number > last:
+            self._last_seq = number
+
+    def _check_chunk(self, track: str, chunk: int | None) -> int | None:
+        """Detect lost/reordered chunks; return the frame's place in the track (from 0)."""
+        if chunk is None:
+            return None
+        last = self._last_chunk.get(track)
+        if last is not None and chunk != last + 1:
+            if chunk > last:
+                data = {"track": track, "expected": last + 1, "received": chunk}
+                self.record("transport", "chunk_gap", data | {"missing": chunk - last - 1})
+            else:
+                data = {"track": track, "last": last, "received": chunk}
+                self.record("transport", "chunk_out_of_order", data)
+        if last is None or chunk > last:
+            self._last_chunk[track] = chunk
+        return chunk - 1
+
+    async def _write_loop(self) -> None:
+        get = self._outbound.get
+        send = self._socket.send
+        while True:
+            item = await get()
+            encoder = self._encoder
+            if encoder is None:  # cannot happen: audio and marks need a started stream
+                continue
+            try:
+                if type(item) is AudioOut:
+                    await send(encoder.media(item.payload))
+                    self._agent_track.add(item.payload, self.t_ms())
+                    self.frames_out += 1
+                elif type(item) is MarkOut:
+                    await send(encoder.mark(item.name))
+                    self.record(
+                        "transport", "mark_sent", {"mark_id": item.mark_id, "name": item.name}
+                    )
+                else:
+                    await send(encoder.clear())
+                    self.record("transport", "clear_sent", {})
+            except SocketClosed:
+                return  # the read loop sees the close and ends the call
+
+    async def _run_agent(self) -> None:
+        assert self._agent is not None
+        try:
+            await self._agent(self.handle)
+        except Exception as e:  # the agent is user code: its failure is an event
+            self.record("runtime", "agent_failed", {"error": f"{type(e).__name__}: {e}"})
+            self.dispatch(ev.FatalError("agent_failed", f"{type(e).__name__}: {e}"))
+        else:
+            if self.machine.state in LIVE:
+                self.dispatch(ev.HangupRequested("agent_finished"))
+        finally:
+            self._agent_done.set()
+
+    async def _finish_agent(self) -> None:
+        """Give the agent a grace period to return after the end, then cancel it."""
+        if self._agent_done.is_set():
+            return
+        grace = anyio.Event()
+        timer = self.clock.call_later(self.config.agent_grace_ms, grace.set)
+        async with anyio.create_task_group() as tg:
+
+            async def wait_done() -> None:
+                await self._agent_done.wait()
+                grace.set()
+
+            tg.start_soon(wait_done)
+            await grace.wait()
+            tg.cancel_scope.cancel()
+        timer.cancel()
+        if not self._agent_done.is_set():
+            self.record("runtime", "agent_cancelled", {"grace_ms": self.config.agent_grace_ms})
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        try:
+            await self._socket.close(code, reason)
+        except SocketClosed:
+            return
+        except Exception as e:  # a transport that fails to close is still closed for us
+            self.record("runtime", "socket_close_failed", {"error": f"{type(e).__name__}: {e}"})

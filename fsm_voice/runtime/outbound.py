@@ -1,0 +1,57 @@
+"""The one ordered queue agent audio, marks and clears leave through.
+
+A mark can never overtake audio queued before it because both travel the same FIFO;
+`clear` empties the FIFO (nothing queued before it is sent) and goes out next.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import anyio
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOut:
+    mark_id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearOut:
+    pass
+
+
+Outgoing = AudioOut | MarkOut | ClearOut
+
+
+class OutboundQueue:
+    def __init__(self) -> None:
+        self._items: deque[Outgoing] = deque()
+        self._wakeup: anyio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Outgoing) -> None:
+        self._items.append(item)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def drop_all(self) -> list[Outgoing]:
+        dropped = list(self._items)
+        self._items.clear()
+        return dropped
+
+    async def get(self) -> Outgoing:
+        while not self._items:
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        self._wakeup = None
+        return self._items.popleft()

@@ -1,0 +1,102 @@
+"""Build the Starlette app and run it under uvicorn (uvloop, sans-I/O websockets)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.runtime.call import Agent
+from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.transports.twilio_ws import VoiceEndpoint
+
+MAX_MESSAGE_BYTES = 256 * 1024  # Twilio's messages are < 1 KiB; refuse floods early
+
+
+def create_app(
+    log: EventLog,
+    *,
+    agent: Agent | None = None,
+    machine_name: str | None = None,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+    config: CallConfig | None = None,
+    on_call: Callable[[CallHandle], None] | None = None,
+) -> Starlette:
+    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`."""
+    endpoint = VoiceEndpoint(
+        log=log,
+        clock=clock or SystemClock(),
+        ids=ids or RandomIds(),
+        config=config or CallConfig(),
+        agent=agent,
+        machine_name=machine_name,
+        on_call=on_call,
+    )
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
+
+    app = Starlette(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
+    app.state.voice = endpoint
+    return app
+
+
+def uvicorn_config(app: Starlette, **overrides: object) -> uvicorn.Config:
+    options: dict[str, object] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_MESSAGE_BYTES,
+        "log_level": "warning",
+        "lifespan": "off",
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    port: int
+    server: uvicorn.Server
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/voice"
+
+
+@contextlib.asynccontextmanager
+async def serve_in_background(
+    app: Starlette, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningServer]:
+    """Serve `app` on this event loop (port 0: a free one) until the block exits."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn_config(app, loop="none"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        while not server.started:
+            await anyio.lowlevel.checkpoint()
+        try:
+            yield RunningServer(host, sock.getsockname()[1], server)
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+def run_server(app: Starlette, host: str, port: int) -> None:
+    """Serve until interrupted (the `fsm-voice serve` command)."""
+    uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()

@@ -1,0 +1,107 @@
+"""The one seam between a call and its WebSocket.
+
+The Starlette endpoint, the phone simulator's real client, and the in-process pair used
+by fast tests all implement `MessageSocket`; nothing else in the runtime knows which it
+has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Protocol
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from fsm_voice.errors import SocketClosed
+
+__all__ = ["MemorySocket", "MessageSocket", "memory_socket_pair"]
+
+# RFC 6455 close codes used here.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_ABNORMAL = 1006  # never sent: means "dropped without a close frame"
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+
+class MessageSocket(Protocol):
+    async def receive(self) -> str | bytes:
+        """The next message; raises `SocketClosed` once the socket is closed."""
+        ...
+
+    async def send(self, text: str) -> None:
+        """Send a text message; raises `SocketClosed` if the socket is closed."""
+        ...
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the socket (idempotent)."""
+        ...
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class MemorySocket:
+    """One end of an in-process socket pair (no network, no real time)."""
+
+    def __init__(
+        self,
+        inbox: ObjectReceiveStream[str | bytes | _Close],
+        outbox: ObjectSendStream[str | bytes | _Close],
+    ) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    async def receive(self) -> str | bytes:
+        if self.close_code is not None:
+            raise SocketClosed(self.close_code, self.close_reason)
+        try:
+            message = await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.close_code = CLOSE_ABNORMAL
+            raise SocketClosed(CLOSE_ABNORMAL) from None
+        if isinstance(message, _Close):
+            self.close_code, self.close_reason = message.code, message.reason
+            await self._outbox.aclose()
+            raise SocketClosed(message.code, message.reason)
+        return message
+
+    async def send(self, text: str | bytes) -> None:
+        if self.close_code is not None:
+            raise SocketClosed(self.close_code, self.close_reason)
+        try:
+            await self._outbox.send(text)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise SocketClosed(CLOSE_ABNORMAL) from None
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._outbox.send(_Close(code, reason))
+        await self._outbox.aclose()
+
+    async def drop(self) -> None:
+        """Vanish without a close frame, as a dropped TCP connection does."""
+        self.close_code = CLOSE_ABNORMAL
+        await self._outbox.aclose()
+        await self._inbox.aclose()
+
+
+def memory_socket_pair() -> tuple[MemorySocket, MemorySocket]:
+    """Two connected in-process sockets: what one sends, the other receives, in order."""
+    a_to_b_send, a_to_b_recv = anyio.create_memory_object_stream[str | bytes | _Close](math.inf)
+    b_to_a_send, b_to_a_recv = anyio.create_memory_object_stream[str | bytes | _Close](math.inf)
+    return MemorySocket(b_to_a_recv, a_to_b_send), MemorySocket(a_to_b_recv, b_to_a_send)

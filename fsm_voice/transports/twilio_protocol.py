@@ -1,0 +1,206 @@
+"""Twilio Media Streams messages: parse what Twilio sends, build what we send.
+
+Pure functions, no I/O. Shapes follow Twilio's "Media Streams - WebSocket Messages"
+docs: every message has `event`; all but `connected` carry `streamSid` and a string
+`sequenceNumber`; media carries `media.track`, `media.chunk` (string, from "1"),
+`media.timestamp` (string, ms since stream start) and base64 `media.payload`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fsm_voice.call import events as ev
+
+__all__ = ["Media", "OutboundEncoder", "Violation", "parse_message"]
+
+MAX_MEDIA_PAYLOAD_BYTES = 64 * 1024  # Twilio sends 160-byte frames; refuse absurd ones
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Input that breaks the protocol. `reason` is a stable snake_case name."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One inbound audio message (kept out of the call machine: it is the hot path)."""
+
+    stream_sid: str | None
+    sequence_number: int | None
+    track: str
+    chunk: int | None
+    timestamp_ms: int | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A non-media message: the call event plus the fields every message carries."""
+
+    event: ev.CallEvent
+    stream_sid: str | None
+    sequence_number: int | None
+
+
+Parsed = Media | Envelope | Violation
+
+
+def parse_message(message: str | bytes) -> Parsed:
+    """Turn one WebSocket message into a typed message or a `Violation`."""
+    if isinstance(message, bytes):
+        return Violation("binary_frame", f"{len(message)} bytes; Media Streams sends only text")
+    try:
+        data = json.loads(message)
+    except ValueError as e:
+        return Violation("invalid_json", f"{e.__class__.__name__}: {e}; starts {message[:60]!r}")
+    if not isinstance(data, dict):
+        return Violation("not_an_object", f"a JSON {type(data).__name__}, not an object")
+    kind = data.get("event")
+    try:
+        if kind == "media":
+            return _media(data)
+        parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+        if parser is None:
+            return Violation("unknown_event", f"event {kind!r}")
+        return Envelope(parser(data), _stream_sid(data), _int(data.get("sequenceNumber")))
+    except _Bad as e:
+        return Violation(e.reason, e.detail)
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def _int(value: Any, field: str = "sequenceNumber") -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _Bad("bad_field", f"{field} is a boolean")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _Bad("bad_field", f"{field} is {value!r}, not an integer") from None
+
+
+def _stream_sid(data: dict[str, Any]) -> str | None:
+    sid = data.get("streamSid")
+    if sid is not None and not isinstance(sid, str):
+        raise _Bad("bad_field", f"streamSid is {type(sid).__name__}, not a string")
+    return sid
+
+
+def _object(data: dict[str, Any], field: str) -> dict[str, Any]:
+    value = data.get(field)
+    if not isinstance(value, dict):
+        raise _Bad("missing_field", f"{data.get('event')} message without a {field!r} object")
+    return value
+
+
+def _str(obj: dict[str, Any], field: str, where: str) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str):
+        raise _Bad("missing_field", f"{where}.{field} is missing or not a string")
+    return value
+
+
+def _media(data: dict[str, Any]) -> Media | Violation:
+    media = _object(data, "media")
+    payload = media.get("payload")
+    if not isinstance(payload, str):
+        return Violation("missing_field", "media.payload is missing or not a string")
+    if len(payload) > MAX_MEDIA_PAYLOAD_BYTES * 4 // 3 + 4:
+        return Violation("payload_too_large", f"media.payload of {len(payload)} characters")
+    try:
+        audio = binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError) as e:
+        return Violation("bad_base64", f"media.payload: {e}")
+    track = media.get("track", "inbound")
+    return Media(
+        _stream_sid(data),
+        _int(data.get("sequenceNumber")),
+        track if isinstance(track, str) else "inbound",
+        _int(media.get("chunk"), "media.chunk"),
+        _int(media.get("timestamp"), "media.timestamp"),
+        audio,
+    )
+
+
+def _connected(data: dict[str, Any]) -> ev.CallEvent:
+    return ev.Connected(str(data.get("protocol", "")), str(data.get("version", "")))
+
+
+def _start(data: dict[str, Any]) -> ev.CallEvent:
+    start = _object(data, "start")
+    stream_sid = start.get("streamSid", data.get("streamSid"))
+    if not isinstance(stream_sid, str) or not stream_sid:
+        raise _Bad("missing_field", "start without a streamSid")
+    fmt = start.get("mediaFormat") or {}
+    params = start.get("customParameters") or {}
+    tracks = start.get("tracks") or ["inbound"]
+    if not isinstance(fmt, dict) or not isinstance(params, dict) or not isinstance(tracks, list):
+        raise _Bad("bad_field", "start.mediaFormat/customParameters/tracks have the wrong type")
+    return ev.StreamStarted(
+        stream_sid=stream_sid,
+        call_sid=str(start.get("callSid", "")),
+        account_sid=str(start.get("accountSid", "")),
+        tracks=tuple(str(t) for t in tracks),
+        encoding=str(fmt.get("encoding", "audio/x-mulaw")),
+        sample_rate=_int(fmt.get("sampleRate", 8000), "mediaFormat.sampleRate") or 8000,
+        channels=_int(fmt.get("channels", 1), "mediaFormat.channels") or 1,
+        custom_parameters={str(k): str(v) for k, v in params.items()},
+    )
+
+
+def _dtmf(data: dict[str, Any]) -> ev.CallEvent:
+    digit = _str(_object(data, "dtmf"), "digit", "dtmf")
+    if len(digit) != 1 or digit not in "0123456789*#ABCD":
+        raise _Bad("bad_field", f"dtmf.digit {digit!r} is not one DTMF key")
+    return ev.DtmfReceived(digit)
+
+
+def _mark(data: dict[str, Any]) -> ev.CallEvent:
+    return ev.MarkEchoed(_str(_object(data, "mark"), "name", "mark"))
+
+
+def _stop(data: dict[str, Any]) -> ev.CallEvent:
+    return ev.StreamStopped()
+
+
+_PARSERS = {
+    "connected": _connected,
+    "start": _start,
+    "dtmf": _dtmf,
+    "mark": _mark,
+    "stop": _stop,
+}
+
+
+class OutboundEncoder:
+    """Builds the messages we send for one stream (media, mark, clear).
+
+    The constant parts are encoded once per call: media frames are the hot path.
+    """
+
+    def __init__(self, stream_sid: str) -> None:
+        sid = json.dumps(stream_sid)
+        self._media_prefix = '{"event":"media","streamSid":' + sid + ',"media":{"payload":"'
+        self._mark_prefix = '{"event":"mark","streamSid":' + sid + ',"mark":{"name":'
+        self._clear = '{"event":"clear","streamSid":' + sid + "}"
+
+    def media(self, mulaw: bytes) -> str:
+        return self._media_prefix + binascii.b2a_base64(mulaw, newline=False).decode() + '"}}'
+
+    def mark(self, name: str) -> str:
+        return self._mark_prefix + json.dumps(name) + "}}"
+
+    def clear(self) -> str:
+        return self._clear

@@ -1,0 +1,98 @@
+"""The Twilio Media Streams WebSocket endpoint (`/voice`) on Starlette.
+
+Each accepted socket gets its own `CallRuntime`; calls share only the read-only
+config, the clock and the event-log writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from fsm_voice.clock import Clock, IdSource
+from fsm_voice.errors import SocketClosed
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.runtime.call import Agent, CallRuntime
+from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.transports.socket import CLOSE_ABNORMAL, CLOSE_NORMAL
+
+
+class StarletteSocket:
+    """`MessageSocket` over a Starlette WebSocket, using raw ASGI messages (hot path)."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._receive = websocket.receive
+        self._send = websocket.send
+        self._closed: int | None = None
+
+    async def receive(self) -> str | bytes:
+        if self._closed is not None:
+            raise SocketClosed(self._closed)
+        try:
+            message = await self._receive()
+        except Exception as e:  # Starlette raises RuntimeError once disconnected
+            self._closed = CLOSE_ABNORMAL
+            raise SocketClosed(CLOSE_ABNORMAL, str(e)) from e
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            return text if text is not None else (message.get("bytes") or b"")
+        self._closed = int(message.get("code", CLOSE_ABNORMAL))
+        raise SocketClosed(self._closed, str(message.get("reason", "")))
+
+    async def send(self, text: str) -> None:
+        if self._closed is not None:
+            raise SocketClosed(self._closed)
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception as e:  # uvicorn: ClientDisconnected (OSError); Starlette: RuntimeError
+            self._closed = CLOSE_ABNORMAL
+            raise SocketClosed(CLOSE_ABNORMAL, str(e)) from e
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        if self._closed is not None:
+            return
+        self._closed = code
+        if self._ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            await self._ws.close(code, reason)
+        except Exception:  # already gone: closing is done either way
+            return
+
+
+@dataclass
+class VoiceEndpoint:
+    """The `/voice` handler: one `CallRuntime` per accepted socket."""
+
+    log: EventLog
+    clock: Clock
+    ids: IdSource
+    config: CallConfig = field(default_factory=CallConfig)
+    agent: Agent | None = None
+    machine_name: str | None = None
+    on_call: Callable[[CallHandle], None] | None = None
+    calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        call_id = self.ids.new_id("FV")
+        runtime = CallRuntime(
+            StarletteSocket(websocket),
+            call_id=call_id,
+            clock=self.clock,
+            log=self.log,
+            config=self.config,
+            agent=self.agent,
+            machine_name=self.machine_name,
+        )
+        self.calls[call_id] = runtime
+        try:
+            if self.on_call is not None:
+                self.on_call(runtime.handle)
+            await runtime.run()
+        finally:
+            del self.calls[call_id]
