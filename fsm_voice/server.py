@@ -48,7 +48,7 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
-    app = Starlette(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
+    app = Starlette(routes=[WebSocketRoute("/voice", endpoint.handle), Route("/health", health)])
     app.state.voice = endpoint
     return app
 

@@ -255,6 +255,7 @@ class CallMachine:
             Edge("stream_stopped", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
             Edge("socket_closed", OPEN, ENDED, effects=[self._socket_dropped]),
             Edge("socket_closed", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
+            Edge("socket_closed", FINAL, None),  # the socket goes after the call: expected
             Edge("hangup_timed_out", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
             Edge("connect_timed_out", CONNECTING, ENDED, effects=[self._no_stream]),
             Edge("fatal_error", (*OPEN, HANGUP_REQUESTED), ERROR, effects=[self._fail]),

@@ -84,6 +84,7 @@ class CallRuntime:
         self._inbox: deque[ev.CallEvent] = deque()
         self._dispatching = False
         self._ended = anyio.Event()
+        self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
         self._agent_done = anyio.Event()
         self._violations = 0
@@ -119,7 +120,10 @@ class CallRuntime:
             outcome="error" if self.machine.state == "error" else "completed",
             final_state=self.machine.state,
         )
-        await self._log.flush()
+        try:
+            await self._log.flush()
+        finally:
+            self.finished.set()
         return self.end_reason or "unknown"
 
     def t_ms(self) -> int:

@@ -69,11 +69,13 @@ class MemorySocket:
         try:
             message = await self._inbox.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self.close_code = CLOSE_ABNORMAL
-            raise SocketClosed(CLOSE_ABNORMAL) from None
+            if self.close_code is None:  # not closed by us: the peer vanished
+                self.close_code = CLOSE_ABNORMAL
+            await self._shutdown()
+            raise SocketClosed(self.close_code, self.close_reason) from None
         if isinstance(message, _Close):
             self.close_code, self.close_reason = message.code, message.reason
-            await self._outbox.aclose()
+            await self._shutdown()
             raise SocketClosed(message.code, message.reason)
         return message
 
@@ -83,21 +85,29 @@ class MemorySocket:
         try:
             await self._outbox.send(text)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise SocketClosed(CLOSE_ABNORMAL) from None
+            self.close_code = self.close_code or CLOSE_ABNORMAL
+            await self._shutdown()
+            raise SocketClosed(self.close_code) from None
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._outbox.send(_Close(code, reason))
-        await self._outbox.aclose()
+        # No await before the streams are closed: a cancelled close must not leak them.
+        with contextlib.suppress(
+            anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock
+        ):
+            self._outbox.send_nowait(_Close(code, reason))
+        await self._shutdown()
 
     async def drop(self) -> None:
         """Vanish without a close frame, as a dropped TCP connection does."""
         self.close_code = CLOSE_ABNORMAL
-        await self._outbox.aclose()
-        await self._inbox.aclose()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._outbox.close()
+        self._inbox.close()
 
 
 def memory_socket_pair() -> tuple[MemorySocket, MemorySocket]:

@@ -77,7 +77,7 @@ class VoiceEndpoint:
     on_call: Callable[[CallHandle], None] | None = None
     calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def handle(self, websocket: WebSocket) -> None:
         await websocket.accept()
         call_id = self.ids.new_id("FV")
         runtime = CallRuntime(

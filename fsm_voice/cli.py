@@ -1,0 +1,124 @@
+"""`fsm-voice`: serve calls, dial them with the phone simulator, run the demo, benchmark.
+
+Every command documents an example in its help; the database path defaults to
+$FSM_VOICE_DB or ./calls.db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fsm_voice.errors import FsmVoiceError
+
+DEFAULT_DB = os.environ.get("FSM_VOICE_DB", "calls.db")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fsm-voice",
+        description="A runtime for phone-call voice agents (Twilio Media Streams).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the /voice Media Streams WebSocket",
+        epilog="Example:\n  fsm-voice serve --port 8080 --db calls.db --machine echo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
+    serve.add_argument("--db", default=DEFAULT_DB, help="event log (default: %(default)s)")
+    serve.add_argument("--machine", default="echo", help="what answers calls (default: echo)")
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="dial a /voice URL with the phone simulator",
+        epilog="Example:\n  fsm-voice simulate --url ws://127.0.0.1:8080/voice --wav caller.wav "
+        "--dtmf 12# --record heard.wav",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("--url", required=True)
+    simulate.add_argument("--wav", type=Path, help="caller audio (any WAV)")
+    simulate.add_argument("--seconds", type=float, help="seconds of caller silence")
+    simulate.add_argument("--dtmf", default="", help="keys to press after the audio")
+    simulate.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a <Parameter> for the start message (repeatable)",
+    )
+    simulate.add_argument(
+        "--auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="sign the upgrade with X-Twilio-Signature",
+    )
+    simulate.add_argument("--signed-url", help="the public URL the server validates against")
+    simulate.add_argument("--record", type=Path, help="write what the caller heard to a WAV")
+
+    demo = sub.add_parser(
+        "demo",
+        help="a whole call, offline, end to end",
+        epilog="Example:\n  fsm-voice demo --db demo.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--db", default=DEFAULT_DB)
+    demo.add_argument("--machine", default="echo")
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks (print their figures)",
+        epilog="Example:\n  fsm-voice bench calls --calls 300 --seconds 20\n"
+        "  fsm-voice bench calls --ramp 100,200,300,400 --seconds 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    calls = bench_sub.add_parser("calls", help="concurrent echo calls over 127.0.0.1")
+    calls.add_argument("--calls", type=int, default=300)
+    calls.add_argument("--seconds", type=float, default=20.0)
+    calls.add_argument("--ramp", help="comma-separated call counts to try in turn")
+    calls.add_argument("--db", help="event log (default: a temporary file)")
+    calls.add_argument("--mark-every", type=int, default=10, help="echo: frames per mark")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except FsmVoiceError as e:
+        print(f"fsm-voice {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from fsm_voice.commands.serve import serve
+
+        return serve(args.host, args.port, Path(args.db), args.machine)
+    if args.command == "simulate":
+        from fsm_voice.commands.simulate import simulate
+
+        return simulate(args)
+    if args.command == "demo":
+        from fsm_voice.commands.demo import demo
+
+        return demo(Path(args.db), args.machine)
+    if args.command == "bench" and args.bench == "calls":
+        from fsm_voice.bench.calls import bench_calls
+
+        ramp = [int(n) for n in args.ramp.split(",")] if args.ramp else [args.calls]
+        return bench_calls(ramp, args.seconds, args.db, args.mark_every)
+    raise AssertionError(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

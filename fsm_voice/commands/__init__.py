@@ -1,0 +1,1 @@
+"""The bodies of the `fsm-voice` commands (imported only when run)."""

@@ -1,0 +1,152 @@
+"""An `EventLog` in memory, for fast tests: the SQLite log's behaviour, without a file.
+
+It keeps what the SQLite log would give back: event data goes through the same JSON
+(tuples come back as lists), and a write that SQLite would refuse (a duplicate key,
+data JSON cannot hold, an update of a call never opened) is skipped and reported by
+the next `flush`/`close` as an `EventLogError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from typing import Any, Final
+
+from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Track
+
+__all__ = ["MemoryEventLog"]
+
+_CALL_FIELDS: Final = frozenset(f.name for f in fields(CallRecord)) - {"call_id"}
+_JSON: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+
+
+def _copy(call: CallRecord) -> CallRecord:
+    return replace(call, custom_parameters=dict(call.custom_parameters))
+
+
+class MemoryEventLog:
+    """An `EventLog` held in dictionaries; every write is "committed" at once."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, CallRecord] = {}
+        # Event data is kept as its JSON text, as in SQLite: reads get fresh dicts.
+        self._events: dict[str, dict[int, tuple[EventRecord, str]]] = {}
+        self._audio: dict[tuple[str, Track], dict[int, AudioChunk]] = {}
+        self._closed = False
+        self._error: EventLogError | None = None
+        self._more_errors = 0
+
+    def __repr__(self) -> str:
+        return "MemoryEventLog()"
+
+    def __enter__(self) -> MemoryEventLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing ---
+
+    def open_call(self, call: CallRecord) -> None:
+        self._check_open()
+        if call.call_id in self._calls:
+            self._fail(f"call {call.call_id!r}", "the call is already open")
+            return
+        self._calls[call.call_id] = _copy(call)
+
+    def update_call(self, call_id: str, **fields: Any) -> None:
+        self._check_open()
+        unknown = fields.keys() - _CALL_FIELDS
+        if unknown:
+            raise TypeError(f"update_call: CallRecord has no field(s) {sorted(unknown)}")
+        call = self._calls.get(call_id)
+        if call is None:
+            self._fail(f"call {call_id!r}", f"update_call: no call {call_id!r} was opened")
+            return
+        if "custom_parameters" in fields:
+            fields["custom_parameters"] = dict(fields["custom_parameters"])
+        self._calls[call_id] = replace(call, **fields)
+
+    def append(self, event: EventRecord) -> None:
+        self._check_open()
+        what = f"event {event.call_id!r} seq {event.seq}"
+        try:
+            data = _JSON.encode(event.data)
+        except (TypeError, ValueError) as e:
+            self._fail(what, e)
+            return
+        events = self._events.setdefault(event.call_id, {})
+        if event.seq in events:
+            self._fail(what, "duplicate (call_id, seq)")
+            return
+        events[event.seq] = (replace(event, data={}), data)
+
+    def append_audio(self, chunk: AudioChunk) -> None:
+        self._check_open()
+        chunks = self._audio.setdefault((chunk.call_id, chunk.track), {})
+        if chunk.seq in chunks:
+            what = f"audio {chunk.call_id!r} {chunk.track} seq {chunk.seq}"
+            self._fail(what, "duplicate (call_id, track, seq)")
+            return
+        chunks[chunk.seq] = replace(chunk, payload=bytes(chunk.payload))
+
+    async def flush(self) -> None:
+        self.flush_sync()
+
+    def flush_sync(self) -> None:
+        error, self._error, more = self._error, None, self._more_errors
+        self._more_errors = 0
+        if error is not None:
+            if more:
+                raise EventLogError(f"{error} (and {more} more failed writes)") from error.__cause__
+            raise error
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.flush_sync()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventLogError("memory event log is closed")
+
+    def _fail(self, what: str, cause: BaseException | str) -> None:
+        if self._error is not None:
+            self._more_errors += 1
+            return
+        self._error = EventLogError(f"memory event log: could not write {what}: {cause}")
+        if isinstance(cause, BaseException):
+            self._error.__cause__ = cause
+
+    # --- reading ---
+
+    def calls(self) -> list[CallRecord]:
+        self._check_open()
+        # sorted() is stable: calls started in the same ms stay in the order opened.
+        return [_copy(c) for c in sorted(self._calls.values(), key=lambda c: c.started_wall_ms)]
+
+    def call(self, call_id: str) -> CallRecord | None:
+        self._check_open()
+        call = self._calls.get(call_id)
+        return None if call is None else _copy(call)
+
+    def events(
+        self, call_id: str, *, kind: str | None = None, source: str | None = None
+    ) -> list[EventRecord]:
+        self._check_open()
+        events = self._events.get(call_id, {})
+        records = (events[seq] for seq in sorted(events))
+        return [
+            replace(event, data=json.loads(data))
+            for event, data in records
+            if (kind is None or event.kind == kind) and (source is None or event.source == source)
+        ]
+
+    def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
+        self._check_open()
+        chunks = self._audio.get((call_id, track), {})
+        return [chunks[seq] for seq in sorted(chunks)]
