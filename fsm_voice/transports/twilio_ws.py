@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
 from starlette.websockets import WebSocket, WebSocketState
 
 from fsm_voice.clock import Clock, IdSource
@@ -76,6 +77,15 @@ class VoiceEndpoint:
     machine_name: str | None = None
     on_call: Callable[[CallHandle], None] | None = None
     calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
+    finished: list[str] = field(default_factory=list)  # call ids, in the order they ended
+    _changed: anyio.Event | None = None  # made on the loop, when first needed
+
+    async def wait_finished(self, count: int) -> None:
+        """Wait until `count` calls have finished (run to the end, log flushed)."""
+        while len(self.finished) < count:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
 
     async def handle(self, websocket: WebSocket) -> None:
         await websocket.accept()
@@ -96,3 +106,7 @@ class VoiceEndpoint:
             await runtime.run()
         finally:
             del self.calls[call_id]
+            self.finished.append(call_id)
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None

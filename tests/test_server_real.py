@@ -1,0 +1,189 @@
+"""The real thing: uvicorn on 127.0.0.1, dialled by the phone simulator over TCP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fsm_voice.agents.echo import echo_agent
+from fsm_voice.clock import RandomIds, SystemClock
+from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
+from fsm_voice.eventlog.sqlite import SqliteEventLog
+from fsm_voice.runtime.call import Agent
+from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.server import RunningServer, create_app, serve_in_background
+from fsm_voice.simulator.client import dial
+from fsm_voice.simulator.phone import PhoneSimulator
+from fsm_voice.transports.twilio_ws import VoiceEndpoint
+
+pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
+
+
+def frames(n: int, salt: int) -> bytes:
+    """n distinct 160-byte frames, different per caller (`salt`)."""
+    return b"".join(
+        bytes([(salt * 31 + i) % 250, (i >> 8) % 250, i % 250]) + bytes([salt % 250]) * 157
+        for i in range(n)
+    )
+
+
+class Harness:
+    def __init__(self, server: RunningServer, endpoint: VoiceEndpoint, log: SqliteEventLog):
+        self.server = server
+        self.endpoint = endpoint
+        self.log = log
+        self.clock = SystemClock()
+
+    def phone(self, socket: object, **params: str) -> PhoneSimulator:
+        return PhoneSimulator(socket, self.clock, RandomIds(), custom_parameters=params)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    agent: Agent = getattr(request, "param", echo_agent(mark_every=10))
+    log = SqliteEventLog(tmp_path / "calls.db")
+    app = create_app(log, agent=agent, machine_name="test")
+    try:
+        async with serve_in_background(app) as server:
+            yield Harness(server, app.state.voice, log)
+    finally:
+        log.close()
+
+
+async def test_echo_call_over_a_real_socket(harness: Harness) -> None:
+    said = frames(50, salt=1)
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket, who="alice")
+        async with sim:
+            await sim.send_audio(said)
+            await sim.wait_played_bytes(len(said))
+            await sim.wait_for_mark_echoed("echo-50")
+    await harness.endpoint.wait_finished(1)
+    assert bytes(sim.played) == said
+    call_id = harness.endpoint.finished[0]
+    call = harness.log.call(call_id)
+    assert call is not None
+    assert (call.stream_sid, call.end_reason) == (sim.stream_sid, "caller_hangup")
+    assert call.custom_parameters == {"who": "alice"}
+    assert track_pcm_mulaw(harness.log, call_id, "caller") == said
+    assert track_pcm_mulaw(harness.log, call_id, "agent") == said
+    echoed = [e.data["name"] for e in call_events(harness.log, call_id, kind="mark_echoed")]
+    assert echoed == [f"echo-{n}" for n in range(10, 51, 10)]
+
+
+async def test_fifty_concurrent_calls_account_for_every_frame(harness: Harness) -> None:
+    results: dict[int, tuple[bytes, bytes, str]] = {}
+
+    async def caller(n: int) -> None:
+        said = frames(25, salt=n)
+        async with dial(harness.server.url) as socket:
+            sim = harness.phone(socket, caller=str(n))
+            async with sim:
+                await sim.send_audio(said)
+                await sim.wait_played_bytes(len(said))
+        results[n] = (said, bytes(sim.played), sim.stream_sid)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(50):
+            tg.start_soon(caller, n)
+    await harness.endpoint.wait_finished(50)
+    assert sorted(results) == list(range(50))
+    for said, heard, _ in results.values():
+        assert heard == said  # every frame echoed, none mixed up between calls
+    by_stream = {c.stream_sid: c for c in harness.log.calls()}
+    for n, (said, _, stream_sid) in results.items():
+        call = by_stream[stream_sid]
+        assert call.custom_parameters == {"caller": str(n)}
+        assert track_pcm_mulaw(harness.log, call.call_id, "caller") == said
+        assert call.end_reason == "caller_hangup"
+
+
+async def test_a_second_call_leaves_the_first_untouched(harness: Harness) -> None:
+    first_said, second_said = frames(40, salt=7), frames(10, salt=8)
+    async with dial(harness.server.url) as first_socket:
+        first = harness.phone(first_socket)
+        async with first:
+            await first.send_audio(first_said[: 20 * 160])
+            async with dial(harness.server.url) as second_socket:
+                second = harness.phone(second_socket)
+                async with second:
+                    await second.send_audio(second_said)
+                    await second.wait_played_bytes(len(second_said))
+                    await second_socket.send("{broken")  # the second call misbehaves
+            await first.send_audio(first_said[20 * 160 :])
+            await first.wait_played_bytes(len(first_said))
+    await harness.endpoint.wait_finished(2)
+    assert bytes(first.played) == first_said
+    assert bytes(second.played) == second_said
+    by_stream = {c.stream_sid: c.call_id for c in harness.log.calls()}
+    first_events = call_events(harness.log, by_stream[first.stream_sid])
+    assert not [e for e in first_events if e.kind == "protocol_violation"]
+    second_violations = call_events(
+        harness.log, by_stream[second.stream_sid], kind="protocol_violation"
+    )
+    assert [e.data["reason"] for e in second_violations] == ["invalid_json"]
+
+
+async def test_malformed_messages_over_the_wire_keep_the_call_going(harness: Harness) -> None:
+    said = frames(10, salt=3)
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket)
+        async with sim:
+            await sim.send_audio(said[:800])
+            for bad in ["{", "[]", '{"event":"zap"}', '{"event":"media","media":{"payload":"%%"}}']:
+                await socket.send(bad)
+            await sim.send_audio(said[800:])
+            await sim.wait_played_bytes(len(said))
+    await harness.endpoint.wait_finished(1)
+    assert bytes(sim.played) == said
+    reasons = [
+        e.data["reason"]
+        for e in call_events(harness.log, harness.endpoint.finished[0], kind="protocol_violation")
+    ]
+    assert reasons == ["invalid_json", "not_an_object", "unknown_event", "bad_base64"]
+
+
+async def test_a_dropped_socket_ends_the_call_cleanly(harness: Harness) -> None:
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket)
+        async with sim:
+            await sim.send_audio(frames(5, salt=4))
+            await sim.drop()
+    await harness.endpoint.wait_finished(1)
+    call = harness.log.call(harness.endpoint.finished[0])
+    assert call is not None and call.end_reason == "socket_dropped"
+    assert not harness.endpoint.calls
+
+
+async def hang_up_after_a_prompt(call: CallHandle) -> None:
+    await call.send_audio(frames(10, salt=5))
+    await call.send_mark("prompt-done")
+    await call.hangup("done")
+
+
+@pytest.mark.parametrize("harness", [hang_up_after_a_prompt], indirect=True)
+async def test_server_requested_hangup_over_the_wire(harness: Harness) -> None:
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket)
+        async with sim:
+            assert await sim.wait_closed() == 1000
+    await harness.endpoint.wait_finished(1)
+    assert bytes(sim.played) == frames(10, salt=5)
+    call = harness.log.call(harness.endpoint.finished[0])
+    assert call is not None and call.end_reason == "done"
+
+
+async def test_binary_frames_are_violations_not_crashes(harness: Harness) -> None:
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket)
+        async with sim:
+            await sim.send_audio(frames(2, salt=6))
+            await socket.connection.send(b"\x00\x01\x02")  # type: ignore[attr-defined]
+            await sim.send_audio(frames(2, salt=6))
+            await sim.wait_played_bytes(4 * 160)
+    await harness.endpoint.wait_finished(1)
+    events = call_events(harness.log, harness.endpoint.finished[0], kind="protocol_violation")
+    assert [e.data["reason"] for e in events] == ["binary_frame"]
