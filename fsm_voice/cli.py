@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
     serve.add_argument("--db", default=DEFAULT_DB, help="event log (default: %(default)s)")
     serve.add_argument("--machine", default="echo", help="what answers calls (default: echo)")
+    serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
 
     simulate = sub.add_parser(
         "simulate",
@@ -103,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from fsm_voice.commands.serve import serve
 
-        return serve(args.host, args.port, Path(args.db), args.machine)
+        return serve(args.host, args.port, Path(args.db), args.machine, args.fd)
     if args.command == "simulate":
         from fsm_voice.commands.simulate import simulate
 

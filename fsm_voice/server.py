@@ -48,7 +48,7 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
-    app = Starlette(routes=[WebSocketRoute("/voice", endpoint.handle), Route("/health", health)])
+    app = Starlette(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
     app.state.voice = endpoint
     return app
 
@@ -97,6 +97,7 @@ async def serve_in_background(
     sock.close()
 
 
-def run_server(app: Starlette, host: str, port: int) -> None:
+def run_server(app: Starlette, host: str, port: int, fd: int | None = None) -> None:
     """Serve until interrupted (the `fsm-voice serve` command)."""
-    uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
+    where: dict[str, object] = {"fd": fd} if fd is not None else {"host": host, "port": port}
+    uvicorn.Server(uvicorn_config(app, **where)).run()

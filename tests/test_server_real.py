@@ -187,3 +187,52 @@ async def test_binary_frames_are_violations_not_crashes(harness: Harness) -> Non
     await harness.endpoint.wait_finished(1)
     events = call_events(harness.log, harness.endpoint.finished[0], kind="protocol_violation")
     assert [e.data["reason"] for e in events] == ["binary_frame"]
+
+
+def consumer_thread_agent(results: list[object]) -> Agent:
+    """An agent whose logic runs in a plain thread, through the *_sync twins."""
+
+    async def agent(call: CallHandle) -> None:
+        def work() -> None:
+            call.wait_connected_sync(5_000)
+            call.send_audio_sync(frames(15, salt=9))
+            results.append(call.send_mark_sync("spoken"))
+            results.append(call.send_mark_sync("nothing-queued"))
+            call.hangup_sync("thread_done")
+            results.append(call.wait_ended_sync(5))
+            results.append(call.send_mark_sync("after-hangup"))
+
+        await anyio.to_thread.run_sync(work)
+
+    return agent
+
+
+_thread_results: list[object] = []
+
+
+@pytest.mark.parametrize("harness", [consumer_thread_agent(_thread_results)], indirect=True)
+async def test_sync_twins_drive_a_call_from_a_consumer_thread(harness: Harness) -> None:
+    async with dial(harness.server.url) as socket:
+        sim = harness.phone(socket)
+        async with sim:
+            assert await sim.wait_closed() == 1000
+    await harness.endpoint.wait_finished(1)
+    assert bytes(sim.played) == frames(15, salt=9)
+    assert _thread_results == ["played", "played", "thread_done", "call_ended"]
+
+
+async def test_sync_twins_refuse_to_run_on_the_event_loop(harness: Harness) -> None:
+    refused: list[str] = []
+
+    async def check(call: CallHandle) -> None:
+        try:
+            call.send_mark_sync("x")
+        except RuntimeError as e:
+            refused.append(str(e))
+
+    harness.endpoint.agent = check
+    async with dial(harness.server.url) as socket:
+        async with harness.phone(socket):
+            pass
+    await harness.endpoint.wait_finished(1)
+    assert refused and "await the async one" in refused[0]

@@ -18,12 +18,13 @@ def resolve_agent(machine: str) -> Agent:
     raise ConfigError(f"unknown machine {machine!r} (built in: {known})")
 
 
-def serve(host: str, port: int, db: Path, machine: str) -> int:
+def serve(host: str, port: int, db: Path, machine: str, fd: int | None = None) -> int:
     agent = resolve_agent(machine)
     log = SqliteEventLog(db)
     try:
-        print(f"fsm-voice: serving ws://{host}:{port}/voice ({machine}), log in {db}")
-        run_server(create_app(log, agent=agent, machine_name=machine), host, port)
+        where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"
+        print(f"fsm-voice: serving {where} ({machine}), log in {db}", flush=True)
+        run_server(create_app(log, agent=agent, machine_name=machine), host, port, fd)
     finally:
         log.close()
     return 0

@@ -218,14 +218,6 @@ class _Writer:
         try:
             while self._loop_once(conn):
                 pass
-        except BaseException as e:  # a bug, or a hook raised: leave nobody waiting forever
-            self.failed = True
-            self._record("anything more (the writer thread stopped)", e)
-            error = self.take_error()
-            while self.pending:
-                op = self.pending.popleft()
-                if isinstance(op, _Waiter):
-                    op.done(error)
         finally:
             conn.close()
 
@@ -256,14 +248,21 @@ class _Writer:
                 waiters.append(op)
             else:
                 stop = True
-        if calls or events or audio:
-            self._commit(conn, calls, events, audio)
+        try:
+            if calls or events or audio:
+                self._commit(conn, calls, events, audio)
+        except BaseException as e:  # a bug, or a hook raised: leave nobody waiting forever
+            self.failed = True
+            self._record("anything more (the writer thread stopped)", e)
+            while pending:
+                if isinstance(op := pending.popleft(), _Waiter):
+                    waiters.append(op)
         if waiters:  # else an error waits for the next flush or close
             error = self.take_error()
             for waiter in waiters:
                 waiter.done(error)
-                error = None
-        return not stop
+                error = error if self.failed else None
+        return not (stop or self.failed)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():

@@ -6,10 +6,9 @@ A mark can never overtake audio queued before it because both travel the same FI
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
-
-import anyio
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +33,17 @@ Outgoing = AudioOut | MarkOut | ClearOut
 class OutboundQueue:
     def __init__(self) -> None:
         self._items: deque[Outgoing] = deque()
-        self._wakeup: anyio.Event | None = None
+        # A bare future, not an anyio Event: this wakes once per frame on the hot path.
+        self._wakeup: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, item: Outgoing) -> None:
         self._items.append(item)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def drop_all(self) -> list[Outgoing]:
         dropped = list(self._items)
@@ -51,7 +52,7 @@ class OutboundQueue:
 
     async def get(self) -> Outgoing:
         while not self._items:
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            self._wakeup = asyncio.get_running_loop().create_future()
+            await self._wakeup
         self._wakeup = None
         return self._items.popleft()

@@ -12,7 +12,7 @@ import math
 from typing import Protocol
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from fsm_voice.errors import SocketClosed
 
@@ -55,8 +55,8 @@ class MemorySocket:
 
     def __init__(
         self,
-        inbox: ObjectReceiveStream[str | bytes | _Close],
-        outbox: ObjectSendStream[str | bytes | _Close],
+        inbox: MemoryObjectReceiveStream[str | bytes | _Close],
+        outbox: MemoryObjectSendStream[str | bytes | _Close],
     ) -> None:
         self._inbox = inbox
         self._outbox = outbox

@@ -6,11 +6,12 @@ config, the clock and the event-log writer.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.types import Receive, Scope, Send
 
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import SocketClosed
@@ -21,13 +22,17 @@ from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.socket import CLOSE_ABNORMAL, CLOSE_NORMAL
 
 
-class StarletteSocket:
-    """`MessageSocket` over a Starlette WebSocket, using raw ASGI messages (hot path)."""
+class AsgiSocket:
+    """`MessageSocket` over raw ASGI WebSocket messages.
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
-        self._receive = websocket.receive
-        self._send = websocket.send
+    The endpoint is a plain ASGI app rather than a Starlette `WebSocket`: every media
+    frame passes here, and the wrapper's per-message state checks cost more than the
+    frame's own handling.
+    """
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
         self._closed: int | None = None
 
     async def receive(self) -> str | bytes:
@@ -35,21 +40,21 @@ class StarletteSocket:
             raise SocketClosed(self._closed)
         try:
             message = await self._receive()
-        except Exception as e:  # Starlette raises RuntimeError once disconnected
+        except Exception as e:  # the server lost the connection under us
             self._closed = CLOSE_ABNORMAL
             raise SocketClosed(CLOSE_ABNORMAL, str(e)) from e
         if message["type"] == "websocket.receive":
             text = message.get("text")
             return text if text is not None else (message.get("bytes") or b"")
         self._closed = int(message.get("code", CLOSE_ABNORMAL))
-        raise SocketClosed(self._closed, str(message.get("reason", "")))
+        raise SocketClosed(self._closed, str(message.get("reason") or ""))
 
     async def send(self, text: str) -> None:
         if self._closed is not None:
             raise SocketClosed(self._closed)
         try:
             await self._send({"type": "websocket.send", "text": text})
-        except Exception as e:  # uvicorn: ClientDisconnected (OSError); Starlette: RuntimeError
+        except Exception as e:  # uvicorn raises ClientDisconnected (an OSError)
             self._closed = CLOSE_ABNORMAL
             raise SocketClosed(CLOSE_ABNORMAL, str(e)) from e
 
@@ -57,12 +62,8 @@ class StarletteSocket:
         if self._closed is not None:
             return
         self._closed = code
-        if self._ws.application_state == WebSocketState.DISCONNECTED:
-            return
-        try:
-            await self._ws.close(code, reason)
-        except Exception:  # already gone: closing is done either way
-            return
+        with contextlib.suppress(Exception):  # already gone: closing is done either way
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 @dataclass
@@ -87,11 +88,16 @@ class VoiceEndpoint:
                 self._changed = anyio.Event()
             await self._changed.wait()
 
-    async def handle(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point for the `/voice` WebSocket route."""
+        if scope["type"] != "websocket":
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
         call_id = self.ids.new_id("FV")
         runtime = CallRuntime(
-            StarletteSocket(websocket),
+            AsgiSocket(receive, send),
             call_id=call_id,
             clock=self.clock,
             log=self.log,
