@@ -231,8 +231,7 @@ async def test_sync_twins_refuse_to_run_on_the_event_loop(harness: Harness) -> N
             refused.append(str(e))
 
     harness.endpoint.agent = check
-    async with dial(harness.server.url) as socket:
-        async with harness.phone(socket):
-            pass
+    async with dial(harness.server.url) as socket, harness.phone(socket):
+        pass
     await harness.endpoint.wait_finished(1)
     assert refused and "await the async one" in refused[0]

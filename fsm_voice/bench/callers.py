@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import struct
-import sys
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from fsm_voice.clock import perf_ms
+from fsm_voice.clock import SystemClock, perf_ms
 
 FRAME_MS = 20
 SLOTS = 4
@@ -41,11 +41,10 @@ class Caller:
     def media(self, index: int) -> str:
         self.seq += 1
         payload = base64.b64encode(struct.pack("<I", index) + b"\x7f" * 156).decode()
-        return (
-            '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":{"track":"inbound",'
-            '"chunk":"%d","timestamp":"%d","payload":"%s"}}'
-            % (self.seq, self.sid, index + 1, index * FRAME_MS, payload)
-        )
+        media = {"track": "inbound", "chunk": str(index + 1),
+                 "timestamp": str(index * FRAME_MS), "payload": payload}  # fmt: skip
+        message = {"event": "media", "sequenceNumber": str(self.seq), "streamSid": self.sid}
+        return json.dumps(message | {"media": media})
 
 
 async def run_caller(c: Caller, url: str, connected: asyncio.Event) -> None:
@@ -53,12 +52,16 @@ async def run_caller(c: Caller, url: str, connected: asyncio.Event) -> None:
         c.ws = ws
         c.sid = f"MZbench{c.n:025d}"
         await ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
-        start = {
-            "event": "start", "sequenceNumber": "1", "streamSid": c.sid,
-            "start": {"streamSid": c.sid, "callSid": f"CAbench{c.n:025d}", "accountSid": "ACbench",
-                      "tracks": ["inbound"], "customParameters": {"bench": str(c.n)},
-                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
-        }  # fmt: skip
+        fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+        body = {
+            "streamSid": c.sid,
+            "callSid": f"CAbench{c.n:025d}",
+            "accountSid": "ACbench",
+            "tracks": ["inbound"],
+            "customParameters": {"bench": str(c.n)},
+            "mediaFormat": fmt,
+        }
+        start = {"event": "start", "sequenceNumber": "1", "streamSid": c.sid, "start": body}
         await ws.send(json.dumps(start))
         connected.set()
         loop = asyncio.get_running_loop()
@@ -84,23 +87,30 @@ def _echo_mark(c: Caller, name: str) -> None:
     if c.ws is None:
         return
     c.seq += 1
-    message = '{"event":"mark","sequenceNumber":"%d","streamSid":"%s","mark":{"name":%s}}' % (
-        c.seq, c.sid, json.dumps(name))
+    message = {"event": "mark", "sequenceNumber": str(c.seq), "streamSid": c.sid}
     c.marks += 1
-    asyncio.ensure_future(_send_quietly(c.ws, message))
+    task = asyncio.ensure_future(
+        _send_quietly(c.ws, json.dumps(message | {"mark": {"name": name}}))
+    )
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[None]] = set()
 
 
 async def _send_quietly(ws: ClientConnection, message: str) -> None:
-    try:
+    with contextlib.suppress(ConnectionClosed):
         await ws.send(message)
-    except ConnectionClosed:
-        pass
 
 
 async def load(url: str, calls: int, seconds: float) -> dict[str, object]:
     callers = [Caller(n) for n in range(calls)]
     connected = [asyncio.Event() for _ in callers]
-    tasks = [asyncio.create_task(run_caller(c, url, e)) for c, e in zip(callers, connected, strict=True)]
+    tasks = [
+        asyncio.create_task(run_caller(c, url, e)) for c, e in zip(callers, connected, strict=True)
+    ]
+    clock = SystemClock()
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), timeout=30)
     print(json.dumps({"connected": calls}), flush=True)  # the parent samples RSS now
     frames = int(seconds * 1000 / FRAME_MS)
@@ -109,7 +119,7 @@ async def load(url: str, calls: int, seconds: float) -> dict[str, object]:
     for index in range(frames):
         for slot in range(SLOTS):
             target = t0 + index * FRAME_MS + slot * FRAME_MS / SLOTS
-            await asyncio.sleep(max(0.0, target - perf_ms()) / 1000)
+            await clock.sleep(target - perf_ms())
             lateness.append(perf_ms() - target)
             for c in callers[slot::SLOTS]:
                 if c.ws is None:
@@ -119,12 +129,12 @@ async def load(url: str, calls: int, seconds: float) -> dict[str, object]:
                     await c.ws.send(c.media(index))
                 except ConnectionClosed:
                     c.ws = None
-    await asyncio.sleep(1.0)  # let the last echoes arrive
+    await clock.sleep(1000)  # let the last echoes arrive
     for c in callers:
         if c.ws is not None:
             c.seq += 1
-            await _send_quietly(c.ws, '{"event":"stop","sequenceNumber":"%d","streamSid":"%s",'
-                                '"stop":{"accountSid":"ACbench","callSid":"CA"}}' % (c.seq, c.sid))
+            stop = {"event": "stop", "sequenceNumber": str(c.seq), "streamSid": c.sid}
+            await _send_quietly(c.ws, json.dumps(stop | {"stop": {"accountSid": "ACbench"}}))
             await c.ws.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies = sorted(x for c in callers for x in c.latencies)
@@ -132,7 +142,11 @@ async def load(url: str, calls: int, seconds: float) -> dict[str, object]:
     received = sum(c.received for c in callers)
 
     def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else -1
+        return (
+            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
+            if latencies
+            else -1
+        )
 
     lateness.sort()
     return {
@@ -156,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

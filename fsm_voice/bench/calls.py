@@ -29,7 +29,7 @@ P99_TARGET_MS = 50.0
 
 def _psutil() -> Any:
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
     except ImportError as e:
         raise ConfigError("the benchmark needs psutil: pip install 'fsm-voice[dev]'") from e
     return psutil

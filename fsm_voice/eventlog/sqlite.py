@@ -55,12 +55,12 @@ _INSERT_AUDIO: Final = (
 _CALL_COLUMNS: Final = ", ".join(f.name for f in fields(CallRecord))
 
 
-def iso_utc(wall_ms: int) -> str:
+def _iso_utc(wall_ms: int) -> str:
     """`2026-01-01T00:00:00.000Z` for a time in ms since the Unix epoch."""
     return (_EPOCH + wall_ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ms % 1000:03d}Z"
 
 
-def wall_ms_from_iso(text: str) -> int:
+def _wall_ms_from_iso(text: str) -> int:
     return (datetime.fromisoformat(text) - _EPOCH) // _MS
 
 
@@ -150,9 +150,11 @@ class _Writer:
         self._error: EventLogError | None = None
         self._more_errors = 0
         self._iso_second = 0
-        self._iso_prefix = iso_utc(0)[:-4]
+        self._iso_prefix = _iso_utc(0)[:-4]
         self._ready = threading.Event()
         self.failed = False
+        self._state_lock = threading.Lock()
+        self._finished = False
         self._open_error: EventLogError | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"fsm-voice event log {path}", daemon=True
@@ -165,16 +167,19 @@ class _Writer:
             self._thread.join()
             raise self._open_error
 
-    def enqueue(self, op: _Op) -> None:
-        self.pending.append(op)
-        if isinstance(op, _Waiter | _Stop):
-            self.hurry.set()
-        self.wake.set()
+    def enqueue(self, op: _Waiter | _Stop) -> None:
+        """Queue a flush or the stop; once the thread has ended, answer a flush at once."""
+        with self._state_lock:
+            if not self._finished:
+                self.pending.append(op)
+                self.hurry.set()
+                self.wake.set()
+                return
+        if isinstance(op, _Waiter):
+            op.done(self.take_error())
 
     def stop(self) -> EventLogError | None:
         """Commit what is pending, end the thread; the error not reported yet, if any."""
-        if not self._thread.is_alive():
-            return self.take_error()
         waiter = _SyncWaiter()
         self.enqueue(waiter)
         self.enqueue(_Stop())
@@ -218,8 +223,24 @@ class _Writer:
         try:
             while self._loop_once(conn):
                 pass
+        except BaseException as e:  # a bug, or a hook raised: leave nobody waiting forever
+            self.failed = True
+            self._record("anything more (the writer thread stopped)", e)
         finally:
             conn.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._state_lock:
+            self._finished = True
+            left = list(self.pending)
+            self.pending.clear()
+        error = self.take_error()
+        if error is None and self.failed:
+            error = EventLogError(f"event log {self.path}: the writer thread stopped")
+        for op in left:
+            if isinstance(op, _Waiter):
+                op.done(error)
 
     def _loop_once(self, conn: sqlite3.Connection) -> bool:
         self.wake.wait()
@@ -251,18 +272,15 @@ class _Writer:
         try:
             if calls or events or audio:
                 self._commit(conn, calls, events, audio)
-        except BaseException as e:  # a bug, or a hook raised: leave nobody waiting forever
-            self.failed = True
-            self._record("anything more (the writer thread stopped)", e)
-            while pending:
-                if isinstance(op := pending.popleft(), _Waiter):
-                    waiters.append(op)
+        except BaseException:
+            pending.extendleft(reversed(waiters))  # for _finish to answer
+            raise
         if waiters:  # else an error waits for the next flush or close
             error = self.take_error()
             for waiter in waiters:
                 waiter.done(error)
-                error = error if self.failed else None
-        return not (stop or self.failed)
+                error = None
+        return not stop
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
@@ -370,7 +388,7 @@ class _Writer:
         second = e.wall_ms // 1000
         if second != self._iso_second:  # events come in bursts within one second
             self._iso_second = second
-            self._iso_prefix = iso_utc(e.wall_ms)[:-4]
+            self._iso_prefix = _iso_utc(e.wall_ms)[:-4]
         wall_time = f"{self._iso_prefix}{e.wall_ms % 1000:03d}Z"
         return (e.call_id, e.seq, e.t_ms, wall_time, e.source, e.kind, _JSON.encode(e.data), e.v)
 
@@ -392,9 +410,9 @@ def _call_columns(values: dict[str, Any]) -> dict[str, object]:
             continue
         row[name] = value
         if name == "started_wall_ms":
-            row["started_at"] = iso_utc(value)
+            row["started_at"] = _iso_utc(value)
         elif name == "ended_wall_ms":
-            row["ended_at"] = None if value is None else iso_utc(value)
+            row["ended_at"] = None if value is None else _iso_utc(value)
     return row
 
 
@@ -531,11 +549,11 @@ class SqliteEventLog:
     # --- writing ---
 
     def open_call(self, call: CallRecord) -> None:
-        self._check_open()
+        self._check_writable()
         self._enqueue(replace(call, custom_parameters=dict(call.custom_parameters)))
 
     def update_call(self, call_id: str, **fields: Any) -> None:
-        self._check_open()
+        self._check_writable()
         unknown = fields.keys() - _CALL_FIELDS
         if unknown:
             raise TypeError(f"update_call: CallRecord has no field(s) {sorted(unknown)}")
@@ -546,11 +564,11 @@ class SqliteEventLog:
 
     def append(self, event: EventRecord) -> None:
         """Enqueue `event`; its `data` is encoded later, so do not mutate it afterwards."""
-        self._check_open()
+        self._check_writable()
         self._enqueue(event)
 
     def append_audio(self, chunk: AudioChunk) -> None:
-        self._check_open()
+        self._check_writable()
         self._enqueue(chunk)
 
     def _enqueue(self, op: _Op) -> None:
@@ -565,6 +583,9 @@ class SqliteEventLog:
     def _check_open(self) -> None:
         if self._closed:
             raise EventLogError(f"event log {self.path} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
         if self._writer.failed:
             raise EventLogError(f"event log {self.path}: the writer thread stopped")
 
@@ -631,7 +652,7 @@ class SqliteEventLog:
                 call_id=row[0],
                 seq=row[1],
                 t_ms=row[2],
-                wall_ms=wall_ms_from_iso(row[3]),
+                wall_ms=_wall_ms_from_iso(row[3]),
                 source=cast(Source, row[4]),
                 kind=row[5],
                 data=json.loads(row[6]),
