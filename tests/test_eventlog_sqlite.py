@@ -221,18 +221,26 @@ def test_another_process_reads_while_the_writer_is_mid_transaction(db_path: Path
 
 CRASHING_WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, threading
     from fsm_voice.eventlog import CallRecord, EventRecord, SqliteEventLog
 
     log = SqliteEventLog(sys.argv[1])
-    log.open_call(CallRecord("c1", started_wall_ms=0))
-    seq = 0
-    while True:
-        log.append(EventRecord("c1", seq, seq, seq, "runtime", "tick_counted", {"n": seq}))
-        seq += 1
-        if seq % 100 == 0:
-            log.flush_sync()
-            print(seq - 1, flush=True)
+
+    def write(call_id, flush_every, report):
+        log.open_call(CallRecord(call_id, started_wall_ms=0))
+        seq = 0
+        while True:
+            data = {"n": seq, "pad": "x" * 100}
+            log.append(EventRecord(call_id, seq, seq, seq, "runtime", "tick_counted", data))
+            seq += 1
+            if seq % flush_every == 0:
+                log.flush_sync()
+                if report:
+                    print(seq - 1, flush=True)
+
+    # A second writer keeps the writer thread busy, so the kill lands mid-batch.
+    threading.Thread(target=write, args=("busy", 5000, False), daemon=True).start()
+    write("c1", 100, True)
     """
 )
 
@@ -253,15 +261,24 @@ def test_sigkill_loses_at_most_the_unflushed_tail(db_path: Path, lines_before_ki
                 assert line, f"writer died: {proc.stderr.read()}"
                 last_flushed = int(line)
         finally:
-            proc.kill()  # SIGKILL: no cleanup, mid-batch most likely
+            proc.kill()  # SIGKILL: no cleanup
             proc.wait()
     assert proc.returncode == -9
     with plain(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        seqs = [s for (s,) in conn.execute("SELECT seq FROM events ORDER BY seq")]
-    assert seqs[: last_flushed + 1] == list(range(last_flushed + 1))
-    # Batches commit in order, so what survives is a prefix: no holes.
-    assert seqs == list(range(len(seqs)))
+        seqs = {
+            call_id: [
+                s
+                for (s,) in conn.execute(
+                    "SELECT seq FROM events WHERE call_id = ? ORDER BY seq", (call_id,)
+                )
+            ]
+            for call_id in ("c1", "busy")
+        }
+    assert seqs["c1"][: last_flushed + 1] == list(range(last_flushed + 1))
+    # Batches commit in order, so what survives of each call is a prefix: no holes.
+    for survived in seqs.values():
+        assert survived == list(range(len(survived)))
 
 
 def test_a_missing_directory_is_an_error_naming_the_path(tmp_path: Path) -> None:
@@ -339,5 +356,5 @@ def test_a_writer_thread_that_dies_fails_flushes_instead_of_hanging(db_path: Pat
         log.flush_sync()
     with pytest.raises(EventLogError, match="writer thread stopped"):
         log.append(event(1))
-    assert log.events("c1") == []  # reading what was committed still works
+    assert log.events("c1") == [event(0)]  # committed before the hook ran; reads still work
     log.close()
