@@ -1,0 +1,148 @@
+"""The SQLite event log's file format: schema, column conversions, row encoders.
+
+With `sqlite` and `sqlite_writer`, the only modules that import `sqlite3` and
+`sqlite_utils` (STYLE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlite_utils
+
+from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.records import AudioChunk, CallRecord
+
+SCHEMA_VERSION: Final = 1  # stored as PRAGMA user_version
+
+# Sorted keys and no spaces: the same data is always the same text.
+_JSON: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+_INSERT_EVENT: Final = (
+    "INSERT INTO events (call_id, seq, t_ms, wall_time, source, kind, data, v)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_AUDIO: Final = (
+    "INSERT INTO audio (call_id, track, seq, t_ms, first_frame, frame_count, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CALL_COLUMNS: Final = ", ".join(f.name for f in fields(CallRecord))
+
+
+def _iso_utc(wall_ms: int) -> str:
+    """`2026-01-01T00:00:00.000Z` for a time in ms since the Unix epoch."""
+    return (_EPOCH + wall_ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ms % 1000:03d}Z"
+
+
+def _wall_ms_from_iso(text: str) -> int:
+    return (datetime.fromisoformat(text) - _EPOCH) // _MS
+
+
+def _audio_row(a: AudioChunk) -> tuple[object, ...]:
+    return (a.call_id, a.track, a.seq, a.t_ms, a.first_frame, a.frame_count, bytes(a.payload))
+
+
+def _insert_audio(conn: sqlite3.Connection, chunk: AudioChunk) -> None:
+    conn.execute(_INSERT_AUDIO, _audio_row(chunk))
+
+
+def _call_columns(values: dict[str, Any]) -> dict[str, object]:
+    """CallRecord fields → `calls` columns (ISO twins for the two times, JSON params)."""
+    row: dict[str, object] = {}
+    for name, value in values.items():
+        if name == "custom_parameters":
+            row[name] = _JSON.encode(value)
+            continue
+        row[name] = value
+        if name == "started_wall_ms":
+            row["started_at"] = _iso_utc(value)
+        elif name == "ended_wall_ms":
+            row["ended_at"] = None if value is None else _iso_utc(value)
+    return row
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise EventLogError(f"journal_mode is {mode!r}, WAL is needed")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise EventLogError(
+            f"schema version {version} is newer than this fsm_voice's {SCHEMA_VERSION}"
+        )
+    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+    # NOT NULL on the keys too: SQLite lets NULL into a non-INTEGER primary key.
+    db.table("calls").create(
+        {
+            "call_id": str,
+            "call_sid": str,
+            "stream_sid": str,
+            "account_sid": str,
+            "from_number": str,
+            "to_number": str,
+            "direction": str,
+            "machine": str,
+            "machine_version": str,
+            "custom_parameters": str,  # JSON object
+            "started_at": str,  # ISO-8601 UTC with ms
+            "started_wall_ms": int,
+            "ended_at": str,
+            "ended_wall_ms": int,
+            "duration_ms": int,
+            "end_reason": str,
+            "outcome": str,
+            "final_state": str,
+        },
+        pk="call_id",
+        not_null={"call_id", "custom_parameters", "started_at", "started_wall_ms"},
+        if_not_exists=True,
+    )
+    events = db.table("events")
+    events.create(
+        {
+            "call_id": str,
+            "seq": int,
+            "t_ms": int,  # ms since the call started
+            "wall_time": str,  # ISO-8601 UTC with ms
+            "source": str,
+            "kind": str,
+            "data": str,  # JSON, sorted keys, compact
+            "v": int,  # payload schema version
+        },
+        pk=("call_id", "seq"),
+        not_null={"call_id", "seq", "t_ms", "wall_time", "source", "kind", "data", "v"},
+        if_not_exists=True,
+    )
+    events.create_index(["kind"], if_not_exists=True)
+    db.table("audio").create(
+        {
+            "call_id": str,
+            "track": str,  # caller | agent
+            "seq": int,
+            "t_ms": int,
+            "first_frame": int,  # 20 ms frame number within the track
+            "frame_count": int,
+            "payload": bytes,  # μ-law, 8 kHz
+        },
+        pk=("call_id", "track", "seq"),
+        not_null={"call_id", "track", "seq", "t_ms", "first_frame", "frame_count", "payload"},
+        if_not_exists=True,
+    )
+    if version < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _call_record(row: Iterable[Any]) -> CallRecord:
+    values = dict(zip((f.name for f in fields(CallRecord)), row, strict=True))
+    values["custom_parameters"] = json.loads(values["custom_parameters"])
+    return CallRecord(**values)
