@@ -109,9 +109,6 @@ class CallMachine:
         self._emit(fx.ReportViolation("duplicate_start", detail))
         self._hang_up(ev.HangupRequested("protocol_violation"), code=CLOSE_POLICY)
 
-    def _violation(self, reason: str) -> fx.ReportViolation:
-        return fx.ReportViolation(reason)
-
     def _media_before_start(self, _: ev.MediaReceived) -> None:
         self._emit(fx.ReportViolation("media_before_start"))
 

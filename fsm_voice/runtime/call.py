@@ -100,7 +100,8 @@ class CallRuntime:
         self._log.open_call(
             CallRecord(self.call_id, self.clock.wall_ms(), machine=self._machine_name)
         )
-        self._agent_done.set() if self._agent is None else None
+        if self._agent is None:
+            self._agent_done.set()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.dispatch(ev.SocketOpened())
