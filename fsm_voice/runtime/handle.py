@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from fsm_voice.clock import Clock
 from fsm_voice.errors import CallHangupError, CallNotAnsweredError
+from fsm_voice.eventlog.records import Source
 
 if TYPE_CHECKING:
     from fsm_voice.runtime.call import CallRuntime
@@ -107,6 +109,19 @@ class CallHandle:
         return self._ended.done()
 
     @property
+    def clock(self) -> Clock:
+        """The call's clock: timers of code driving the call go through it."""
+        return self._runtime.clock
+
+    def t_ms(self) -> int:
+        """Milliseconds since the call started, on the call's clock."""
+        return self._runtime.t_ms()
+
+    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+        """Append an event to this call's log (providers and conversations use it)."""
+        self._runtime.record(source, kind, data)
+
+    @property
     def end_reason(self) -> str | None:
         return self._ended.result() if self._ended.done() else None
 
@@ -129,6 +144,10 @@ class CallHandle:
 
     async def clear(self) -> None:
         """Barge-in: drop queued audio here and at the platform; release mark waits."""
+        self._runtime.request_clear()
+
+    def clear_nowait(self) -> None:
+        """`clear` for callbacks running on the loop."""
         self._runtime.request_clear()
 
     async def hangup(self, reason: str = "agent_hangup") -> None:

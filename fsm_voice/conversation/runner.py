@@ -1,0 +1,341 @@
+"""The async shell around one conversation machine: the agent of a call.
+
+It turns the call's audio, DTMF and end, and the recogniser's results, into
+conversation events; feeds them one at a time to the pure machine; logs every event
+and effect; and carries the effects out: prompts (TTS sentence by sentence, a mark
+after each), barge-in (stop synthesis + `clear`), timers on the call's Clock, hooks,
+SMS, transfer and hangup.
+
+What the caller actually heard is read from the marks: a sentence counts as heard
+only when the platform echoed the mark queued right after its audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from fsm_voice.audio.mulaw import FRAME_BYTES
+from fsm_voice.audio.wav import read_wav_as_mulaw_8k
+from fsm_voice.clock import TimerHandle
+from fsm_voice.conversation import effects as fx
+from fsm_voice.conversation import events as ev
+from fsm_voice.conversation.hooks import HookContext, call_hook, resolve_hook
+from fsm_voice.conversation.machine import ConversationMachine, snapshot
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    Transcript,
+    split_sentences,
+)
+from fsm_voice.runtime.call import Agent
+from fsm_voice.runtime.handle import CallHandle, MarkOutcome
+
+__all__ = ["ConversationRunner", "conversation_agent"]
+
+_SILENCE = 0xFF
+# Events whose facts another source already logged (stt, transport): not logged twice.
+_LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
+
+
+def conversation_agent(
+    spec: MachineSpec,
+    *,
+    recognizer: Callable[[], SpeechRecognizer],
+    synthesizer: SpeechSynthesizer,
+    telephony: Telephony | None = None,
+) -> Agent:
+    """An `Agent` that holds each call's conversation with `spec`."""
+    shared_telephony = telephony or SimulatedTelephony()
+
+    async def agent(call: CallHandle) -> None:
+        runner = ConversationRunner(call, spec, recognizer(), synthesizer, shared_telephony)
+        await runner.run()
+
+    return agent
+
+
+@dataclass
+class _Prompt:
+    prompt_id: str
+    sentences: list[str] = field(default_factory=list)
+    marks: list[asyncio.Future[MarkOutcome]] = field(default_factory=list)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    stopped: bool = False
+
+
+class ConversationRunner:
+    def __init__(
+        self,
+        call: CallHandle,
+        spec: MachineSpec,
+        recognizer: SpeechRecognizer,
+        synthesizer: SpeechSynthesizer,
+        telephony: Telephony,
+    ) -> None:
+        self.call = call
+        self.spec = spec
+        self.machine = ConversationMachine(spec)
+        self._recognizer = recognizer
+        self._synthesizer = synthesizer
+        self._telephony = telephony
+        self._inbox: deque[ev.ConversationEvent] = deque()
+        self._dispatching = False
+        self._timers: dict[str, TimerHandle] = {}
+        self._prompts: dict[str, _Prompt] = {}
+        self._tg: TaskGroup | None = None
+        self._base = Path(spec.path).parent
+
+    # --- lifecycle ---
+
+    async def run(self) -> None:
+        call = self.call
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self._recognizer.start(_Listener(self))
+            except Exception as error:  # a provider that cannot start is an `error` event
+                call.record("stt", "provider_failed", {"error": f"{type(error).__name__}: {error}"})
+                self.dispatch(ev.ProviderFailed(self._recognizer.name, str(error)))
+            call.on_caller_audio(lambda frame: self._recognizer.feed(frame, call.t_ms()))
+            call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
+            call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
+            self.dispatch(ev.CallConnected(self._call_variables()))
+            await call.wait_ended()
+            tg.cancel_scope.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        await self._recognizer.stop()
+
+    def _call_variables(self) -> dict[str, Any]:
+        params = self.call.custom_parameters
+        return {
+            "call_id": self.call.call_id,
+            "call_sid": self.call.call_sid or "",
+            "caller": params.get("caller", params.get("From", "")),
+            "called": params.get("called", params.get("To", "")),
+            **{k: v for k, v in params.items() if k.isidentifier()},
+        }
+
+    # --- events in ---
+
+    def dispatch(self, event: ev.ConversationEvent) -> None:
+        """Queue an event; process the queue unless already inside it (no re-entry)."""
+        self._inbox.append(event)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._inbox:
+                self._step(self._inbox.popleft())
+        finally:
+            self._dispatching = False
+
+    def _step(self, event: ev.ConversationEvent) -> None:
+        if not isinstance(event, _LOGGED_ELSEWHERE):
+            self.call.record("conversation", event.kind, snapshot(event.data()))
+        for effect in self.machine.handle(event):
+            if isinstance(effect, fx.Note):
+                self.call.record("conversation", effect.note_kind, effect.details)
+                continue
+            self.call.record("conversation", effect.kind, effect.data())
+            self._execute(effect)
+
+    # --- effects out ---
+
+    def _execute(self, effect: fx.ConversationEffect) -> None:
+        match effect:
+            case fx.Speak(prompt_id=prompt_id, text=text):
+                self._start_prompt(prompt_id, self._speak, text)
+            case fx.PlayFile(prompt_id=prompt_id, path=path):
+                self._start_prompt(prompt_id, self._play_file, path)
+            case fx.StopPrompt(prompt_id=prompt_id):
+                self._stop_prompt(prompt_id)
+            case fx.StartListening(phrases=phrases, free_form=free_form, grammar=name):
+                self._recognizer.set_grammar(Grammar(phrases, free_form, name))
+            case fx.StopListening():
+                self._recognizer.set_grammar(None)
+            case fx.StartTimer(name=name, after_ms=after_ms, token=token):
+                self._cancel_timer(name)
+                self._timers[name] = self.call.clock.call_later(
+                    after_ms, lambda: self._timer_fired(name, token)
+                )
+            case fx.CancelTimer(name=name):
+                self._cancel_timer(name)
+            case fx.CallHook():
+                self._spawn(self._run_hook, effect)
+            case fx.SendSms(action_id=action_id, to=to, body=body):
+                self._spawn(self._send_sms, action_id, to, body)
+            case fx.TransferCall(action_id=action_id, to=to):
+                self._spawn(self._transfer, action_id, to)
+            case fx.HangupCall(reason=reason):
+                self._spawn(self.call.hangup, f"conversation:{reason}")
+
+    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(func, *args)
+
+    def _timer_fired(self, name: str, token: int) -> None:
+        self._timers.pop(name, None)
+        self.dispatch(ev.TimerFired(name, token))
+
+    def _cancel_timer(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    # --- prompts ---
+
+    def _start_prompt(self, prompt_id: str, body: Callable[..., Any], arg: str) -> None:
+        prompt = _Prompt(prompt_id)
+        self._prompts[prompt_id] = prompt
+        self._spawn(self._run_prompt, prompt, body, arg)
+
+    async def _run_prompt(self, prompt: _Prompt, body: Callable[..., Any], arg: str) -> None:
+        self._recognizer.set_speaking(True)
+        try:
+            with prompt.scope:
+                await body(prompt, arg)
+                await asyncio.gather(*prompt.marks, return_exceptions=True)
+        except Exception as error:  # a synthesis failure must not hang the state
+            self.call.record(
+                "tts", "synthesis_failed", {"error": f"{type(error).__name__}: {error}"}
+            )
+            self.dispatch(ev.ProviderFailed(self._synthesizer.name, str(error)))
+        finally:
+            self._recognizer.set_speaking(False)
+        heard = tuple(
+            sentence
+            for sentence, mark in zip(prompt.sentences, prompt.marks, strict=False)
+            if mark.done() and not mark.cancelled() and mark.result() == MarkOutcome.PLAYED
+        )
+        self._prompts.pop(prompt.prompt_id, None)
+        self.dispatch(ev.PromptFinished(prompt.prompt_id, heard, prompt.stopped))
+
+    async def _speak(self, prompt: _Prompt, text: str) -> None:
+        first = True
+        for sentence in split_sentences(text):
+            pending = b""
+            chunks = self._synthesizer.synthesize(sentence)
+            try:
+                async for chunk in chunks:
+                    pending += chunk
+                    whole = len(pending) - len(pending) % FRAME_BYTES
+                    if whole:
+                        if first:
+                            first = False
+                            self.call.record(
+                                "tts", "first_audio_sent", {"prompt_id": prompt.prompt_id}
+                            )
+                        self.call.send_audio_nowait(pending[:whole])
+                        pending = pending[whole:]
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
+            if pending:
+                self.call.send_audio_nowait(
+                    pending + bytes([_SILENCE]) * (FRAME_BYTES - len(pending))
+                )
+            prompt.sentences.append(sentence)
+            prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.{len(prompt.marks)}"))
+
+    async def _play_file(self, prompt: _Prompt, path: str) -> None:
+        audio = read_wav_as_mulaw_8k(self._base / path)
+        self.call.record("tts", "first_audio_sent", {"prompt_id": prompt.prompt_id})
+        self.call.send_audio_nowait(audio)
+        prompt.sentences.append(path)
+        prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.0"))
+
+    def _stop_prompt(self, prompt_id: str) -> None:
+        prompt = self._prompts.get(prompt_id)
+        if prompt is None or prompt.stopped:
+            return
+        prompt.stopped = True
+        prompt.scope.cancel()  # stops synthesis, not just the forwarding
+        # Clear now, before PromptFinished can queue the next prompt's audio behind it.
+        self.call.clear_nowait()
+
+    # --- hooks and telephony ---
+
+    async def _run_hook(self, effect: fx.CallHook) -> None:
+        context = HookContext(self.call.call_id, self.machine.state, dict(effect.context))
+        scope = anyio.CancelScope()
+        timer = self.call.clock.call_later(effect.timeout_ms, scope.cancel)
+        result = None
+        error = "timeout"
+        try:
+            with scope:
+                function = resolve_hook(effect.target, (str(self._base),))
+                result = await call_hook(function, context)
+        except Exception as failure:  # the user's code failed: an `error` event
+            error = f"{type(failure).__name__}: {failure}"
+        finally:
+            timer.cancel()
+        if result is None:
+            self.dispatch(ev.HookFailed(effect.call_id, error))
+        else:
+            self.dispatch(ev.HookReturned(effect.call_id, result.event, dict(result.variables)))
+
+    async def _send_sms(self, action_id: int, to: str, body: str) -> None:
+        try:
+            result = await self._telephony.send_sms(to, body)
+            self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
+        except Exception as error:
+            self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
+
+    async def _transfer(self, action_id: int, to: str) -> None:
+        try:
+            result = await self._telephony.transfer(self.call.call_sid, to)
+            self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
+        except Exception as error:
+            self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
+        await self.call.hangup("conversation:transferred")
+
+
+class _Listener:
+    """The recogniser's callbacks: logged (source `stt`), then fed to the machine."""
+
+    def __init__(self, runner: ConversationRunner) -> None:
+        self._runner = runner
+        self._call = runner.call
+
+    def on_speech_started(self, t_ms: int) -> None:
+        self._call.record("stt", "speech_started", {"at_ms": t_ms})
+        self._runner.dispatch(ev.SpeechStarted(t_ms))
+
+    def on_recognizing(self, text: str) -> None:
+        self._call.record("stt", "transcript_partial", {"text": text})
+
+    def on_committed(self, transcript: Transcript) -> None:
+        self._call.record(
+            "stt",
+            "transcript_committed",
+            {
+                "text": transcript.text,
+                "confidence": transcript.confidence,
+                "start_ms": transcript.start_ms,
+                "end_ms": transcript.end_ms,
+            },
+        )
+        self._runner.dispatch(
+            ev.TranscriptReceived(
+                transcript.text, transcript.confidence, transcript.start_ms, transcript.end_ms
+            )
+        )
+
+    def on_error(self, reason: str, fatal: bool) -> None:
+        self._call.record("stt", "provider_error", {"reason": reason, "fatal": fatal})
+        if fatal:
+            self._runner.dispatch(ev.ProviderFailed(self._runner._recognizer.name, reason))
+
+    def on_state(self, state: str, detail: str) -> None:
+        self._call.record("stt", "provider_state_entered", {"state": state, "detail": detail})

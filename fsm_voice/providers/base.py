@@ -1,0 +1,131 @@
+"""The two provider protocols every speech adapter implements (offline, scripted, cloud).
+
+Both speak 8 kHz μ-law, the telephone's own format, so nothing transcodes on the
+hot path unless a provider needs another rate (then it resamples with soxr, float32).
+
+STT: the runtime feeds caller frames (20 ms, 160 bytes) as they arrive and receives
+results through an `SttListener` whose methods are always called on the event loop.
+TTS: the runtime asks for one sentence at a time and streams its audio as it is
+synthesised; closing the iterator early (barge-in) stops the synthesis itself.
+
+Each provider reports its connection life through `on_state` with the provider
+machine's states (idle → connecting → streaming → reconnecting → closed | error), so
+the runtime can log every transition (see `fsm_voice.providers.machine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "Grammar",
+    "SpeechRecognizer",
+    "SpeechSynthesizer",
+    "SttListener",
+    "Transcript",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """What the caller is expected to say in the current listen state.
+
+    `phrases` are whole utterances the recogniser should prefer (built from the
+    conversation machine's intents and hints); `free_form` keeps the stock language
+    model as the fallback for anything else.
+    """
+
+    phrases: tuple[str, ...] = ()
+    free_form: bool = True
+    name: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A committed utterance. Times are ms since the call started (caller's track)."""
+
+    text: str
+    confidence: float | None = None
+    start_ms: int = 0  # when speech began (the endpointer's view)
+    end_ms: int = 0  # when speech ended
+    alternatives: tuple[str, ...] = field(default=())
+
+
+class SttListener(Protocol):
+    """Receives a recogniser's output. Always called on the event loop thread."""
+
+    def on_speech_started(self, t_ms: int) -> None:
+        """Voice activity began (barge-in is decided from this)."""
+
+    def on_recognizing(self, text: str) -> None:
+        """An interim hypothesis; may change."""
+
+    def on_committed(self, transcript: Transcript) -> None:
+        """A final transcript for one utterance (possibly empty text: noise)."""
+
+    def on_error(self, reason: str, fatal: bool) -> None:
+        """A failure; `fatal` means the provider gave up (after its retries)."""
+
+    def on_state(self, state: str, detail: str) -> None:
+        """The provider machine moved to `state` (idle, connecting, streaming, ...)."""
+
+
+class SpeechRecognizer(Protocol):
+    """Speech-to-text for one call."""
+
+    name: str
+
+    async def start(self, listener: SttListener) -> None:
+        """Connect (load models, open sockets); returns when streaming."""
+
+    def feed(self, mulaw: bytes, t_ms: int) -> None:
+        """One caller frame at call time `t_ms`. Never blocks the loop."""
+
+    def set_grammar(self, grammar: Grammar | None) -> None:
+        """The expectations of the current listen state (None: free form)."""
+
+    def set_speaking(self, speaking: bool) -> None:
+        """The agent is (not) speaking: providers may discard echo around it."""
+
+    async def stop(self) -> None:
+        """Flush nothing, release everything; idempotent."""
+
+
+class SpeechSynthesizer(Protocol):
+    """Text-to-speech, shared by the calls of one process (it must be re-entrant)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Load the voice / open the connection; idempotent."""
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Stream 8 kHz μ-law for `text` (one sentence) as it is produced.
+
+        Chunks may be any length. Closing the iterator early (`aclose`) must stop the
+        synthesis, not just the forwarding.
+        """
+
+    async def stop(self) -> None:
+        """Release the voice; idempotent."""
+
+
+def split_sentences(text: str) -> Sequence[str]:
+    """Split a prompt into sentences so the first audio leaves early and marks can
+    tell which sentences the caller actually heard."""
+    out: list[str] = []
+    current: list[str] = []
+    for i, char in enumerate(text):
+        current.append(char)
+        at_end = i + 1 == len(text) or text[i + 1].isspace()
+        if char in ".!?" and at_end:
+            sentence = "".join(current).strip()
+            if sentence:
+                out.append(sentence)
+            current = []
+    tail = "".join(current).strip()
+    if tail:
+        out.append(tail)
+    return out
