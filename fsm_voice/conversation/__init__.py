@@ -1,0 +1,1 @@
+"""Conversation machines: the YAML format, its checker, the pure machine and its runner."""
