@@ -1,0 +1,485 @@
+"""`ScriptedCaller`: runs a caller script against a call, from the phone's side.
+
+Three tasks share the call while the script runs:
+
+- the *mouth* sends one 160-byte frame every 20 ms on the Clock, without a break, as a
+  real phone line does (the server's recogniser needs continuous frames to endpoint):
+  the next frame of the line being said if there is one, else μ-law silence;
+- the *ear* watches the simulator's playout (`sim.played`) and cuts it into stretches
+  of agent audio: a stretch starts when audio plays after more than a frame of quiet,
+  or after a `clear`;
+- the steps, in order. `wait_prompt` waits for a stretch it has not yet heard (or for
+  audio playing right now) and then for `quiet_ms` of idle playback. Only what the
+  phone heard counts, never the server's internals.
+
+Times in the result are ms since `t0_ms` (by default when `run()` began), so a spoken
+line's end and the next prompt's first audio give the turn latency directly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+import anyio
+import numpy as np
+
+from fsm_voice.audio.frames import split_frames
+from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE, decode
+from fsm_voice.clock import Clock
+from fsm_voice.errors import SocketClosed
+from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+from fsm_voice.simulator.caller_script import (
+    CallerScript,
+    Hangup,
+    Press,
+    Say,
+    Silence,
+    Step,
+    WaitPrompt,
+)
+from fsm_voice.simulator.phone import BYTES_PER_MS, FRAME_MS, PhoneSimulator
+
+__all__ = [
+    "CallerResult",
+    "HeardPrompt",
+    "KeyPress",
+    "ScriptedCaller",
+    "SpokenLine",
+    "StepEvent",
+]
+
+SILENT_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
+# A frame counts as voiced above this RMS (int16): about -40 dBFS, well over the
+# near-zero tail a synthesiser leaves after the last word.
+VOICED_RMS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenLine:
+    """A line the caller said. `end_ms` is when its last frame was sent; `voiced_end_ms`
+    when its last voiced frame was (the synthesiser's trailing silence left out)."""
+
+    step: int
+    text: str
+    start_ms: int
+    end_ms: int
+    voiced_end_ms: int
+    over_agent_audio: bool  # agent audio was playing when the caller started (barge-in)
+
+
+@dataclass(frozen=True, slots=True)
+class HeardPrompt:
+    """Agent audio a step waited for: when it started playing and when it went idle."""
+
+    step: int
+    first_audio_ms: int
+    idle_ms: int | None  # None: the call ended before playback went quiet
+    played_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPress:
+    step: int
+    digit: str
+    t_ms: int
+
+
+@dataclass
+class CallerResult:
+    script: str
+    steps_total: int
+    steps_done: int = 0
+    lines: list[SpokenLine] = field(default_factory=list)
+    prompts: list[HeardPrompt] = field(default_factory=list)
+    keys: list[KeyPress] = field(default_factory=list)
+    hung_up_ms: int | None = None  # the caller hung up (sent `stop`) at this time
+    close_code: int | None = None  # set when the call was over before the script was
+    failure: str | None = None  # why the script could not finish ("file:line: ...")
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def digits(self) -> str:
+        return "".join(key.digit for key in self.keys)
+
+    def turn_latencies_ms(self) -> list[int]:
+        """For each line: its voiced end → the first agent audio that started after it."""
+        latencies = []
+        for line in self.lines:
+            later = [p.first_audio_ms for p in self.prompts if p.first_audio_ms > line.end_ms]
+            if later:
+                latencies.append(min(later) - line.voiced_end_ms)
+        return latencies
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Passed to `on_step` as each step starts and ends (e.g. to print the call live)."""
+
+    index: int
+    step: Step
+    phase: Literal["started", "done", "failed"]
+    t_ms: int
+    detail: str = ""
+
+
+class StepFailed(Exception):
+    """A step could not do its job; the message names the step and where it was written."""
+
+
+class _CallEnded(Exception):
+    pass
+
+
+@dataclass
+class _Utterance:
+    frames: deque[bytes]
+    last_voiced: int  # index of the last voiced frame
+    sent: int = 0
+    start_ms: int = 0
+    voiced_end_ms: int = 0
+    end_ms: int = 0
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stretch:
+    t_ms: int  # when its first frame started playing
+    position: int  # its first byte's offset in `sim.played`
+
+
+class ScriptedCaller:
+    """Runs one `CallerScript` on a live `PhoneSimulator` (already entered)."""
+
+    def __init__(
+        self,
+        sim: PhoneSimulator,
+        script: CallerScript,
+        synthesizer: SpeechSynthesizer,
+        clock: Clock,
+        *,
+        on_step: Callable[[StepEvent], None] | None = None,
+        t0_ms: int | None = None,
+    ) -> None:
+        self.sim = sim
+        self.script = script
+        self.synthesizer = synthesizer
+        self.clock = clock
+        self.on_step = on_step
+        self.t0_ms = t0_ms
+        self.result = CallerResult(script.name, len(script.steps))
+        self._audio: dict[str, bytes] = {}  # synthesised lines, by text
+        self._utterance: _Utterance | None = None
+        self._stretches: list[_Stretch] = []
+        self._heard = 0  # stretches already claimed by a step
+        self._last_end_ms = -(10**9)  # when the last played frame ends (relative ms)
+        self._ear_position = 0  # how much of `sim.played` the ear has seen
+        self._changed = anyio.Event()
+        self._mouth_scope = anyio.CancelScope()
+        self._mouth_done = anyio.Event()
+
+    def now(self) -> int:
+        assert self.t0_ms is not None
+        return self.clock.now_ms() - self.t0_ms
+
+    async def prepare(self) -> None:
+        """Synthesise every line of the script now (run() does it too, if not done)."""
+        await self.synthesizer.start()
+        for text in self.script.lines():
+            await self._speech(text)
+
+    async def run(self) -> CallerResult:
+        """Run every step; returns what happened (never raises for a failed step)."""
+        if self.t0_ms is None:
+            self.t0_ms = self.clock.now_ms()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._mouth)
+            tasks.start_soon(self._ear)
+            try:
+                await self.prepare()
+                await self._steps()
+            finally:
+                tasks.cancel_scope.cancel()
+        return self.result
+
+    # ------------------------------------------------------------------ steps
+
+    async def _steps(self) -> None:
+        result = self.result
+        for index, step in enumerate(self.script.steps):
+            self._report(index, step, "started")
+            try:
+                if self.sim.close_code is not None:
+                    raise _CallEnded
+                if await _first(partial(self._step, index, step), self._wait_closed) == 1:
+                    raise _CallEnded
+            except StepFailed as e:
+                result.failure = str(e)
+                self._report(index, step, "failed", str(e))
+                return
+            except (_CallEnded, SocketClosed):
+                result.close_code = self.sim.close_code
+                # A prompt already heard when the agent hung up still counts as heard.
+                done = (isinstance(step, WaitPrompt) and self._claim_partial(index)) or (
+                    isinstance(step, Hangup) and result.hung_up_ms is not None
+                )
+                rest = self.script.steps[index + int(done) :]
+                if done:
+                    result.steps_done += 1
+                    self._report(index, step, "done", "the call ended")
+                if any(not isinstance(s, Hangup) for s in rest):
+                    result.failure = (
+                        f"{rest[0].source}: the call ended (close code {result.close_code}) "
+                        f"before {rest[0].describe()} could finish"
+                    )
+                return
+            result.steps_done += 1
+            self._report(index, step, "done", self._detail(step))
+
+    async def _step(self, index: int, step: Step) -> None:
+        if isinstance(step, WaitPrompt):
+            await self._wait_prompt(index, step)
+        elif isinstance(step, Say):
+            await self._say(index, step)
+        elif isinstance(step, Press):
+            await self._press(index, step)
+        elif isinstance(step, Silence):
+            await self.clock.sleep(step.ms)
+        else:
+            await self._hangup(step)
+
+    async def _wait_prompt(self, index: int, step: WaitPrompt) -> None:
+        async def body() -> None:
+            stretch = await self._prompt()
+            phase[0] = "speaking"
+            await self._until_quiet(step.quiet_ms)
+            self._heard = len(self._stretches)
+            played = len(self.sim.played) - stretch.position
+            self.result.prompts.append(HeardPrompt(index, stretch.t_ms, self._last_end_ms, played))
+
+        phase = ["silent"]
+        if await _first(body, lambda: self.clock.sleep(step.timeout_ms)) == 1:
+            what = (
+                f"the agent was still speaking after {step.timeout_ms} ms"
+                if phase[0] == "speaking"
+                else f"no agent audio within {step.timeout_ms} ms"
+            )
+            raise StepFailed(f"{step.source}: {step.describe()}: {what}")
+
+    def _claim_partial(self, index: int) -> bool:
+        """The call ended during a wait_prompt: record the prompt if one was playing."""
+        if len(self._stretches) <= self._heard:
+            return False
+        stretch = self._stretches[self._heard]
+        self._heard = len(self._stretches)
+        played = len(self.sim.played) - stretch.position
+        self.result.prompts.append(HeardPrompt(index, stretch.t_ms, None, played))
+        return True
+
+    async def _say(self, index: int, step: Say) -> None:
+        audio = await self._speech(step.text)  # before waiting: barge in on time
+        if step.barge_in_after_ms is not None:
+            stretch = await self._within(step.timeout_ms, self._prompt, step, "no agent audio")
+            self._heard = len(self._stretches)
+            await self.clock.sleep(stretch.t_ms + step.barge_in_after_ms - self.now())
+        over_agent_audio = self._playing()
+        utterance = self._utter(audio)
+        await utterance.done.wait()
+        self.result.lines.append(
+            SpokenLine(
+                index,
+                step.text,
+                utterance.start_ms,
+                utterance.end_ms,
+                utterance.voiced_end_ms,
+                over_agent_audio,
+            )
+        )
+        await self.clock.sleep(step.pause_ms)
+
+    async def _press(self, index: int, step: Press) -> None:
+        for i, digit in enumerate(step.digits):
+            if i:
+                await self.clock.sleep(step.gap_ms)
+            await self.sim.send_dtmf(digit)
+            self.result.keys.append(KeyPress(index, digit, self.now()))
+
+    async def _hangup(self, step: Hangup) -> None:
+        if step.after_ms is not None:
+            stretch = await self._within(step.timeout_ms, self._prompt, step, "no agent audio")
+            self._heard = len(self._stretches)
+            await self.clock.sleep(stretch.t_ms + step.after_ms - self.now())
+        # Stop the mouth first: nothing may follow `stop` on the wire.
+        self._mouth_scope.cancel()
+        await self._mouth_done.wait()
+        self.result.hung_up_ms = self.now()
+        await self.sim.hangup()
+        self.result.close_code = self.sim.close_code
+
+    # ------------------------------------------------------------------ listening
+
+    async def _prompt(self) -> _Stretch:
+        """The first stretch of agent audio no step has claimed, or the one playing now."""
+        while True:
+            if len(self._stretches) > self._heard:
+                return self._stretches[self._heard]
+            if self._stretches and self._playing():
+                return self._stretches[-1]
+            await self._changed.wait()
+
+    def _playing(self) -> bool:
+        return self.sim.playback_pending_bytes > 0 or self.now() < self._last_end_ms
+
+    async def _until_quiet(self, quiet_ms: int) -> None:
+        while True:
+            await self.sim.wait_playback_idle()
+            if len(self.sim.played) != self._ear_position:
+                await self._changed.wait()  # let the ear see the last frame first
+                continue
+            wait_ms = self._last_end_ms + quiet_ms - self.now()
+            if wait_ms <= 0 and self.sim.playback_pending_bytes == 0:
+                return
+            await self.clock.sleep(max(wait_ms, 1))
+
+    async def _ear(self) -> None:
+        cleared = self.sim.cleared
+        try:
+            while True:
+                position = len(self.sim.played)
+                await self.sim.wait_played_bytes(position + 1)
+                now = self.now()
+                # More than a frame of quiet, or a clear, means the agent started anew.
+                if now > self._last_end_ms + FRAME_MS or self.sim.cleared != cleared:
+                    self._stretches.append(_Stretch(now, position))
+                cleared = self.sim.cleared
+                self._ear_position = len(self.sim.played)
+                self._last_end_ms = now + (self._ear_position - position) // BYTES_PER_MS
+                self._notify()
+        except SocketClosed:
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_closed(self) -> None:
+        await self.sim.wait_closed()
+
+    # ------------------------------------------------------------------ speaking
+
+    async def _speech(self, text: str) -> bytes:
+        if text not in self._audio:
+            chunks: list[bytes] = []
+            for sentence in split_sentences(text):
+                async for chunk in self.synthesizer.synthesize(sentence):
+                    chunks.append(chunk)
+            self._audio[text] = b"".join(chunks)
+        return self._audio[text]
+
+    def _utter(self, audio: bytes) -> _Utterance:
+        frames = split_frames(audio, FRAME_BYTES, pad=True) or [SILENT_FRAME]
+        voiced = [i for i, frame in enumerate(frames) if _voiced(frame)]
+        utterance = _Utterance(deque(frames), voiced[-1] if voiced else len(frames) - 1)
+        self._utterance = utterance
+        return utterance
+
+    async def _mouth(self) -> None:
+        """One frame every 20 ms on the Clock, on an absolute grid so it never drifts."""
+        try:
+            with self._mouth_scope:
+                due_ms = self.clock.now_ms()
+                while True:
+                    delay = due_ms - self.clock.now_ms()
+                    if delay > 0:
+                        await self.clock.sleep(delay)
+                    await self.sim.send_audio(self._next_frame())
+                    due_ms += FRAME_MS
+        except SocketClosed:
+            pass  # the server ended the call
+        except RuntimeError:
+            if self.sim.close_code is None:
+                raise
+            # else someone hung up the simulator: the call is over
+        finally:
+            self._mouth_done.set()
+
+    def _next_frame(self) -> bytes:
+        utterance = self._utterance
+        if utterance is None or not utterance.frames:
+            return SILENT_FRAME
+        now = self.now()
+        if utterance.sent == 0:
+            utterance.start_ms = now
+        if utterance.sent == utterance.last_voiced:
+            utterance.voiced_end_ms = now
+        utterance.sent += 1
+        frame = utterance.frames.popleft()
+        if not utterance.frames:
+            utterance.end_ms = now
+            self._utterance = None
+            utterance.done.set()
+        return frame
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _within(
+        self, timeout_ms: int, job: Callable[[], Awaitable[_Stretch]], step: Step, what: str
+    ) -> _Stretch:
+        found: list[_Stretch] = []
+
+        async def run() -> None:
+            found.append(await job())
+
+        if await _first(run, lambda: self.clock.sleep(timeout_ms)) == 1:
+            raise StepFailed(f"{step.source}: {step.describe()}: {what} within {timeout_ms} ms")
+        return found[0]
+
+    def _report(
+        self, index: int, step: Step, phase: Literal["started", "done", "failed"], detail: str = ""
+    ) -> None:
+        if self.on_step is not None:
+            self.on_step(StepEvent(index, step, phase, self.now(), detail))
+
+    def _detail(self, step: Step) -> str:
+        if isinstance(step, WaitPrompt) and self.result.prompts:
+            prompt = self.result.prompts[-1]
+            return f"heard {prompt.played_bytes // BYTES_PER_MS} ms of agent audio"
+        if isinstance(step, Say) and self.result.lines:
+            line = self.result.lines[-1]
+            return f"said {line.text!r} ({line.end_ms - line.start_ms + FRAME_MS} ms)"
+        return step.describe()
+
+
+def _voiced(frame: bytes) -> bool:
+    pcm = decode(frame).astype(np.float64)
+    return float(np.sqrt(np.mean(pcm * pcm))) > VOICED_RMS
+
+
+async def _first(*jobs: Callable[[], Awaitable[None]]) -> int:
+    """Run `jobs` concurrently; cancel the rest once one ends. Returns its index and
+    re-raises its exception (anyio would wrap it in an ExceptionGroup)."""
+    winner: list[int] = []
+    error: list[Exception] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def run(i: int, job: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await job()
+            except Exception as e:
+                if not winner:
+                    error.append(e)
+            if not winner:
+                winner.append(i)
+            tasks.cancel_scope.cancel()
+
+        for i, job in enumerate(jobs):
+            tasks.start_soon(run, i, job)
+    if error:
+        raise error[0]
+    return winner[0]
