@@ -72,6 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=DEFAULT_DB)
     demo.add_argument("--machine", default="echo")
 
+    check = sub.add_parser(
+        "check",
+        help="validate conversation machine files (exit 1 on errors)",
+        epilog="Example:\n  fsm-voice check machines/appointment.yaml machines/ivr.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("machines", nargs="+", type=Path, metavar="MACHINE")
+
+    diagram = sub.add_parser(
+        "diagram",
+        help="draw a conversation machine as a Mermaid state diagram",
+        epilog="Example:\n  fsm-voice diagram machines/appointment.yaml --out appointment.mmd",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diagram.add_argument("machine", type=Path, metavar="MACHINE")
+    diagram.add_argument("--out", type=Path, help="write to this file instead of stdout")
+
     bench = sub.add_parser(
         "bench",
         help="benchmarks (print their figures)",
@@ -113,6 +130,14 @@ def _run(args: argparse.Namespace) -> int:
         from fsm_voice.commands.demo import demo
 
         return demo(Path(args.db), args.machine)
+    if args.command == "check":
+        from fsm_voice.commands.check import check
+
+        return check(args.machines)
+    if args.command == "diagram":
+        from fsm_voice.commands.diagram import diagram
+
+        return diagram(args.machine, args.out)
     if args.command == "bench" and args.bench == "calls":
         from fsm_voice.bench.calls import bench_calls
 

@@ -1,0 +1,32 @@
+"""`fsm-voice check MACHINE...`: print every problem of each machine file.
+
+Exit 1 if any file has an error; warnings alone exit 0 (they are worth reading, but a
+machine with them runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fsm_voice.conversation.loader import load_machine_report
+
+__all__ = ["check"]
+
+
+def check(paths: Sequence[Path]) -> int:
+    failed = False
+    for path in paths:
+        _, problems = load_machine_report(path)
+        for problem in problems:
+            print(problem)
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        verdict = "FAILED" if errors else "ok"
+        print(f"{path}: {verdict} ({_plural(errors, 'error')}, {_plural(warnings, 'warning')})")
+        failed = failed or errors > 0
+    return 1 if failed else 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
