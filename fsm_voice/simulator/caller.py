@@ -60,8 +60,8 @@ VOICED_RMS = 300.0
 
 @dataclass(frozen=True, slots=True)
 class SpokenLine:
-    """A line the caller said. `end_ms` is when its last frame was sent; `voiced_end_ms`
-    when its last voiced frame was (the synthesiser's trailing silence left out)."""
+    """A line the caller said: its frames went out from `start_ms` until `end_ms`
+    (exclusive); `voiced_end_ms` leaves out the synthesiser's trailing silence."""
 
     step: int
     text: str
@@ -77,7 +77,7 @@ class HeardPrompt:
 
     step: int
     first_audio_ms: int
-    idle_ms: int | None  # None: the call ended before playback went quiet
+    idle_ms: int | None  # None: the call ended while it was still playing
     played_bytes: int
 
 
@@ -96,6 +96,8 @@ class CallerResult:
     lines: list[SpokenLine] = field(default_factory=list)
     prompts: list[HeardPrompt] = field(default_factory=list)
     keys: list[KeyPress] = field(default_factory=list)
+    # Every time agent audio started playing after quiet or a clear, whichever step ran.
+    agent_onsets_ms: list[int] = field(default_factory=list)
     hung_up_ms: int | None = None  # the caller hung up (sent `stop`) at this time
     close_code: int | None = None  # set when the call was over before the script was
     failure: str | None = None  # why the script could not finish ("file:line: ...")
@@ -112,7 +114,7 @@ class CallerResult:
         """For each line: its voiced end → the first agent audio that started after it."""
         latencies = []
         for line in self.lines:
-            later = [p.first_audio_ms for p in self.prompts if p.first_audio_ms > line.end_ms]
+            later = [t for t in self.agent_onsets_ms if t >= line.voiced_end_ms]
             if later:
                 latencies.append(min(later) - line.voiced_end_ms)
         return latencies
@@ -279,7 +281,8 @@ class ScriptedCaller:
         stretch = self._stretches[self._heard]
         self._heard = len(self._stretches)
         played = len(self.sim.played) - stretch.position
-        self.result.prompts.append(HeardPrompt(index, stretch.t_ms, None, played))
+        idle_ms = None if self._playing() else self._last_end_ms
+        self.result.prompts.append(HeardPrompt(index, stretch.t_ms, idle_ms, played))
         return True
 
     async def _say(self, index: int, step: Say) -> None:
@@ -329,7 +332,8 @@ class ScriptedCaller:
         while True:
             if len(self._stretches) > self._heard:
                 return self._stretches[self._heard]
-            if self._stretches and self._playing():
+            # Only a frame the ear has seen: audio that just arrived may start a new stretch.
+            if self._stretches and self.now() < self._last_end_ms:
                 return self._stretches[-1]
             await self._changed.wait()
 
@@ -357,6 +361,7 @@ class ScriptedCaller:
                 # More than a frame of quiet, or a clear, means the agent started anew.
                 if now > self._last_end_ms + FRAME_MS or self.sim.cleared != cleared:
                     self._stretches.append(_Stretch(now, position))
+                    self.result.agent_onsets_ms.append(now)
                 cleared = self.sim.cleared
                 self._ear_position = len(self.sim.played)
                 self._last_end_ms = now + (self._ear_position - position) // BYTES_PER_MS
@@ -416,12 +421,13 @@ class ScriptedCaller:
         now = self.now()
         if utterance.sent == 0:
             utterance.start_ms = now
+        # Ends are exclusive: the caller is quiet from the moment the next frame is due.
         if utterance.sent == utterance.last_voiced:
-            utterance.voiced_end_ms = now
+            utterance.voiced_end_ms = now + FRAME_MS
         utterance.sent += 1
         frame = utterance.frames.popleft()
         if not utterance.frames:
-            utterance.end_ms = now
+            utterance.end_ms = now + FRAME_MS
             self._utterance = None
             utterance.done.set()
         return frame
@@ -452,7 +458,7 @@ class ScriptedCaller:
             return f"heard {prompt.played_bytes // BYTES_PER_MS} ms of agent audio"
         if isinstance(step, Say) and self.result.lines:
             line = self.result.lines[-1]
-            return f"said {line.text!r} ({line.end_ms - line.start_ms + FRAME_MS} ms)"
+            return f"said {line.text!r} ({line.end_ms - line.start_ms} ms)"
         return step.describe()
 
 
