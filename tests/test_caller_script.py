@@ -372,3 +372,80 @@ async def test_hangup_after_ms_ends_the_call_mid_prompt_with_stop() -> None:
     played = bytes(call.sim.played)
     goodbye_heard = len(played) - len(played.rstrip(tone(20, GOODBYE_LEVEL)))
     assert 500 * 8 <= goodbye_heard <= 520 * 8
+
+
+def speaker(*prompt_ms: int, hang_up: bool = False) -> Callable[[Clock], Agent]:
+    """An agent that says prompts of these lengths back to back, then maybe hangs up."""
+
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            for ms in prompt_ms:
+                await call.send_audio(tone(ms))
+                await call.send_mark("prompt")
+            if hang_up:
+                await call.hangup()
+            await call.wait_ended()
+
+        return agent
+
+    return make_agent
+
+
+@pytest.mark.anyio
+async def test_a_wait_prompt_with_no_agent_audio_fails_naming_its_line() -> None:
+    result, _, _, events = await run(
+        script("  - wait_prompt: {}\n  - wait_prompt: {timeout_ms: 2000}\n"), speaker(500)
+    )
+    assert result.failure == "<t>:5: wait_prompt: no agent audio within 2000 ms"
+    assert not result.ok and result.steps_done == 1
+    assert (events[-1].index, events[-1].phase, events[-1].t_ms) == (1, "failed", 1100 + 2000)
+
+
+@pytest.mark.anyio
+async def test_a_wait_prompt_on_a_prompt_longer_than_its_timeout_fails() -> None:
+    result, _, _, _ = await run(script("  - wait_prompt: {timeout_ms: 2000}\n"), speaker(5000))
+    assert result.failure == "<t>:4: wait_prompt: the agent was still speaking after 2000 ms"
+
+
+@pytest.mark.anyio
+async def test_a_barge_in_with_no_prompt_to_talk_over_fails() -> None:
+    steps = "  - say: {text: hi, barge_in_after_ms: 100, timeout_ms: 1000}\n"
+    result, _, _, _ = await run(script(steps), speaker())
+    assert result.failure == "<t>:4: say 'hi': no agent audio within 1000 ms"
+    assert result.lines == []
+
+
+@pytest.mark.anyio
+async def test_the_agent_hanging_up_ends_the_script_and_names_the_step_cut_short() -> None:
+    result, _, call, _ = await run(
+        script("  - wait_prompt: {}\n  - say: too late\n  - hangup: {}\n"),
+        speaker(1000, hang_up=True),
+    )
+    assert await call.wait_ended() == "agent_hangup"
+    # The prompt was heard in full before the agent hung up during the quiet wait.
+    assert [(p.first_audio_ms, p.idle_ms) for p in result.prompts] == [(0, 1000)]
+    assert result.steps_done == 1 and result.close_code == 1000
+    assert (
+        result.failure
+        == "<t>:5: the call ended (close code 1000) before say 'too late' could finish"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_script_whose_last_steps_are_hangups_is_fine_when_the_agent_hangs_up() -> None:
+    result, _, _, _ = await run(
+        script("  - wait_prompt: {}\n  - hangup: {}\n"), speaker(1000, hang_up=True)
+    )
+    assert result.ok and result.steps_done == 1 and result.hung_up_ms is None
+
+
+@pytest.mark.anyio
+async def test_lines_are_synthesised_once_per_sentence_and_cached_per_text() -> None:
+    synthesizer = ToneSynthesizer()
+    steps = "  - say: Yes. On Tuesday.\n  - say: hi\n  - say: Yes. On Tuesday.\n  - hangup:\n"
+    result, _, _, _ = await run(script(steps), speaker(), synthesizer)
+    assert result.ok
+    assert synthesizer.requests == ["Yes.", "On Tuesday.", "hi"]
+    first, _, third = result.lines
+    expected_ms = speech_ms("Yes.") + speech_ms("On Tuesday.")
+    assert first.end_ms - first.start_ms == third.end_ms - third.start_ms == expected_ms
