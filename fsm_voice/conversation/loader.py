@@ -88,6 +88,10 @@ def load_machine_report_text(
         return None, reader.problems
     spec = _machine(reader, root, Path(path), hashlib.sha256(data).hexdigest()[:12])
     problems = reader.problems
+    if any(p.severity == "error" for p in problems):
+        # A state that failed to load is missing from the spec: semantic checks on it
+        # would only add noise (unknown targets, unreachable states).
+        return None, sort_problems(problems)
     if spec is not None and check:
         problems = problems + check_machine(spec)
     return spec, sort_problems(problems)
