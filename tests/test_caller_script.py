@@ -449,3 +449,18 @@ async def test_lines_are_synthesised_once_per_sentence_and_cached_per_text() -> 
     first, _, third = result.lines
     expected_ms = speech_ms("Yes.") + speech_ms("On Tuesday.")
     assert first.end_ms - first.start_ms == third.end_ms - third.start_ms == expected_ms
+
+
+class BrokenSynthesizer(ToneSynthesizer):
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        raise RuntimeError(f"no voice for {text!r}")
+        yield b""  # an async generator all the same
+
+
+@pytest.mark.anyio
+async def test_a_synthesiser_error_is_raised_as_itself() -> None:
+    clock = VirtualClock()
+    async with in_process_call(speaker()(clock), clock=clock) as call:
+        caller = ScriptedCaller(call.sim, script("  - say: hi\n"), BrokenSynthesizer(), clock)
+        with pytest.raises(RuntimeError, match="no voice for 'hi'"):
+            await caller.run()

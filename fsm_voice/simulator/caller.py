@@ -131,7 +131,7 @@ class StepEvent:
     detail: str = ""
 
 
-class StepFailed(Exception):
+class _StepFailed(Exception):
     """A step could not do its job; the message names the step and where it was written."""
 
 
@@ -197,17 +197,27 @@ class ScriptedCaller:
             await self._speech(text)
 
     async def run(self) -> CallerResult:
-        """Run every step; returns what happened (never raises for a failed step)."""
+        """Run every step (once per instance); returns what happened.
+
+        A step that fails is reported in the result, not raised; a synthesiser error is
+        raised. Streaming stops when the script ends: leaving the simulator's context
+        hangs up if the script did not.
+        """
         if self.t0_ms is None:
             self.t0_ms = self.clock.now_ms()
+        error: Exception | None = None
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._mouth)
             tasks.start_soon(self._ear)
             try:
-                await self.prepare()
+                await self.prepare()  # while the mouth already streams silence
                 await self._steps()
+            except Exception as e:
+                error = e  # raised below as itself, not inside an ExceptionGroup
             finally:
                 tasks.cancel_scope.cancel()
+        if error is not None:
+            raise error
         return self.result
 
     # ------------------------------------------------------------------ steps
@@ -221,7 +231,7 @@ class ScriptedCaller:
                     raise _CallEnded
                 if await _first(partial(self._step, index, step), self._wait_closed) == 1:
                     raise _CallEnded
-            except StepFailed as e:
+            except _StepFailed as e:
                 result.failure = str(e)
                 self._report(index, step, "failed", str(e))
                 return
@@ -234,7 +244,8 @@ class ScriptedCaller:
                 rest = self.script.steps[index + int(done) :]
                 if done:
                     result.steps_done += 1
-                    self._report(index, step, "done", "the call ended")
+                    detail = "the call ended" if isinstance(step, WaitPrompt) else "hung up"
+                    self._report(index, step, "done", detail)
                 if any(not isinstance(s, Hangup) for s in rest):
                     result.failure = (
                         f"{rest[0].source}: the call ended (close code {result.close_code}) "
@@ -257,22 +268,24 @@ class ScriptedCaller:
             await self._hangup(step)
 
     async def _wait_prompt(self, index: int, step: WaitPrompt) -> None:
+        speaking = False
+
         async def body() -> None:
+            nonlocal speaking
             stretch = await self._prompt()
-            phase[0] = "speaking"
+            speaking = True
             await self._until_quiet(step.quiet_ms)
             self._heard = len(self._stretches)
             played = len(self.sim.played) - stretch.position
             self.result.prompts.append(HeardPrompt(index, stretch.t_ms, self._last_end_ms, played))
 
-        phase = ["silent"]
         if await _first(body, lambda: self.clock.sleep(step.timeout_ms)) == 1:
             what = (
                 f"the agent was still speaking after {step.timeout_ms} ms"
-                if phase[0] == "speaking"
+                if speaking
                 else f"no agent audio within {step.timeout_ms} ms"
             )
-            raise StepFailed(f"{step.source}: {step.describe()}: {what}")
+            raise _StepFailed(f"{step.source}: {step.describe()}: {what}")
 
     def _claim_partial(self, index: int) -> bool:
         """The call ended during a wait_prompt: record the prompt if one was playing."""
@@ -443,7 +456,7 @@ class ScriptedCaller:
             found.append(await job())
 
         if await _first(run, lambda: self.clock.sleep(timeout_ms)) == 1:
-            raise StepFailed(f"{step.source}: {step.describe()}: {what} within {timeout_ms} ms")
+            raise _StepFailed(f"{step.source}: {step.describe()}: {what} within {timeout_ms} ms")
         return found[0]
 
     def _report(
@@ -459,6 +472,8 @@ class ScriptedCaller:
         if isinstance(step, Say) and self.result.lines:
             line = self.result.lines[-1]
             return f"said {line.text!r} ({line.end_ms - line.start_ms} ms)"
+        if isinstance(step, Hangup):
+            return "hung up"
         return step.describe()
 
 
