@@ -13,7 +13,13 @@ Three tasks share the call while the script runs:
   phone heard counts, never the server's internals.
 
 Times in the result are ms since `t0_ms` (by default when `run()` began), so a spoken
-line's end and the next prompt's first audio give the turn latency directly.
+line's end and the next prompt's first audio give the turn latency directly
+(`CallerResult.turn_latencies_ms()`).
+
+    async with dial(url) as socket, PhoneSimulator(socket, clock, ids) as sim:
+        caller = ScriptedCaller(sim, load_caller_script(path), synthesizer, clock)
+        await caller.prepare()   # optional: synthesise every line up front
+        result = await caller.run()
 """
 
 from __future__ import annotations
