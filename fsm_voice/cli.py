@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     diagram = sub.add_parser(
         "diagram",
         help="draw a conversation machine as a Mermaid state diagram",
-        epilog="Example:\n  fsm-voice diagram machines/appointment.yaml --out appointment.mmd",
+        epilog="Example:\n  fsm-voice diagram machines/appointment.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     diagram.add_argument("machine", type=Path, metavar="MACHINE")
