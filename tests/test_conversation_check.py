@@ -267,8 +267,8 @@ def test_warnings_name_the_state_and_alone_exit_zero(
         """,
     )
     assert problems(path) == [
-        f"{path}:3: warning: state 'ask': listens but has no 'noinput' handler "
-        "(nor a global one or a fallback)",
+        f"{path}:3: warning: state 'ask': no 'noinput' handler "
+        "(nor a global one or a fallback): reprompts forever",
         f"{path}:5: warning: state 'ask': phrase 'sure' is in intents 'agree' and 'accept'",
         f"{path}:9: warning: state 'ask': on nomatch: never runs (an earlier handler always "
         "matches first)",

@@ -180,7 +180,7 @@ def _input_handling(c: _Checker, state: StateSpec) -> None:
         if not state.handlers_for(event) and not any(
             h.event == event for h in c.spec.global_handlers
         ):
-            msg = f"listens but has no {event!r} handler (nor a global one or a fallback)"
+            msg = f"no {event!r} handler (nor a global one or a fallback): reprompts forever"
             c.add(state.source, state.name, msg, "warning")
 
 
