@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from fsm_voice.conversation.loader import MachineError, load_machine, load_machine_report
+from fsm_voice.conversation.loader import (
+    MachineError,
+    load_machine,
+    load_machine_report,
+    load_machine_text,
+)
 from fsm_voice.conversation.spec import Gather, Hangup, Listen, Say, Set, Sms
 from fsm_voice.errors import ConfigError
 
@@ -304,3 +309,11 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     assert problems(path) == [f"{path}:1: cannot read: No such file or directory"]
+
+
+def test_text_is_loaded_under_the_name_it_is_given() -> None:
+    spec = load_machine_text("initial: a\nstates:\n  a: {final: true}\n", "virtual/x.yaml")
+    assert spec.path == "virtual/x.yaml" and spec.states["a"].source.line == 3
+    with pytest.raises(MachineError) as info:
+        load_machine_text("initial: b\nstates:\n  a: {final: true}\n", "virtual/y.yaml")
+    assert str(info.value) == "virtual/y.yaml:1: initial state 'b' is not a state"
