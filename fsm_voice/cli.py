@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
     serve.add_argument("--db", default=DEFAULT_DB, help="event log (default: %(default)s)")
-    serve.add_argument("--machine", default="echo", help="what answers calls (default: echo)")
+    serve.add_argument(
+        "--machine", default="echo", help="a machines/*.yaml file, or echo (default: echo)"
+    )
+    serve.add_argument("--providers", default="offline", choices=("offline", "scripted"))
     serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
 
     simulate = sub.add_parser(
@@ -66,11 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="a whole call, offline, end to end",
-        epilog="Example:\n  fsm-voice demo --db demo.db",
+        epilog="Example:\n  fsm-voice demo --db demo.db\n"
+        "  fsm-voice demo --machine machines/ivr.yaml --caller callers/ivr-menu.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--db", default=DEFAULT_DB)
-    demo.add_argument("--machine", default="echo")
+    demo.add_argument("--machine", type=Path, default=Path("machines/appointment.yaml"))
+    demo.add_argument("--caller", type=Path, help="caller script (default: callers/ for it)")
+    demo.add_argument("--providers", default="offline", choices=("offline", "scripted"))
 
     check = sub.add_parser(
         "check",
@@ -121,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from fsm_voice.commands.serve import serve
 
-        return serve(args.host, args.port, Path(args.db), args.machine, args.fd)
+        return serve(args.host, args.port, Path(args.db), args.machine, args.fd, args.providers)
     if args.command == "simulate":
         from fsm_voice.commands.simulate import simulate
 
@@ -129,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from fsm_voice.commands.demo import demo
 
-        return demo(Path(args.db), args.machine)
+        return demo(Path(args.db), args.machine, args.caller, args.providers)
     if args.command == "check":
         from fsm_voice.commands.check import check
 

@@ -239,7 +239,9 @@ def test_gather_finish_key_num_digits_interdigit_and_digit_named_handler() -> No
     finish_prompt(m, start(m))
     for digit in "427":
         out = m.handle(ev.DigitPressed(digit))
-    assert m.variables["digits"] == "427" and m.state == "bye"  # num_digits=3 completes
+    assert m.variables["digits"] == "427"  # num_digits=3 completes without a key
+    assert [n["state"] for n in noted(out, "state_entered")] == ["bye"]
+    assert noted(out, "conversation_ended") == [{"state": "bye", "reason": "done"}]
 
     m = machine(initial="menu")
     finish_prompt(m, start(m))
@@ -297,9 +299,9 @@ def test_hook_blocks_the_cursor_and_its_event_is_taken(event: str | None, state:
     assert speak.text == ("Hello Kim." if event is None else "VIP Kim.")
     out = finish_prompt(m, out)
     if event is None:  # `done` after the say leads to `end`, a final state
-        assert [n["state"] for n in noted(out, "state_entered")] == ["end", ENDED]
-    assert m.ended  # the final state hung up after its prompt
-    assert [h.reason for h in only(out, fx.HangupCall)] == ["completed"]
+        assert [n["state"] for n in noted(out, "state_entered")] == ["end"]
+    assert m.ended and m.state == ENDED  # the final state hung up after its prompt
+    assert noted(out, "conversation_ended") == [{"state": state, "reason": "completed"}]
 
 
 def test_hook_failure_is_an_error_event_and_default_error_hangs_up() -> None:

@@ -1,73 +1,132 @@
-"""`fsm-voice demo`: a whole call, offline, end to end.
+"""`fsm-voice demo`: a whole phone conversation, offline, end to end.
 
-Until conversation machines land this runs the echo machine: a real uvicorn server on
-127.0.0.1, dialled by the phone simulator over a real WebSocket, every event logged.
-It exits 0 only if the caller heard back exactly what it said.
+A real uvicorn server on 127.0.0.1 (a free port) runs a conversation machine
+(machines/appointment.yaml by default); the phone simulator dials it over a real
+WebSocket and follows a caller script (callers/*.yaml), speaking lines synthesised
+by the offline TTS; the agent hears them through the offline STT. Real audio both
+ways, every event in the SQLite log. Exit 0 only if the call reached the script's
+expected end state.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import statistics
 from pathlib import Path
 
 import anyio
-import numpy as np
 
-from fsm_voice.audio.mulaw import encode
 from fsm_voice.clock import RandomIds, SystemClock
-from fsm_voice.commands.serve import resolve_agent
-from fsm_voice.eventlog.query import call_events, list_calls
+from fsm_voice.commands.demo_view import ConversationView
+from fsm_voice.commands.machines import Providers, build_providers, find_caller_script
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.runner import conversation_agent
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.errors import ConfigError
+from fsm_voice.eventlog.observed import ObservedEventLog
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 from fsm_voice.server import create_app, serve_in_background
+from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
+from fsm_voice.simulator.caller_script import CallerScript, load_caller_script
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
 
-
-def _caller_audio(seconds: float) -> bytes:
-    """A rising tone with syllable-like bursts: distinct frames, easy to check."""
-    t = np.arange(int(8000 * seconds)) / 8000
-    tone = np.sin(2 * np.pi * (300 + 200 * t) * t) * (0.5 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    return encode((tone * 12_000).astype(np.int16))
+__all__ = ["demo", "run_demo_call"]
 
 
-async def _demo(db: Path, machine: str) -> int:
-    agent = resolve_agent(machine)
-    log = SqliteEventLog(db)
-    clock = SystemClock()
-    said = _caller_audio(2.0)
+def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
     try:
-        app = create_app(log, agent=agent, machine_name=machine, clock=clock)
-        async with serve_in_background(app) as server:
-            print(f"server  {server.url} (machine: {machine})")
-            async with dial(server.url) as socket:
-                sim = PhoneSimulator(socket, clock, RandomIds(), custom_parameters={"demo": "1"})
-                async with sim:
-                    print(f"caller  {sim.call_sid}: speaking 2.0 s, then pressing 1")
-                    await sim.send_audio(said)
-                    await sim.send_dtmf("1")
-                    await sim.send_silence(300)  # let the last echo and marks come back
-                    await sim.wait_playback_idle()
-            await log.flush()
-            heard = bytes(sim.played)
-    finally:
-        log.close()
-    log = SqliteEventLog(db)
-    try:
-        call = list_calls(log)[-1]
-        kinds = Counter(e.kind for e in call_events(log, call.call_id))
-    finally:
-        log.close()
-    print(f"call    {call.call_id}: {call.duration_ms} ms, ended by {call.end_reason}")
-    print(f"audio   said {len(said)} bytes, heard back {len(heard)} bytes")
-    print(f"marks   {len(sim.marks_echoed)} echoed; events logged: {sum(kinds.values())}")
-    print("        " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    print(f"log     {db}  (sqlite3 {db} 'select kind, count(*) from events group by kind')")
-    if machine == "echo" and heard[: len(said)] != said:
-        print("demo FAILED: the caller did not hear back exactly what it said")
+        spec = load_machine(machine)
+        script = load_caller_script(caller or find_caller_script(spec))
+    except ConfigError as error:
+        print(f"fsm-voice demo: {error}")
         return 1
-    print("demo ok")
+    return anyio.run(_demo, db, spec, script, providers)
+
+
+async def _demo(db: Path, spec: MachineSpec, script: CallerScript, providers: str) -> int:
+    view = ConversationView()
+    view.console.print(
+        f"[bold]fsm-voice demo[/bold]: machine [bold]{spec.name}[/bold] ({spec.path}), "
+        f"caller script [bold]{script.name}[/bold], providers {providers}"
+    )
+    with view.console.status("loading the speech models…"):
+        kit = await build_providers(providers)
+    log = SqliteEventLog(db)
+    try:
+        result, end_state, call_id = await run_demo_call(
+            spec, script, kit, ObservedEventLog(log, view.on_event), view
+        )
+    finally:
+        await kit.stop()
+        log.close()
+    return _report(view, script, result, end_state, call_id, db)
+
+
+async def run_demo_call(
+    spec: MachineSpec,
+    script: CallerScript,
+    kit: Providers,
+    log: ObservedEventLog,
+    view: ConversationView | None = None,
+) -> tuple[CallerResult, str | None, str]:
+    """One call of `script` against `spec` over a real socket; returns the caller's
+    result, the conversation's last state and the call id."""
+    clock = SystemClock()
+    agent = conversation_agent(
+        spec, recognizer=kit.recognizer, synthesizer=kit.synthesizer, telephony=kit.telephony
+    )
+    app = create_app(log, agent=agent, machine_name=spec.name, clock=clock)
+    params = {"caller": "+15550100", "called": "+15550199", "machine": spec.name}
+    async with serve_in_background(app) as server, dial(server.url) as socket:
+        sim = PhoneSimulator(socket, clock, RandomIds(), custom_parameters=params)
+        async with sim:
+            caller = ScriptedCaller(
+                sim, script, kit.caller_voice, clock, on_step=view.on_step if view else None
+            )
+            result = await caller.run()
+            if not result.hung_up_ms and result.close_code is None:
+                await sim.hangup()  # the script ended with the call still up
+        await app.state.voice.wait_finished(1)
+    await log.flush()
+    call_id = log.calls()[-1].call_id
+    ended = log.events(call_id, kind="conversation_ended")
+    end_state = str(ended[-1].data["state"]) if ended else None
+    return result, end_state, call_id
+
+
+def _report(
+    view: ConversationView,
+    script: CallerScript,
+    result: CallerResult,
+    end_state: str | None,
+    call_id: str,
+    db: Path,
+) -> int:
+    console = view.console
+    latencies = result.turn_latencies_ms()
+    if latencies:
+        p50 = statistics.median(latencies)
+        console.print(
+            f"turn latency (caller's end of speech → agent audio): p50 {p50:.0f} ms, "
+            f"max {max(latencies)} ms over {len(latencies)} turns"
+        )
+    console.print(f"\nlog: {db}   call: {call_id}")
+    console.print(f"  fsm-voice events {call_id} --db {db}")
+    console.print(
+        f"  sqlite3 {db} \"select t_ms, source, kind from events where call_id='{call_id}'\""
+    )
+    console.print(f"  fsm-voice export {call_id} --db {db} --out replays/{script.name}/")
+    expected = script.expect.end_state
+    if result.failure:
+        console.print(
+            f"[bold red]demo FAILED[/bold red]: the caller script stopped: {result.failure}"
+        )
+        return 1
+    if expected is not None and end_state != expected:
+        console.print(
+            f"[bold red]demo FAILED[/bold red]: the call ended in state {end_state!r}, "
+            f"but {script.name} expects {expected!r}"
+        )
+        return 1
+    console.print(f"[bold green]demo ok[/bold green]: the call reached {end_state!r}")
     return 0
-
-
-def demo(db: Path, machine: str) -> int:
-    return anyio.run(_demo, db, machine)

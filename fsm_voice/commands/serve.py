@@ -11,20 +11,32 @@ from fsm_voice.runtime.call import Agent
 from fsm_voice.server import create_app, run_server
 
 
-def resolve_agent(machine: str) -> Agent:
+def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str]:
+    """The agent for `--machine`: a built-in name or a conversation machine file."""
     if machine in BUILTIN:
-        return BUILTIN[machine]
+        return BUILTIN[machine], machine
+    if machine.endswith((".yaml", ".yml")):
+        from fsm_voice.commands.machines import machine_agent
+
+        return machine_agent(Path(machine), providers)
     known = ", ".join(sorted(BUILTIN))
-    raise ConfigError(f"unknown machine {machine!r} (built in: {known})")
+    raise ConfigError(f"unknown machine {machine!r} (a machines/*.yaml file, or built in: {known})")
 
 
-def serve(host: str, port: int, db: Path, machine: str, fd: int | None = None) -> int:
-    agent = resolve_agent(machine)
+def serve(
+    host: str,
+    port: int,
+    db: Path,
+    machine: str,
+    fd: int | None = None,
+    providers: str = "offline",
+) -> int:
+    agent, name = resolve_agent(machine, providers)
     log = SqliteEventLog(db)
     try:
         where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"
-        print(f"fsm-voice: serving {where} ({machine}), log in {db}", flush=True)
-        run_server(create_app(log, agent=agent, machine_name=machine), host, port, fd)
+        print(f"fsm-voice: serving {where} ({name}), log in {db}", flush=True)
+        run_server(create_app(log, agent=agent, machine_name=name), host, port, fd)
     finally:
         log.close()
     return 0

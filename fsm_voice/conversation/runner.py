@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -102,11 +102,10 @@ class ConversationRunner:
         call = self.call
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            try:
-                await self._recognizer.start(_Listener(self))
-            except Exception as error:  # a provider that cannot start is an `error` event
-                call.record("stt", "provider_failed", {"error": f"{type(error).__name__}: {error}"})
-                self.dispatch(ev.ProviderFailed(self._recognizer.name, str(error)))
+            await self._start_provider("tts", self._synthesizer.name, self._synthesizer.start())
+            await self._start_provider(
+                "stt", self._recognizer.name, self._recognizer.start(_Listener(self))
+            )
             call.on_caller_audio(lambda frame: self._recognizer.feed(frame, call.t_ms()))
             call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
             call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
@@ -116,6 +115,17 @@ class ConversationRunner:
         for timer in self._timers.values():
             timer.cancel()
         await self._recognizer.stop()
+
+    async def _start_provider(
+        self, source: Literal["stt", "tts"], name: str, starting: Awaitable[None]
+    ) -> None:
+        try:
+            await starting  # idempotent for shared providers: loads models once
+        except Exception as error:  # a provider that cannot start is an `error` event
+            self.call.record(
+                source, "provider_failed", {"error": f"{type(error).__name__}: {error}"}
+            )
+            self.dispatch(ev.ProviderFailed(name, str(error)))
 
     def _call_variables(self) -> dict[str, Any]:
         params = self.call.custom_parameters

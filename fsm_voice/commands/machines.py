@@ -1,0 +1,97 @@
+"""Shared by `serve`, `demo` and the benches: providers for a conversation, and
+finding the caller script written for a machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.runner import conversation_agent
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
+from fsm_voice.errors import ConfigError
+from fsm_voice.providers import create_recognizer, create_synthesizer
+from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
+from fsm_voice.runtime.call import Agent
+from fsm_voice.simulator.caller_script import load_caller_script
+
+__all__ = ["Providers", "build_providers", "find_caller_script"]
+
+PROVIDER_KINDS = ("offline", "scripted")
+
+
+@dataclass
+class Providers:
+    recognizer: Callable[[], SpeechRecognizer]  # one recogniser per call
+    synthesizer: SpeechSynthesizer  # shared by the calls of the process
+    caller_voice: SpeechSynthesizer  # what the simulated caller speaks with
+    telephony: Telephony
+
+    async def stop(self) -> None:
+        await self.synthesizer.stop()
+        if self.caller_voice is not self.synthesizer:
+            await self.caller_voice.stop()
+
+
+async def build_providers(kind: str) -> Providers:
+    """Start the providers of `kind` (models loaded, workers warm) before any call."""
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(f"unknown providers {kind!r} (choose from {', '.join(PROVIDER_KINDS)})")
+    synthesizer = create_synthesizer(kind)
+    await synthesizer.start()
+    warm = create_recognizer(kind)
+    await warm.start(_Quiet())  # loads the models into the worker pool once
+    await warm.stop()
+    return Providers(
+        lambda: create_recognizer(kind), synthesizer, synthesizer, SimulatedTelephony()
+    )
+
+
+def machine_agent(path: Path, kind: str) -> tuple[Agent, str]:
+    """A conversation agent for the machine file at `path` (for `fsm-voice serve`).
+
+    Providers start with the first call (the runner starts them; starting is
+    idempotent), so the server is up at once and the first call pays the model load.
+    """
+    spec = load_machine(path)
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(f"unknown providers {kind!r} (choose from {', '.join(PROVIDER_KINDS)})")
+    agent = conversation_agent(
+        spec,
+        recognizer=lambda: create_recognizer(kind),
+        synthesizer=create_synthesizer(kind),
+        telephony=SimulatedTelephony(),
+    )
+    return agent, spec.name
+
+
+def find_caller_script(spec: MachineSpec) -> Path:
+    """The caller script written for `spec`: callers/*.yaml beside machines/."""
+    folder = Path(spec.path).resolve().parent.parent / "callers"
+    candidates = sorted(folder.glob("*.yaml"))
+    mine = [p for p in candidates if load_caller_script(p).machine == spec.name]
+    if not mine:
+        raise ConfigError(f"no caller script for machine {spec.name!r} in {folder} (use --caller)")
+    happy = [p for p in mine if "happy" in p.stem]
+    return (happy or mine)[0]
+
+
+class _Quiet:
+    """A listener for the warm-up recogniser: nothing it says matters."""
+
+    def on_speech_started(self, t_ms: int) -> None:
+        pass
+
+    def on_recognizing(self, text: str) -> None:
+        pass
+
+    def on_committed(self, transcript: object) -> None:
+        pass
+
+    def on_error(self, reason: str, fatal: bool) -> None:
+        pass
+
+    def on_state(self, state: str, detail: str) -> None:
+        pass
