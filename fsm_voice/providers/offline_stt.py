@@ -1,0 +1,517 @@
+"""Offline speech-to-text with pocketsphinx (its wheel ships the en-US model).
+
+Path of the caller's audio:
+
+    μ-law 8 kHz frames ─▶ int16 ─▶ pocketsphinx Endpointer (8 kHz, 20 ms = one Twilio
+    frame; on the event loop: a WebRTC-style VAD costs microseconds per frame)
+      └─ one whole utterance ─▶ worker process: float32 ─▶ soxr 16 kHz (float32: the
+         int16 path dithers) ─▶ int16 ─▶ Decoder (grammar, phone loop, language model)
+
+Whole utterances are decoded at once, after the endpoint: far more accurate than
+streaming into a cold decoder, and ~5–30 ms of CPU per utterance with a grammar.
+pocketsphinx holds the GIL while decoding, so decoders live in a process pool (one
+Decoder per worker, grammars cached per worker by content hash), never on the loop.
+No partial hypotheses (`on_recognizing` is never called): a partial would cost a
+decode per interval for little gain on short telephone answers.
+
+Grammar vs free form (the choice, measured in benchmarks/stt_accuracy.py): decode
+with the listen state's JSGF grammar; a grammar always returns *some* phrase, so the
+result is checked against a phone-loop decode of the same audio. When the grammar's
+words cover less than `min_coverage` of the speech the phone loop found, the caller
+said something else ("I want to talk to someone"): with `free_form` the stock
+language model transcribes it, without it the result is empty (a nomatch).
+Confidence is that coverage (capped at 1) for grammar results and pocketsphinx's
+posterior for language-model results.
+
+Deterministic: the decoder's feature state (CMN, noise floor) carries over between
+utterances, so it is re-initialised before every pass; the same audio gives the same
+transcript in any worker, in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import multiprocessing
+import re
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fsm_voice.audio.mulaw import SAMPLE_RATE, decode
+from fsm_voice.audio.resample import float_to_pcm16, pcm16_to_float, resample
+from fsm_voice.clock import Clock, SystemClock, TimerHandle, perf_ms
+from fsm_voice.machine import Step
+from fsm_voice.providers import machine as pm
+from fsm_voice.providers.base import Grammar, SttListener, Transcript
+
+__all__ = [
+    "DecodeRequest",
+    "DecodeResult",
+    "DecoderPool",
+    "PocketsphinxRecognizer",
+    "build_jsgf",
+    "decode_utterance",
+    "normalize_phrase",
+    "shared_pool",
+]
+
+log = logging.getLogger(__name__)
+
+DECODER_RATE = 16_000
+_FRAME_S = 0.02  # one Twilio frame; the Endpointer takes 10, 20 or 30 ms
+_LM_SEARCH = "_default"  # the name pocketsphinx gives the stock language model
+_PHONE_SEARCH = "_phones"
+
+
+def _model_dir() -> Path:
+    from pocketsphinx import get_model_path
+
+    return Path(get_model_path()) / "en-us"
+
+
+# --- grammars (built in the call's process; only the JSGF text crosses to workers) ---
+
+_ONES_WORDS = (
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen"),
+    *("seventeen", "eighteen", "nineteen"),
+)
+_TENS_WORDS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+
+
+def _number_words(n: int) -> str:
+    if n < 20:
+        return _ONES_WORDS[n]
+    if n < 100:
+        return _TENS_WORDS[n // 10] + ("" if n % 10 == 0 else " " + _ONES_WORDS[n % 10])
+    return " ".join(_ONES_WORDS[int(d)] for d in str(n))  # 123 → "one two three", as read out
+
+
+def normalize_phrase(text: str) -> list[str]:
+    """Lowercase words as the recogniser spells them: digits become words ("9am" →
+    "nine am", "2 p.m." → "two pm"), punctuation goes, inner apostrophes stay."""
+    text = text.lower().replace("&", " and ")
+    text = re.sub(r"\b([ap])\.m\.", r"\1m", text)  # "p.m." → "pm", one dictionary word
+    text = re.sub(r"(\d+)", r" \1 ", text)
+    text = re.sub(r"[^a-z0-9']+", " ", text)
+    words: list[str] = []
+    for token in text.split():
+        token = token.strip("'")
+        if token.isdigit():
+            words.extend(_number_words(int(token)).split())
+        elif token:
+            words.append(token)
+    return words
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> frozenset[str]:
+    """Every word of the model's pronunciation dictionary (alternates folded)."""
+    words: set[str] = set()
+    with open(_model_dir() / "cmudict-en-us.dict", encoding="utf-8") as lines:
+        for line in lines:
+            head = line.split(" ", 1)[0]
+            words.add(head.split("(", 1)[0])
+    return frozenset(words)
+
+
+def build_jsgf(phrases: Iterable[str], vocab: frozenset[str]) -> tuple[str | None, list[str]]:
+    """A JSGF grammar with one alternative per phrase, and the words it had to drop.
+
+    A phrase with a word outside the dictionary is dropped whole: the decoder cannot
+    say it, and half a phrase would match the wrong things. None if nothing is left.
+    """
+    kept: list[str] = []
+    oov: list[str] = []
+    for phrase in phrases:
+        words = normalize_phrase(phrase)
+        missing = [w for w in words if w not in vocab]
+        oov.extend(w for w in missing if w not in oov)
+        alternative = " ".join(words)
+        if words and not missing and alternative not in kept:
+            kept.append(alternative)
+    if not kept:
+        return None, oov
+    body = " | ".join(f"( {alternative} )" for alternative in kept)
+    return f"#JSGF V1.0;\ngrammar utterance;\npublic <utterance> = {body};\n", oov
+
+
+# --- the worker side: runs in the pool's processes (or in-process for benchmarks) ---
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeRequest:
+    pcm8k: bytes  # int16 little-endian, 8 kHz mono: the whole utterance
+    jsgf: str | None = None
+    free_form: bool = True
+    min_coverage: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    text: str
+    confidence: float | None
+    source: str  # grammar | lm | nomatch
+    alternatives: tuple[str, ...] = ()
+    coverage: float | None = None  # grammar words / phone-loop speech (frames)
+    decode_ms: float = 0.0  # worker wall time, for the benchmark
+
+
+_decoder: Any = None
+_searches: dict[str, str] = {}  # JSGF text hash → search name, per worker
+
+
+def init_worker() -> None:
+    """Load one Decoder (stock LM + phone loop) for this process."""
+    global _decoder
+    from pocketsphinx import Decoder
+
+    model = _model_dir()
+    decoder = Decoder(samprate=DECODER_RATE, loglevel="FATAL")
+    decoder.add_allphone_file(_PHONE_SEARCH, str(model / "en-us-phone.lm.bin"))
+    _decoder = decoder
+    _searches.clear()
+
+
+def ping() -> bool:
+    return _decoder is not None
+
+
+def _grammar_search(jsgf: str) -> str:
+    key = hashlib.sha1(jsgf.encode()).hexdigest()[:16]
+    name = _searches.get(key)
+    if name is None:
+        name = f"g_{key}"
+        _decoder.add_jsgf_string(name, jsgf)
+        _searches[key] = name
+    return name
+
+
+def _run(search: str, pcm16k: bytes) -> tuple[str, float, int]:
+    """(text, posterior, frames of words) for one pass over the whole utterance."""
+    decoder = _decoder
+    decoder.activate_search(search)
+    decoder.reinit_feat()  # forget the previous utterance's CMN and noise estimate
+    decoder.start_utt()
+    decoder.process_raw(pcm16k, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    if hyp is None:
+        return "", 0.0, 0
+    words = 0
+    for seg in decoder.seg():
+        if not seg.word.startswith(("<", "[", "+")) and seg.word != "SIL":
+            words += seg.end_frame - seg.start_frame + 1
+    return str(hyp.hypstr), float(hyp.prob), words
+
+
+def decode_utterance(request: DecodeRequest) -> DecodeResult:
+    """Decode one whole utterance (see the module docstring for the rule)."""
+    if _decoder is None:
+        init_worker()
+    started = perf_ms()
+    pcm = np.frombuffer(request.pcm8k, dtype=np.int16)
+    pcm16k = float_to_pcm16(resample(pcm16_to_float(pcm), SAMPLE_RATE, DECODER_RATE)).tobytes()
+    if request.jsgf is None:
+        text, prob, _ = _run(_LM_SEARCH, pcm16k)
+        return DecodeResult(text, prob if text else None, "lm", decode_ms=perf_ms() - started)
+    g_text, _, g_frames = _run(_grammar_search(request.jsgf), pcm16k)
+    _, _, speech_frames = _run(_PHONE_SEARCH, pcm16k)
+    coverage = g_frames / speech_frames if speech_frames else 0.0
+    if g_text and coverage >= request.min_coverage:
+        confidence = min(coverage, 1.0)
+        return DecodeResult(g_text, confidence, "grammar", (), coverage, perf_ms() - started)
+    alternatives = (g_text,) if g_text else ()
+    if not request.free_form:
+        return DecodeResult("", None, "nomatch", alternatives, coverage, perf_ms() - started)
+    text, prob, _ = _run(_LM_SEARCH, pcm16k)
+    lm_confidence = prob if text else None
+    return DecodeResult(text, lm_confidence, "lm", alternatives, coverage, perf_ms() - started)
+
+
+# --- the pool ---
+
+
+class DecoderPool:
+    """A process pool of decoders; loop-agnostic (its futures are concurrent ones)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._warm: list[concurrent.futures.Future[bool]] = []
+
+    def _ensure(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the server process has threads (log writer, uvicorn).
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+            )
+            # One ping per worker starts them all and loads every decoder now,
+            # not on a caller's first utterance.
+            self._warm = [self._executor.submit(ping) for _ in range(self.workers)]
+        return self._executor
+
+    async def warm(self) -> None:
+        """Return when every worker has loaded its decoder."""
+        self._ensure()
+        for future in list(self._warm):
+            await asyncio.wrap_future(future)
+
+    def submit(self, request: DecodeRequest) -> concurrent.futures.Future[DecodeResult]:
+        return self._ensure().submit(decode_utterance, request)
+
+    def heal(self) -> None:
+        """Replace the pool if it is broken (a worker died). Every call sharing the
+        pool may ask; only the first finds it broken, so it is replaced once."""
+        executor = self._executor
+        if executor is None:
+            return
+        try:
+            executor.submit(ping)
+        except (BrokenProcessPool, RuntimeError):
+            self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_shared: dict[int, DecoderPool] = {}
+
+
+def shared_pool(workers: int = 2) -> DecoderPool:
+    """The process-wide pool of that size (every call of a server shares it)."""
+    pool = _shared.get(workers)
+    if pool is None:
+        pool = _shared[workers] = DecoderPool(workers)
+    return pool
+
+
+# --- the recogniser: one per call ---
+
+
+@dataclass(slots=True)
+class _Pending:
+    start_ms: int
+    end_ms: int
+    future: concurrent.futures.Future[DecodeResult] | None  # None: the pool was broken
+
+
+class PocketsphinxRecognizer:
+    """SpeechRecognizer for one call: endpointing here, decoding in the pool."""
+
+    def __init__(
+        self,
+        *,
+        pool: DecoderPool | None = None,
+        workers: int = 2,
+        window_s: float = 0.3,
+        ratio: float = 0.9,
+        vad_mode: int = 0,  # 0 loose … 3 strict
+        min_coverage: float = 0.8,
+        max_utterance_ms: int = 15_000,
+        max_retries: int = 3,
+        clock: Clock | None = None,
+        jitter: Callable[[], float] = lambda: 0.5,
+        name: str = "offline",
+    ) -> None:
+        self.name = name
+        self.pool = pool if pool is not None else shared_pool(workers)
+        self.min_coverage = min_coverage
+        self.max_utterance_ms = max_utterance_ms
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.machine = pm.ProviderMachine(f"stt:{name}", jitter=jitter, max_retries=max_retries)
+        self.oov_words: list[str] = []  # words the current grammar had to drop
+        self.speaking = False
+        self._ep_args = (window_s, ratio, vad_mode)
+        self._endpointer: Any = None
+        self._listener: SttListener | None = None
+        self._grammar: Grammar | None = None
+        self._jsgf: str | None = None
+        self._origin_ms: int | None = None  # call time of the endpointer's stream time 0
+        self._next_ms = 0  # call time the next frame should carry
+        self._buffer = b""  # int16 not yet a whole endpointer frame
+        self._utterance: list[bytes] = []
+        self._utterance_start_ms = 0
+        self._pending: deque[_Pending] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._deliver_task: asyncio.Task[None] | None = None
+        self._retry_timer: TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
+
+    # --- SpeechRecognizer ---
+
+    async def start(self, listener: SttListener) -> None:
+        from pocketsphinx import Endpointer
+
+        self._listener = listener
+        window_s, ratio, vad_mode = self._ep_args
+        self._endpointer = Endpointer(
+            window=window_s,
+            ratio=ratio,
+            vad_mode=vad_mode,
+            sample_rate=SAMPLE_RATE,
+            frame_length=_FRAME_S,
+        )
+        self._wakeup = asyncio.Event()
+        self._deliver_task = asyncio.ensure_future(self._deliver())
+        await asyncio.to_thread(vocabulary)  # ~100 ms of parsing: not on the loop
+        await self._execute(self.machine.fire(pm.Start()), "warming decoders")
+
+    def feed(self, mulaw: bytes, t_ms: int) -> None:
+        ep = self._endpointer
+        if ep is None or self.machine.state in pm.FINAL or not mulaw:
+            return
+        if self._origin_ms is None:
+            self._origin_ms = self._next_ms = t_ms
+        gap_ms = min(t_ms - self._next_ms, 1000)
+        if gap_ms >= 20:  # lost frames: keep the endpointer's time in step with the call's
+            self._push(bytes(gap_ms * SAMPLE_RATE // 1000 * 2))
+        self._next_ms = max(self._next_ms, t_ms) + len(mulaw) * 1000 // SAMPLE_RATE
+        self._push(decode(mulaw).tobytes())
+
+    def set_grammar(self, grammar: Grammar | None) -> None:
+        self._grammar = grammar
+        self._jsgf, self.oov_words = (None, [])
+        if grammar is not None and grammar.phrases:
+            self._jsgf, self.oov_words = build_jsgf(grammar.phrases, vocabulary())
+            if self.oov_words:
+                log.warning("grammar %s: not in the dictionary: %s", grammar.name, self.oov_words)
+
+    def set_speaking(self, speaking: bool) -> None:
+        # The inbound track carries only the caller, and barge-in needs speech heard
+        # during prompts, so nothing is discarded.
+        self.speaking = speaking
+
+    async def stop(self) -> None:
+        await self._execute(self.machine.fire(pm.Stop()), "stopped")
+        self._utterance = []
+        for pending in self._pending:
+            if pending.future is not None:
+                pending.future.cancel()
+        self._pending.clear()
+        task, self._deliver_task = self._deliver_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # --- endpointing (on the loop) ---
+
+    def _push(self, pcm: bytes) -> None:
+        ep = self._endpointer
+        self._buffer += pcm
+        size = ep.frame_bytes
+        while len(self._buffer) >= size:
+            frame, self._buffer = self._buffer[:size], self._buffer[size:]
+            was_in_speech = ep.in_speech
+            speech = ep.process(frame)
+            if speech is None:
+                continue
+            if not was_in_speech:
+                self._utterance_start_ms = self._call_ms(ep.speech_start)
+                if self._listener is not None:
+                    self._listener.on_speech_started(self._utterance_start_ms)
+            self._utterance.append(speech)
+            if not ep.in_speech:
+                self._dispatch(self._call_ms(ep.speech_end))
+            elif len(self._utterance) * _FRAME_S * 1000 >= self.max_utterance_ms:
+                end_ms = self._utterance_start_ms + self.max_utterance_ms
+                self._dispatch(end_ms)
+                self._utterance_start_ms = end_ms  # the caller goes on: same speech
+
+    def _call_ms(self, stream_s: float) -> int:
+        return (self._origin_ms or 0) + round(stream_s * 1000)
+
+    def _dispatch(self, end_ms: int) -> None:
+        pcm, self._utterance = b"".join(self._utterance), []
+        grammar = self._grammar
+        request = DecodeRequest(
+            pcm, self._jsgf, grammar.free_form if grammar else True, self.min_coverage
+        )
+        future: concurrent.futures.Future[DecodeResult] | None
+        try:
+            future = self.pool.submit(request) if self.machine.is_streaming else None
+        except (BrokenProcessPool, RuntimeError):
+            future = None
+        self._pending.append(_Pending(self._utterance_start_ms, end_ms, future))
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    # --- results, in utterance order (the pool may finish them out of order) ---
+
+    async def _deliver(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            pending = self._pending[0]
+            result: DecodeResult | None = None
+            failure = "decoder pool unavailable"
+            if pending.future is not None:
+                try:
+                    result = await asyncio.wrap_future(pending.future)
+                except BrokenProcessPool as exc:
+                    failure = f"decoder pool died: {exc}"
+                except concurrent.futures.CancelledError:
+                    failure = "decode cancelled"
+            if self._pending and self._pending[0] is pending:
+                self._pending.popleft()
+            if result is not None and self._listener is not None:
+                transcript = Transcript(
+                    result.text,
+                    result.confidence,
+                    pending.start_ms,
+                    pending.end_ms,
+                    result.alternatives,
+                )
+                self._listener.on_committed(transcript)
+            elif result is None and self.machine.is_streaming:
+                await self._execute(self.machine.fire(pm.Dropped(failure)), failure)
+
+    # --- the provider machine's effects ---
+
+    async def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
+        listener = self._listener
+        pm.report_step(step, listener.on_state if listener else None, detail)
+        for effect in step.effects:
+            if isinstance(effect, pm.Connect):
+                await self._connect(effect.attempt)
+            elif isinstance(effect, pm.ScheduleRetry):
+                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
+            elif isinstance(effect, pm.ReportError) and listener is not None:
+                listener.on_error(effect.reason, effect.fatal)
+            # Disconnect: the pool is shared by every call; it outlives this one.
+
+    async def _connect(self, attempt: int) -> None:
+        if attempt > 1:
+            self.pool.heal()
+        try:
+            await self.pool.warm()
+        except Exception as exc:  # a worker that cannot load its model
+            await self._execute(self.machine.fire(pm.Dropped(repr(exc))), repr(exc))
+            return
+        await self._execute(self.machine.fire(pm.Connected()), f"{self.pool.workers} workers")
+
+    def _on_retry_timer(self) -> None:
+        self._retry_timer = None
+        step = self.machine.fire(pm.Retry())
+        task = asyncio.ensure_future(self._execute(step, "retrying"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
