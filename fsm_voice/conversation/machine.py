@@ -575,8 +575,15 @@ def _reason(effect: fx.ConversationEffect | None) -> str:
 
 
 def snapshot(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-friendly copy of variables for the log."""
-    return {
-        k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-        for k, v in variables.items()
-    }
+    """A JSON-friendly copy of a payload for the log (tuples become lists)."""
+    return {str(k): _jsonable(v) for k, v in variables.items()}
+
+
+def _jsonable(value: object) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return snapshot(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)

@@ -1,0 +1,220 @@
+"""Every example machine, end to end on the virtual clock with the scripted providers.
+
+The runtime, the conversation machine, the phone simulator and the caller scripts
+are the real ones; only speech is scripted: the caller's lines are tones of a
+speech-like length and the recogniser hears the script's n-th line for the n-th
+utterance. A 60-second call runs in well under a second and the same inputs give
+the same log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.runner import conversation_agent
+from fsm_voice.conversation.telephony import SimulatedTelephony
+from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
+from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
+from fsm_voice.simulator.caller_script import load_caller_script, parse_caller_script
+from fsm_voice.testing import in_process_call
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.anyio
+
+
+async def run_call(
+    machine: str, caller: str, heard: Sequence[str] | None = None
+) -> tuple[CallerResult, list[EventRecord], SimulatedTelephony]:
+    spec = load_machine(ROOT / "machines" / f"{machine}.yaml")
+    script = (
+        load_caller_script(ROOT / "callers" / f"{caller}.yaml")
+        if "\n" not in caller
+        else parse_caller_script(caller, "inline.yaml")
+    )
+    lines = list(heard) if heard is not None else script.lines()
+    telephony = SimulatedTelephony()
+    agent = conversation_agent(
+        spec,
+        recognizer=lambda: ScriptedRecognizer(lines),
+        synthesizer=ScriptedSynthesizer(),
+        telephony=telephony,
+    )
+    log = MemoryEventLog()
+    async with in_process_call(agent, log=log, custom_parameters={"caller": "+15550123"}) as call:
+        caller_run = ScriptedCaller(call.sim, script, ScriptedSynthesizer(), call.clock)
+        result = await caller_run.run()
+        await call.wait_ended()
+    (record,) = log.calls()
+    return result, list(log.events(record.call_id)), telephony
+
+
+def conv(events: list[EventRecord], kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in events if e.source == "conversation" and e.kind == kind]
+
+
+def path(events: list[EventRecord]) -> list[str]:
+    return [d["state"] for d in conv(events, "state_entered")]
+
+
+def end_state(events: list[EventRecord]) -> str:
+    (ended,) = conv(events, "conversation_ended")
+    return str(ended["state"])
+
+
+async def test_appointment_happy_path_reschedules_and_texts() -> None:
+    result, events, telephony = await run_call("appointment", "appointment-happy")
+    assert result.ok, result.failure
+    assert path(events) == ["greet", "pick_day", "pick_time", "rescheduled"]
+    assert [d["intent"] for d in conv(events, "intent_matched")] == [
+        "reschedule",
+        "weekday",
+        "slot_time",
+    ]
+    assert end_state(events) == "rescheduled"
+    assert telephony.sms == [
+        ("+15550123", "Riverside Clinic: your appointment is now tuesday at two o'clock.")
+    ]
+    # every prompt was heard in full: its sentences' marks were all echoed
+    for finished in conv(events, "prompt_finished"):
+        assert not finished["interrupted"] and finished["heard"]
+
+
+async def test_noinput_timer_starts_only_after_the_prompt_played() -> None:
+    _, events, _ = await run_call("appointment", "appointment-happy")
+    said = next(e for e in events if e.kind == "say_started")
+    finished = next(e for e in events if e.kind == "prompt_finished")
+    timer = next(e for e in events if e.kind == "conversation_timer_started")
+    echoed = [e for e in events if e.kind == "mark_echoed" and e.t_ms <= finished.t_ms]
+    assert said.t_ms < echoed[-1].t_ms <= finished.t_ms <= timer.t_ms
+    # the greeting lasts several seconds: the timer did not start when it was queued
+    assert timer.t_ms - said.t_ms > 3000
+
+
+async def test_silence_escalates_noinput_then_the_fallback_apologises() -> None:
+    result, events, _ = await run_call("appointment", "appointment-silent")
+    counters = conv(events, "counter_changed")
+    assert counters == [
+        {"counter": "noinput", "value": 1},
+        {"counter": "noinput", "value": 2},
+        {"counter": "noinput", "value": 3},
+    ]
+    said = [d["text"] for d in conv(events, "say_started")]
+    assert "Sorry, I didn't hear anything." in said and "I still can't hear you." in said
+    assert conv(events, "fallback_taken") == [{"after": 3, "goto": "apologize"}]
+    assert end_state(events) == "apologize"
+    assert result.close_code is not None  # the agent hung up on the caller
+
+
+async def test_nomatch_escalates_with_count_selected_prompts() -> None:
+    script = """
+name: survey-nomatch
+machine: survey
+expect: {end_state: thanks}
+steps:
+  - wait_prompt: {timeout_ms: 30000}
+  - say: "purple"
+  - wait_prompt: {}
+  - say: "elephant"
+  - wait_prompt: {}
+  - say: "yes"
+  - wait_prompt: {}
+  - say: "five"
+  - wait_prompt: {}
+"""
+    result, events, telephony = await run_call("survey", script)
+    assert result.ok, result.failure
+    assert conv(events, "counter_changed") == [
+        {"counter": "nomatch", "value": 1},
+        {"counter": "nomatch", "value": 2},
+    ]
+    said = [d["text"] for d in conv(events, "say_started")]
+    first = said.index("Sorry, I only understand yes or no.")
+    assert said[first + 1] == "Just yes or no: was your problem solved?"  # attempt 2
+    assert "Please say just the word yes, or the word no." in said  # the count-2 handler
+    assert path(events) == ["intro", "q_solved", "q_rating", "thanks"]
+    assert telephony.sms[0][1] == "Acme survey: problem solved: yes. Rating: five out of five."
+
+
+async def test_bargein_clears_playback_and_logs_what_was_heard() -> None:
+    result, events, _ = await run_call("appointment", "appointment-bargein")
+    assert result.ok, result.failure
+    stopped = conv(events, "prompt_stopped")
+    assert len(stopped) == 1 and stopped[0]["reason"] == "barge_in"
+    assert any(e.kind == "clear_sent" for e in events)
+    interrupted = [d for d in conv(events, "prompt_finished") if d["interrupted"]]
+    assert len(interrupted) == 1
+    greeting = conv(events, "say_started")[0]["text"]
+    # The caller spoke 2 s in: the first sentence (about 4 s) had not finished.
+    assert interrupted[0]["heard"] == []
+    assert greeting.startswith("Hi Alex")
+    assert path(events) == ["greet", "confirm_cancel", "cancelled"]
+
+
+async def test_bargein_after_the_first_sentence_hears_exactly_it() -> None:
+    script = """
+name: late-bargein
+machine: appointment
+steps:
+  - say: {text: "cancel", barge_in_after_ms: 6500, timeout_ms: 30000}
+  - wait_prompt: {}
+  - say: "yes"
+  - wait_prompt: {}
+"""
+    result, events, _ = await run_call("appointment", script)
+    assert result.ok, result.failure
+    (interrupted,) = [d for d in conv(events, "prompt_finished") if d["interrupted"]]
+    assert interrupted["heard"] == [
+        "Hi Alex, this is Riverside Clinic calling about your appointment on Monday "
+        "at nine o'clock."
+    ]
+
+
+async def test_ivr_dtmf_capture_with_pound_and_a_hook() -> None:
+    result, events, _ = await run_call("ivr", "ivr-balance")
+    assert result.ok, result.failure
+    digits = conv(events, "digits_collected")
+    assert digits == [
+        {"digits": "2", "variable": "digits"},
+        {"digits": "123456", "variable": "account_number"},
+    ]
+    assert path(events) == ["menu", "account", "lookup", "tell_balance"]
+    assert conv(events, "hook_returned")[0]["event"] == "found"
+    said = conv(events, "say_started")[-1]["text"]
+    assert said == "The balance on account 123456 is 42 dollars and 50 cents. Goodbye."
+
+
+async def test_ivr_wrong_key_then_transfer() -> None:
+    result, events, telephony = await run_call("ivr", "ivr-agent")
+    assert conv(events, "digits_collected")[0]["digits"] == "7"
+    assert "Sorry, 7 is not an option." in [d["text"] for d in conv(events, "say_started")]
+    assert telephony.transfers == ["+15550100100"]
+    assert end_state(events) == "agent"
+
+
+async def test_caller_hangs_up_mid_prompt() -> None:
+    result, events, _ = await run_call("appointment", "appointment-hangup")
+    assert result.hung_up_ms is not None
+    assert path(events) == ["greet", "ended"]
+    assert conv(events, "caller_hung_up")
+    assert end_state(events) == "ended"  # the global hangup handler went there
+    # the prompt never finished playing: nothing of it is logged as heard
+    finished = conv(events, "prompt_finished")
+    assert all(not d["heard"] for d in finished)
+
+
+async def test_survey_happy_path_and_the_same_log_every_run() -> None:
+    first = await run_call("survey", "survey-happy")
+    second = await run_call("survey", "survey-happy")
+    assert end_state(first[1]) == "thanks"
+
+    def essence(events: list[EventRecord]) -> list[tuple[int, str, str, Any]]:
+        return [(e.t_ms, e.source, e.kind, e.data) for e in events if e.kind != "stream_started"]
+
+    assert essence(first[1]) == essence(second[1])
