@@ -196,6 +196,7 @@ async def test_ivr_wrong_key_then_transfer() -> None:
     assert "Sorry, 7 is not an option." in [d["text"] for d in conv(events, "say_started")]
     assert telephony.transfers == ["+15550100100"]
     assert end_state(events) == "agent"
+    assert result.close_code is not None  # the transfer ended the media stream
 
 
 async def test_caller_hangs_up_mid_prompt() -> None:
