@@ -42,7 +42,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +51,7 @@ from fsm_voice.audio.resample import float_to_pcm16, pcm16_to_float, resample
 from fsm_voice.clock import Clock, SystemClock, TimerHandle, perf_ms
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import Grammar, SttListener, Transcript
+from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
 
 __all__ = [
     "DecodeRequest",
@@ -515,3 +515,7 @@ class PocketsphinxRecognizer:
         task = asyncio.ensure_future(self._execute(step, "retrying"))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+if TYPE_CHECKING:  # mypy checks that it satisfies the protocol
+    _recognizer: SpeechRecognizer = PocketsphinxRecognizer()

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, SAMPLE_RATE, decode, encode
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import Grammar, SttListener, Transcript
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    SttListener,
+    Transcript,
+)
 
 __all__ = ["Script", "ScriptedRecognizer", "ScriptedSynthesizer"]
 
@@ -159,3 +166,8 @@ class ScriptedSynthesizer:
 
     async def stop(self) -> None:
         pm.report_step(self.machine.fire(pm.Stop()), self.on_state, "stopped")
+
+
+if TYPE_CHECKING:  # mypy checks that both satisfy the protocols
+    _recognizer: SpeechRecognizer = ScriptedRecognizer()
+    _synthesizer: SpeechSynthesizer = ScriptedSynthesizer()

