@@ -23,6 +23,9 @@ language model transcribes it, without it the result is empty (a nomatch).
 Confidence is that coverage (capped at 1) for grammar results and pocketsphinx's
 posterior for language-model results.
 
+Workers are spawned (not forked: a server has threads), so a script that creates a
+recogniser must keep its top level under `if __name__ == "__main__":`.
+
 Deterministic: the decoder's feature state (CMN, noise floor) carries over between
 utterances, so it is re-initialised before every pass; the same audio gives the same
 transcript in any worker, in any order.
@@ -505,7 +508,9 @@ class PocketsphinxRecognizer:
         try:
             await self.pool.warm()
         except Exception as exc:  # a worker that cannot load its model
-            await self._execute(self.machine.fire(pm.Dropped(repr(exc))), repr(exc))
+            lines = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            await self._execute(self.machine.fire(pm.Dropped(reason)), reason)
             return
         await self._execute(self.machine.fire(pm.Connected()), f"{self.pool.workers} workers")
 

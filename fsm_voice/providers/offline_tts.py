@@ -93,7 +93,7 @@ class PiperSynthesizer:
                 return
             pm.report_step(self.machine.fire(pm.Start()), self.on_state, "loading voice")
             try:
-                await asyncio.to_thread(self._load)
+                await asyncio.to_thread(self.load)
             except Exception as exc:  # no retry can fix a missing or broken model
                 step = self.machine.fire(pm.Fatal(repr(exc)))
                 pm.report_step(step, self.on_state, repr(exc))
@@ -101,7 +101,8 @@ class PiperSynthesizer:
             step = self.machine.fire(pm.Connected())
             pm.report_step(step, self.on_state, f"{self.sample_rate} Hz voice")
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the voice, blocking (`start` runs this on a thread)."""
         import onnxruntime
         from piper import PiperConfig, PiperVoice, SynthesisConfig
 

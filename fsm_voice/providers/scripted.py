@@ -157,9 +157,9 @@ class ScriptedSynthesizer:
         sent = 0
         try:
             for _ in range(total):
-                yield self._frame
                 sent += 1
                 self.frames_sent += 1
+                yield self._frame
         finally:
             if sent < total:
                 self.cancelled.append(text)
