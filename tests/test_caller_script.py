@@ -15,6 +15,7 @@ import pytest
 from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE, decode, encode
 from fsm_voice.clock import Clock, VirtualClock
 from fsm_voice.providers.base import SpeechSynthesizer
+from fsm_voice.providers.scripted import ScriptedSynthesizer
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller, StepEvent
 from fsm_voice.simulator.caller_script import (
@@ -464,3 +465,24 @@ async def test_a_synthesiser_error_is_raised_as_itself() -> None:
         caller = ScriptedCaller(call.sim, script("  - say: hi\n"), BrokenSynthesizer(), clock)
         with pytest.raises(RuntimeError, match="no voice for 'hi'"):
             await caller.run()
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_caller_script_loads(path: Path) -> None:
+    script = load_caller_script(path)
+    assert script.steps and script.name == path.stem
+
+
+@pytest.mark.anyio
+async def test_the_example_with_the_scripted_synthesizer() -> None:
+    synthesizer = ScriptedSynthesizer()
+    result, ivr, _, _ = await run(load_caller_script(EXAMPLE), synthesizer=synthesizer)
+    assert result.ok, result.failure
+    # Its audio is all voice: the line is as long as the synthesiser says, voiced to the end.
+    assert [(line.end_ms - line.start_ms, line.voiced_end_ms) for line in result.lines] == [
+        (synthesizer.duration_ms(line.text), line.end_ms) for line in result.lines
+    ]
+    assert synthesizer.requests == ["yes please", "agent please"]
+    assert sum(v for _, v in ivr.frames) * 20 == sum(
+        synthesizer.duration_ms(line.text) for line in result.lines
+    )

@@ -183,6 +183,7 @@ class ScriptedCaller:
         self.t0_ms = t0_ms
         self.result = CallerResult(script.name, len(script.steps))
         self._audio: dict[str, bytes] = {}  # synthesised lines, by text
+        self._prepared = False
         self._utterance: _Utterance | None = None
         self._stretches: list[_Stretch] = []
         self._heard = 0  # stretches already claimed by a step
@@ -198,6 +199,9 @@ class ScriptedCaller:
 
     async def prepare(self) -> None:
         """Synthesise every line of the script now (run() does it too, if not done)."""
+        if self._prepared:
+            return
+        self._prepared = True
         await self.synthesizer.start()
         for text in self.script.lines():
             await self._speech(text)
