@@ -247,10 +247,15 @@ def test_phrases_normalise_to_dictionary_words() -> None:
 
 def test_long_sentences_split_at_clauses() -> None:
     assert split_clauses("Hello, this is Joe from the clinic, calling about your visit.") == [
-        "Hello, this is Joe from the clinic,",
+        "Hello,",
+        "this is Joe from the clinic,",
         "calling about your visit.",
     ]
-    assert split_clauses("Yes, please.") == ["Yes, please."]
+    assert split_clauses("Would you like to confirm, reschedule, or cancel it?") == [
+        "Would you like to confirm,",
+        "reschedule, or cancel it?",
+    ]
+    assert split_clauses("Yes, please, thank you.") == ["Yes, please, thank you."]
 
 
 def test_registry_knows_the_offline_pair() -> None:

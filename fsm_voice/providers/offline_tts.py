@@ -40,18 +40,21 @@ __all__ = ["PiperSynthesizer", "split_clauses"]
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 
 
-def split_clauses(sentence: str, min_words: int = 3) -> list[str]:
-    """Cut a sentence at `,` `;` `:` where both sides keep at least `min_words` words."""
-    parts = _CLAUSE_BREAK.split(sentence.strip())
+def split_clauses(sentence: str, min_words: int = 3, long_words: int = 8) -> list[str]:
+    """Cut a long sentence (≥ `long_words` words) at `,` `;` `:`. The first piece may
+    be short ("Hello,": its audio leaves at once); later ones keep `min_words` words."""
+    sentence = sentence.strip()
+    if len(sentence.split()) < long_words:
+        return [sentence] if sentence else []
     out: list[str] = []
-    for part in parts:
-        if out and (len(out[-1].split()) < min_words or len(part.split()) < min_words):
+    for part in _CLAUSE_BREAK.split(sentence):
+        if len(out) > 1 and len(out[-1].split()) < min_words:
             out[-1] = f"{out[-1]} {part}"
         else:
             out.append(part)
     if len(out) > 1 and len(out[-1].split()) < min_words:
         out[-2:] = [f"{out[-2]} {out[-1]}"]
-    return [part for part in out if part]
+    return out
 
 
 class PiperSynthesizer:
