@@ -50,7 +50,7 @@ async def _demo(db: Path, spec: MachineSpec, script: CallerScript, providers: st
         f"caller script [bold]{script.name}[/bold], providers {providers}"
     )
     with view.console.status("loading the speech models…"):
-        kit = await build_providers(providers)
+        kit = await build_providers(providers, script.lines())
     log = SqliteEventLog(db)
     try:
         result, end_state, call_id = await run_demo_call(
@@ -111,11 +111,13 @@ def _report(
             f"max {max(latencies)} ms over {len(latencies)} turns"
         )
     console.print(f"\nlog: {db}   call: {call_id}")
-    console.print(f"  fsm-voice events {call_id} --db {db}")
     console.print(
         f"  sqlite3 {db} \"select t_ms, source, kind from events where call_id='{call_id}'\""
     )
-    console.print(f"  fsm-voice export {call_id} --db {db} --out replays/{script.name}/")
+    console.print(
+        f"  sqlite3 {db} \"select kind, count(*) from events where call_id='{call_id}' "
+        'group by kind order by 2 desc"'
+    )
     expected = script.expect.end_state
     if result.failure:
         console.print(

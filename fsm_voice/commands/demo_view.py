@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.simulator.caller import StepEvent
+from fsm_voice.simulator.caller_script import Hangup, Press, Say, Silence
 
 __all__ = ["ConversationView"]
 
@@ -39,8 +40,24 @@ class ConversationView:
     def on_step(self, step: StepEvent) -> None:
         if step.phase == "failed":
             self._line(step.t_ms, "caller", f"step failed: {escape(step.detail)}", "bold red")
-        elif step.phase == "started" and step.step.kind in ("say", "press", "hangup", "silence"):
-            self._line(step.t_ms, "caller", escape(step.detail or step.step.kind), "cyan")
+        elif step.phase == "started":
+            shown = _caller_step(step)
+            if shown:
+                self._line(step.t_ms, "caller", escape(shown), "cyan")
+
+
+def _caller_step(event: StepEvent) -> str | None:
+    step = event.step
+    if isinstance(step, Say):
+        late = f" ({step.barge_in_after_ms} ms into the prompt)" if step.barge_in_after_ms else ""
+        return f"says “{step.text}”{late}"
+    if isinstance(step, Press):
+        return f"presses {step.digits}"
+    if isinstance(step, Silence):
+        return f"stays silent for {step.ms / 1000:.1f} s"
+    if isinstance(step, Hangup):
+        return "hangs up" + (f" {step.after_ms} ms into the prompt" if step.after_ms else "")
+    return None
 
 
 def _describe(source: str, kind: str, data: dict[str, Any]) -> tuple[str, str, str] | None:

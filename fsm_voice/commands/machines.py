@@ -3,7 +3,7 @@ finding the caller script written for a machine."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,18 +35,27 @@ class Providers:
             await self.caller_voice.stop()
 
 
-async def build_providers(kind: str) -> Providers:
-    """Start the providers of `kind` (models loaded, workers warm) before any call."""
+async def build_providers(kind: str, caller_lines: Sequence[str] = ()) -> Providers:
+    """Start the providers of `kind` (models loaded, workers warm) before any call.
+
+    `scripted` speaks tones and hears `caller_lines` in order: the whole pipeline
+    without models, for a quick look or a machine without speech.
+    """
     if kind not in PROVIDER_KINDS:
         raise ConfigError(f"unknown providers {kind!r} (choose from {', '.join(PROVIDER_KINDS)})")
+    lines = list(caller_lines)
+
+    def recognizer() -> SpeechRecognizer:
+        if kind == "scripted":
+            return create_recognizer(kind, script=lines)
+        return create_recognizer(kind)
+
     synthesizer = create_synthesizer(kind)
     await synthesizer.start()
-    warm = create_recognizer(kind)
+    warm = recognizer()
     await warm.start(_Quiet())  # loads the models into the worker pool once
     await warm.stop()
-    return Providers(
-        lambda: create_recognizer(kind), synthesizer, synthesizer, SimulatedTelephony()
-    )
+    return Providers(recognizer, synthesizer, synthesizer, SimulatedTelephony())
 
 
 def machine_agent(path: Path, kind: str) -> tuple[Agent, str]:
