@@ -50,6 +50,9 @@ class TranscriptReceived(ConversationEvent):
     confidence: float | None = None
     start_ms: int = 0
     end_ms: int = 0
+    # Speech was heard but the recogniser rejected it as outside the grammar (an
+    # empty `text` with this set is a nomatch; empty without it is noise).
+    rejected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,8 @@ class ConversationMachine:
             return
         intents = listen.intents if listen else ()
         phrases = grammar_phrases(intents, listen.hints if listen else ())
-        free_form = not phrases or any(i.regexes or i.keywords for i in intents)
+        # Keywords and hints are in the grammar; only regexes need open speech.
+        free_form = not phrases or any(i.regexes for i in intents)
         self._listening = True
         self._emit(fx.StartListening(phrases, free_form, state.name))
 
@@ -284,6 +285,10 @@ class ConversationMachine:
             return
         if self._prompt is not None and not self._prompt[1]:
             self._note("utterance_ignored", text=event.text, reason="prompt_without_bargein")
+            return
+        if not event.text.strip() and event.rejected:
+            self._note("intent_not_matched", text="", reason="outside_grammar")
+            self._input_event("nomatch")
             return
         if not event.text.strip():
             self._note("utterance_ignored", text=event.text, reason="empty")

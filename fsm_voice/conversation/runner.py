@@ -334,11 +334,17 @@ class _Listener:
                 "confidence": transcript.confidence,
                 "start_ms": transcript.start_ms,
                 "end_ms": transcript.end_ms,
+                "alternatives": list(transcript.alternatives),
             },
         )
+        rejected = not transcript.text.strip() and bool(transcript.alternatives)
         self._runner.dispatch(
             ev.TranscriptReceived(
-                transcript.text, transcript.confidence, transcript.start_ms, transcript.end_ms
+                transcript.text,
+                transcript.confidence,
+                transcript.start_ms,
+                transcript.end_ms,
+                rejected,
             )
         )
 
