@@ -110,6 +110,7 @@ async def test_silence_escalates_noinput_then_the_fallback_apologises() -> None:
     assert conv(events, "fallback_taken") == [{"after": 3, "goto": "apologize"}]
     assert end_state(events) == "apologize"
     assert result.close_code is not None  # the agent hung up on the caller
+    assert result.ok, result.failure  # ... during a silence: how this script should end
 
 
 async def test_nomatch_escalates_with_count_selected_prompts() -> None:

@@ -22,6 +22,7 @@ from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.errors import ConfigError
+from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.observed import ObservedEventLog
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 from fsm_voice.server import create_app, serve_in_background
@@ -66,7 +67,7 @@ async def run_demo_call(
     spec: MachineSpec,
     script: CallerScript,
     kit: Providers,
-    log: ObservedEventLog,
+    log: EventLog,
     view: ConversationView | None = None,
 ) -> tuple[CallerResult, str | None, str]:
     """One call of `script` against `spec` over a real socket; returns the caller's
@@ -88,7 +89,7 @@ async def run_demo_call(
                 await sim.hangup()  # the script ended with the call still up
         await app.state.voice.wait_finished(1)
     await log.flush()
-    call_id = log.calls()[-1].call_id
+    call_id = app.state.voice.finished[0]  # this server's call (the log may be shared)
     ended = log.events(call_id, kind="conversation_ended")
     end_state = str(ended[-1].data["state"]) if ended else None
     return result, end_state, call_id

@@ -256,7 +256,9 @@ class ScriptedCaller:
                     result.steps_done += 1
                     detail = "the call ended" if isinstance(step, WaitPrompt) else "hung up"
                     self._report(index, step, "done", detail)
-                if any(not isinstance(s, Hangup) for s in rest):
+                # Waiting (silence) and hanging up are passive: a call the agent ends
+                # during them is how such a script is meant to finish.
+                if any(not isinstance(s, Hangup | Silence) for s in rest):
                     result.failure = (
                         f"{rest[0].source}: the call ended (close code {result.close_code}) "
                         f"before {rest[0].describe()} could finish"

@@ -1,0 +1,132 @@
+"""Every example machine end to end with the real offline providers, over real sockets.
+
+Each caller script dials its own uvicorn server on 127.0.0.1 (the demo's own call
+path), speaks lines synthesised by piper and is heard through pocketsphinx; all the
+scripts run at once, so the suite pays for the longest call, not the sum. These are
+real-time calls: they check outcomes and facts in the log, never timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fsm_voice.commands.demo import run_demo_call
+from fsm_voice.commands.machines import Providers, build_providers
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.simulator.caller import CallerResult
+from fsm_voice.simulator.caller_script import load_caller_script
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = (
+    "appointment-happy",
+    "appointment-bargein",
+    "appointment-silent",
+    "appointment-hangup",
+    "ivr-balance",
+    "ivr-agent",
+    "survey-happy",
+    "survey-nomatch",
+)
+pytestmark = [pytest.mark.anyio, pytest.mark.real_server, pytest.mark.slow]
+
+Outcome = tuple[CallerResult, str | None, list[EventRecord]]
+
+
+def quick(spec: MachineSpec) -> MachineSpec:
+    """The machine with a shorter noinput timeout, so the silent caller is quick."""
+    return dataclasses.replace(
+        spec, settings=dataclasses.replace(spec.settings, noinput_timeout_ms=2500)
+    )
+
+
+_RESULTS: dict[str, Outcome] = {}
+
+
+@pytest.fixture
+async def outcomes() -> dict[str, Outcome]:
+    """All the calls, run together once (in the first test that asks); the results
+    are plain data, so later tests read them from the cache."""
+    if _RESULTS:
+        return _RESULTS
+    kit: Providers = await build_providers("offline")
+    log = MemoryEventLog()
+
+    async def one(name: str) -> None:
+        script = load_caller_script(ROOT / "callers" / f"{name}.yaml")
+        spec = quick(load_machine(ROOT / "machines" / f"{script.machine}.yaml"))
+        result, end_state, call_id = await run_demo_call(spec, script, kit, log)
+        _RESULTS[name] = (result, end_state, list(log.events(call_id)))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in SCRIPTS:
+                tg.start_soon(one, name)
+    finally:
+        await kit.stop()
+    return _RESULTS
+
+
+def conv(events: list[EventRecord], kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in events if e.source == "conversation" and e.kind == kind]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+async def test_each_script_reaches_its_expected_end_state(
+    outcomes: dict[str, Outcome], name: str
+) -> None:
+    result, end_state, events = outcomes[name]
+    script = load_caller_script(ROOT / "callers" / f"{name}.yaml")
+    heard = [e.data["text"] for e in events if e.kind == "transcript_committed"]
+    assert end_state == script.expect.end_state, (result.failure, heard)
+    assert result.failure is None, result.failure
+
+
+async def test_happy_path_heard_every_line_right(outcomes: dict[str, Outcome]) -> None:
+    _, _, events = outcomes["appointment-happy"]
+    heard = [e.data["text"] for e in events if e.kind == "transcript_committed"]
+    assert heard == ["reschedule", "tuesday", "two o'clock"]
+    assert conv(events, "sms_requested")[0]["body"].endswith("tuesday at two o'clock.")
+
+
+async def test_bargein_clears_and_logs_what_the_caller_heard(outcomes: dict[str, Outcome]) -> None:
+    _, _, events = outcomes["appointment-bargein"]
+    assert conv(events, "prompt_stopped")[0]["reason"] == "barge_in"
+    assert any(e.kind == "clear_sent" for e in events)
+    (interrupted,) = [d for d in conv(events, "prompt_finished") if d["interrupted"]]
+    # 2 s into a 9 s greeting: its first sentence had not finished playing
+    assert interrupted["heard"] == []
+
+
+async def test_silence_escalates_to_the_fallback(outcomes: dict[str, Outcome]) -> None:
+    _, _, events = outcomes["appointment-silent"]
+    assert [d["value"] for d in conv(events, "counter_changed")] == [1, 2, 3]
+    assert conv(events, "fallback_taken")[0]["goto"] == "apologize"
+
+
+async def test_nomatch_escalates_with_the_count_two_prompt(outcomes: dict[str, Outcome]) -> None:
+    _, _, events = outcomes["survey-nomatch"]
+    counters = [(d["counter"], d["value"]) for d in conv(events, "counter_changed")]
+    assert counters == [("nomatch", 1), ("nomatch", 2)]
+    said = [d["text"] for d in conv(events, "say_started")]
+    assert "Please say just the word yes, or the word no." in said
+
+
+async def test_dtmf_capture_with_pound(outcomes: dict[str, Outcome]) -> None:
+    _, _, events = outcomes["ivr-balance"]
+    digits = [d["digits"] for d in conv(events, "digits_collected")]
+    assert digits == ["2", "123456"]
+
+
+async def test_hangup_mid_prompt(outcomes: dict[str, Outcome]) -> None:
+    result, _, events = outcomes["appointment-hangup"]
+    assert result.hung_up_ms is not None
+    assert conv(events, "caller_hung_up")
+    assert all(not d["heard"] for d in conv(events, "prompt_finished"))
