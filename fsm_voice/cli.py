@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmarks (print their figures)",
         epilog="Example:\n  fsm-voice bench calls --calls 300 --seconds 20\n"
-        "  fsm-voice bench calls --ramp 100,200,300,400 --seconds 10",
+        "  fsm-voice bench calls --ramp 100,200,300,400 --seconds 10\n"
+        "  fsm-voice bench turns --rounds 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -109,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     calls.add_argument("--ramp", help="comma-separated call counts to try in turn")
     calls.add_argument("--db", help="event log (default: a temporary file)")
     calls.add_argument("--mark-every", type=int, default=10, help="echo: frames per mark")
+    turns = bench_sub.add_parser(
+        "turns", help="turn latency and STT accuracy of the demo's calls (offline providers)"
+    )
+    turns.add_argument("--rounds", type=int, default=1, help="times to run each caller script")
+    turns.add_argument("--script", action="append", help="caller script name (repeatable)")
     return parser
 
 
@@ -144,6 +150,11 @@ def _run(args: argparse.Namespace) -> int:
         from fsm_voice.commands.diagram import diagram
 
         return diagram(args.machine, args.out)
+    if args.command == "bench" and args.bench == "turns":
+        from fsm_voice.bench.turns import DEFAULT_SCRIPTS, bench_turns
+
+        scripts = tuple(args.script) if args.script else DEFAULT_SCRIPTS
+        return bench_turns(Path.cwd(), scripts, args.rounds)
     if args.command == "bench" and args.bench == "calls":
         from fsm_voice.bench.calls import bench_calls
 

@@ -309,3 +309,16 @@ def test_hook_failure_is_an_error_event_and_default_error_hangs_up() -> None:
     (hook,) = only(start(m), fx.CallHook)
     out = m.handle(ev.HookFailed(hook.call_id, "boom"))
     assert [h.reason for h in only(out, fx.HangupCall)] == ["error"]
+
+
+def test_speech_outside_the_grammar_is_a_nomatch_and_noise_is_not() -> None:
+    m = machine()
+    out = finish_prompt(m, start(m))
+    out = m.handle(ev.TranscriptReceived("", rejected=True))
+    assert noted(out, "intent_not_matched") == [{"text": "", "reason": "outside_grammar"}]
+    assert noted(out, "counter_changed") == [{"counter": "nomatch", "value": 1}]
+    out = finish_prompt(m, out)  # the reprompt
+    out = m.handle(ev.TranscriptReceived(""))  # a cough: nothing recognised, not rejected
+    assert noted(out, "utterance_ignored")[0]["reason"] == "empty"
+    assert m.nomatch_count == 1 and m.noinput_count == 0
+    assert [t.name for t in only(out, fx.StartTimer)] == ["noinput"]  # listening again
