@@ -43,7 +43,7 @@ Outcome = tuple[CallerResult, str | None, list[EventRecord]]
 def quick(spec: MachineSpec) -> MachineSpec:
     """The machine with a shorter noinput timeout, so the silent caller is quick."""
     return dataclasses.replace(
-        spec, settings=dataclasses.replace(spec.settings, noinput_timeout_ms=2500)
+        spec, settings=dataclasses.replace(spec.settings, noinput_timeout_ms=4000)
     )
 
 
