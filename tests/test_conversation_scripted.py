@@ -30,9 +30,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def run_call(
-    machine: str, caller: str, heard: Sequence[str] | None = None
+    machine: str | Path, caller: str, heard: Sequence[str] | None = None
 ) -> tuple[CallerResult, list[EventRecord], SimulatedTelephony]:
-    spec = load_machine(ROOT / "machines" / f"{machine}.yaml")
+    path = machine if isinstance(machine, Path) else ROOT / "machines" / f"{machine}.yaml"
+    spec = load_machine(path)
+    synthesizer = ScriptedSynthesizer()
     script = (
         load_caller_script(ROOT / "callers" / f"{caller}.yaml")
         if "\n" not in caller
@@ -43,7 +45,7 @@ async def run_call(
     agent = conversation_agent(
         spec,
         recognizer=lambda: ScriptedRecognizer(lines),
-        synthesizer=ScriptedSynthesizer(),
+        synthesizer=synthesizer,
         telephony=telephony,
     )
     log = MemoryEventLog()
@@ -220,3 +222,49 @@ async def test_survey_happy_path_and_the_same_log_every_run() -> None:
         return [(e.t_ms, e.source, e.kind, e.data) for e in events if e.kind != "stream_started"]
 
     assert essence(first[1]) == essence(second[1])
+
+
+PLAY_AND_TIMER = """
+name: chime
+initial: chime
+states:
+  chime:
+    actions:
+      - play: chime.wav
+      - timer: {name: nudge, after_ms: 1500}
+      - listen: {intents: {ok: [okay]}, timeout_ms: 9000}
+    on:
+      nudge: {say: "Still there?"}
+      ok: bye
+  bye:
+    actions:
+      - say: "Bye."
+      - hangup: done
+"""
+
+
+async def test_play_a_wav_and_a_named_timer(tmp_path: Path) -> None:
+    from fsm_voice.audio.wav import write_wav_mulaw
+
+    chime = bytes(range(0, 160)) * 25  # 500 ms of distinctive μ-law
+    write_wav_mulaw(tmp_path / "chime.wav", chime)
+    (tmp_path / "chime.yaml").write_text(PLAY_AND_TIMER)
+    script = """
+name: chime-caller
+machine: chime
+steps:
+  - wait_prompt: {}
+  - wait_prompt: {}
+  - say: "okay"
+  - wait_prompt: {}
+"""
+    result, events, _ = await run_call(tmp_path / "chime.yaml", script)
+    assert result.ok, result.failure
+    assert conv(events, "play_started")[0]["path"] == "chime.wav"
+    # the caller heard the file's bytes first, exactly
+    assert result.prompts[0].played_bytes == len(chime)
+    fired = [d for d in conv(events, "conversation_timer_fired") if d["name"] == "nudge"]
+    assert len(fired) == 1
+    said = [d["text"] for d in conv(events, "say_started")]
+    assert said == ["Still there?", "Bye."]
+    assert path(events) == ["chime", "bye"]
