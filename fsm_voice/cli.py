@@ -115,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     turns.add_argument("--rounds", type=int, default=1, help="times to run each caller script")
     turns.add_argument("--script", action="append", help="caller script name (repeatable)")
+
+    from fsm_voice.commands.query_cli import add_query_commands
+
+    add_query_commands(sub, DEFAULT_DB)
     return parser
 
 
@@ -160,6 +164,10 @@ def _run(args: argparse.Namespace) -> int:
 
         ramp = [int(n) for n in args.ramp.split(",")] if args.ramp else [args.calls]
         return bench_calls(ramp, args.seconds, args.db, args.mark_every)
+    from fsm_voice.commands.query_cli import COMMANDS, run_query_command
+
+    if args.command in COMMANDS:
+        return run_query_command(args)
     raise AssertionError(args)
 
 
