@@ -27,7 +27,7 @@ from fsm_voice.audio.wav import read_wav_as_mulaw_8k
 from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation.hooks import HookContext, call_hook, resolve_hook
+from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, resolve_hook
 from fsm_voice.conversation.machine import ConversationMachine, snapshot
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
@@ -41,11 +41,19 @@ from fsm_voice.providers.base import (
 from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 
-__all__ = ["ConversationRunner", "conversation_agent"]
+__all__ = ["ConversationRunner", "HookCaller", "conversation_agent", "run_hook"]
 
 _SILENCE = 0xFF
 # Events whose facts another source already logged (stt, transport): not logged twice.
 _LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
+
+# Runs one hook: (target "module:function", directories to find it in, context).
+HookCaller = Callable[[str, tuple[str, ...], HookContext], Awaitable[HookResult]]
+
+
+async def run_hook(target: str, paths: tuple[str, ...], context: HookContext) -> HookResult:
+    """The default `HookCaller`: the user's function, found next to the machine."""
+    return await call_hook(resolve_hook(target, paths), context)
 
 
 def conversation_agent(
@@ -54,12 +62,18 @@ def conversation_agent(
     recognizer: Callable[[], SpeechRecognizer],
     synthesizer: SpeechSynthesizer,
     telephony: Telephony | None = None,
+    hooks: HookCaller = run_hook,
 ) -> Agent:
-    """An `Agent` that holds each call's conversation with `spec`."""
+    """An `Agent` that holds each call's conversation with `spec`.
+
+    `hooks` replaces how hooks run (replay answers them from the recording).
+    """
     shared_telephony = telephony or SimulatedTelephony()
 
     async def agent(call: CallHandle) -> None:
-        runner = ConversationRunner(call, spec, recognizer(), synthesizer, shared_telephony)
+        runner = ConversationRunner(
+            call, spec, recognizer(), synthesizer, shared_telephony, hooks=hooks
+        )
         await runner.run()
 
     return agent
@@ -82,8 +96,11 @@ class ConversationRunner:
         recognizer: SpeechRecognizer,
         synthesizer: SpeechSynthesizer,
         telephony: Telephony,
+        *,
+        hooks: HookCaller = run_hook,
     ) -> None:
         self.call = call
+        self._hooks = hooks
         self.spec = spec
         self.machine = ConversationMachine(spec)
         self._recognizer = recognizer
@@ -236,6 +253,7 @@ class ConversationRunner:
         first = True
         for sentence in split_sentences(text):
             pending = b""
+            sent = 0
             chunks = self._synthesizer.synthesize(sentence)
             try:
                 async for chunk in chunks:
@@ -248,6 +266,7 @@ class ConversationRunner:
                                 "tts", "first_audio_sent", {"prompt_id": prompt.prompt_id}
                             )
                         self.call.send_audio_nowait(pending[:whole])
+                        sent += whole
                         pending = pending[whole:]
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
@@ -255,6 +274,11 @@ class ConversationRunner:
                 self.call.send_audio_nowait(
                     pending + bytes([_SILENCE]) * (FRAME_BYTES - len(pending))
                 )
+                sent += FRAME_BYTES
+            # Where each sentence ends in the agent track: replay re-creates the audio.
+            index = len(prompt.marks)
+            data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent}
+            self.call.record("tts", "sentence_synthesized", data)
             prompt.sentences.append(sentence)
             prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.{len(prompt.marks)}"))
 
@@ -284,8 +308,7 @@ class ConversationRunner:
         error = "timeout"
         try:
             with scope:
-                function = resolve_hook(effect.target, (str(self._base),))
-                result = await call_hook(function, context)
+                result = await self._hooks(effect.target, (str(self._base),), context)
         except Exception as failure:  # the user's code failed: an `error` event
             error = f"{type(failure).__name__}: {failure}"
         finally:

@@ -1,0 +1,28 @@
+"""Replay recorded calls on a virtual clock and compare what the machines decided.
+
+See README "Replay". `assert_replays(path_or_log, call_id=None, machine=None)` is the
+pytest one-liner; `replay`/`replay_call` return a `ReplayResult`.
+"""
+
+from fsm_voice.replay.compare import ReplayDivergence
+from fsm_voice.replay.recording import Recording, ReplayInputError, load_fixture, load_from_log
+from fsm_voice.replay.replayer import (
+    ReplayResult,
+    assert_replays,
+    replay,
+    replay_call,
+    resolve_machine,
+)
+
+__all__ = [
+    "Recording",
+    "ReplayDivergence",
+    "ReplayInputError",
+    "ReplayResult",
+    "assert_replays",
+    "load_fixture",
+    "load_from_log",
+    "replay",
+    "replay_call",
+    "resolve_machine",
+]

@@ -1,0 +1,146 @@
+"""The replay phone: delivers the recorded inbound facts at their recorded times.
+
+It owns time (no autojump): before each fact it fires the runtime's timers that are
+due, then delivers the fact. Two things happening in the same millisecond keep their
+recorded order: a timer due at the fact's millisecond fires first only while the
+replayed log is still short of the fact's recorded seq (the recording says something
+happened before the fact, and at that millisecond only a timer can have done it).
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from fsm_voice.clock import VirtualClock
+from fsm_voice.errors import SocketClosed
+from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.replay.facts import Fact
+from fsm_voice.replay.providers import RecordedRecognizer
+from fsm_voice.transports.socket import MemorySocket
+
+__all__ = ["CountingLog", "ReplayClock", "ReplayPhone"]
+
+_GRACE_MS = 60_000  # after the recording's end: time for a changed machine to finish
+
+
+class ReplayClock(VirtualClock):
+    async def run_to(self, t_ms: int, ready: Callable[[], bool]) -> None:
+        """Fire the timers due before `t_ms`, and those due at it while not `ready()`."""
+        while True:
+            await self.settle()
+            due = self.next_due_ms()
+            if due is None or due > t_ms or (due == t_ms and ready()):
+                break
+            timer = heapq.heappop(self._timers)
+            self._now = max(self._now, timer.due_ms)
+            timer.callback()
+        self._now = max(self._now, t_ms)
+
+
+class CountingLog(MemoryEventLog):
+    """The replay's log; counts events so the phone knows how far the call has got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def append(self, event: EventRecord) -> None:
+        self.count += 1
+        super().append(event)
+
+
+class ReplayPhone:
+    def __init__(
+        self,
+        socket: MemorySocket,
+        clock: ReplayClock,
+        log: CountingLog,
+        recognizer: RecordedRecognizer,
+        finished: anyio.Event,
+    ) -> None:
+        self._socket = socket
+        self._clock = clock
+        self._log = log
+        self._recognizer = recognizer
+        self._finished = finished
+        self._sequence = 0
+        self._stream_sid = ""
+        self._start_ms = 0
+
+    async def run(self, facts: list[Fact], end_ms: int) -> None:
+        for fact in facts:
+            await self._clock.run_to(fact.t_ms, self._reached(fact.seq))
+            await self._deliver(fact)
+        await self._drain(end_ms + _GRACE_MS)
+
+    def _reached(self, seq: int | None) -> Callable[[], bool]:
+        """Has the replayed log got as far as the fact's place in the recording?"""
+        if seq is None:
+            return _never  # caller frames: after everything else in their millisecond
+        return lambda: self._log.count >= seq
+
+    async def _deliver(self, fact: Fact) -> None:
+        if fact.kind == "stt":
+            assert fact.event is not None
+            self._recognizer.emit(fact.event)
+        elif fact.kind == "close":
+            await self._close(fact.code)
+        elif fact.kind == "media":
+            media = {
+                "track": "inbound",
+                "chunk": str(fact.frame + 1),
+                "timestamp": str(fact.t_ms - self._start_ms),
+                "payload": base64.b64encode(fact.payload).decode("ascii"),
+            }
+            await self._send({"event": "media", "media": media})
+        else:
+            assert fact.message is not None
+            if fact.message["event"] == "start":
+                self._stream_sid = fact.message["start"]["streamSid"]
+                self._start_ms = fact.t_ms
+            await self._send(dict(fact.message))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._socket.close_code is not None:
+            return  # the call is over for the platform: later facts have nowhere to go
+        if message["event"] != "connected":  # numbered and addressed as Twilio does
+            self._sequence += 1
+            message = {"event": message["event"], "sequenceNumber": str(self._sequence)} | message
+            message["streamSid"] = self._stream_sid
+        try:
+            await self._socket.send(json.dumps(message, separators=(",", ":")))
+        except SocketClosed:
+            return
+
+    async def _close(self, code: int) -> None:
+        if code == 1006:  # the recorded connection vanished without a close frame
+            await self._socket.drop()
+        else:
+            await self._socket.close(code)
+
+    async def _drain(self, limit_ms: int) -> None:
+        """Let the call run to its end; close it if it outlives the recording by far."""
+        while not self._finished.is_set():
+            await self._clock.settle()
+            due = self._clock.next_due_ms()
+            if self._finished.is_set():
+                return
+            if due is None or due > limit_ms:
+                if self._socket.close_code is not None and due is None:
+                    await anyio.lowlevel.checkpoint()  # teardown without timers
+                    continue
+                await self._socket.close(1000, "replay: the recording ended")
+                limit_ms = max(limit_ms, due or 0)
+                continue
+            await self._clock.run_to(due, _never)
+
+
+def _never() -> bool:
+    return False

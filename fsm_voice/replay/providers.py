@@ -1,0 +1,254 @@
+"""Recorded stand-ins for the outside world: recogniser, synthesiser, telephony, hooks.
+
+In recorded mode nothing outside the machines runs: each stand-in answers with what
+the recording says, at the time it says. Requests beyond the recording (a changed
+machine asks for something new) get a neutral answer, so the replay runs on and the
+comparison reports where it went another way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from fsm_voice.clock import Clock
+from fsm_voice.conversation.hooks import HookContext, HookResult
+from fsm_voice.conversation.runner import run_hook
+from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.providers.base import Grammar, SttListener, Transcript, split_sentences
+from fsm_voice.replay.recording import FRAME_BYTES
+
+__all__ = [
+    "RecordedHooks",
+    "RecordedRecognizer",
+    "RecordedSynthesizer",
+    "RecordedTelephony",
+    "recorded_sentences",
+]
+
+_SILENCE = b"\xff"
+_MS_PER_CHAR = 65  # a new sentence's length: about the pace of speech
+
+
+async def _at(clock: Clock, t_ms: int, t0: int) -> None:
+    """Wait until `t_ms` into the call (not at all if that is now or past)."""
+    delay = t_ms - (clock.now_ms() - t0)
+    if delay > 0:
+        await clock.sleep(delay)
+
+
+async def _forever() -> None:
+    await anyio.Event().wait()  # until cancelled, as an unfinished recorded request was
+
+
+class RecordedRecognizer:
+    """Emits the recorded stt events; the replay feeds it and ignores what it hears."""
+
+    name = "recorded"
+
+    def __init__(self, at_start: list[EventRecord], at_stop: list[EventRecord]) -> None:
+        self._at_start = at_start
+        self._at_stop = at_stop
+        self.listener: SttListener | None = None
+        self.grammars: list[Grammar | None] = []
+
+    async def start(self, listener: SttListener) -> None:
+        self.listener = listener
+        for event in self._at_start:
+            self.emit(event)
+
+    def feed(self, mulaw: bytes, t_ms: int) -> None:
+        pass  # recorded mode: the transcripts come from the log, not from the audio
+
+    def set_grammar(self, grammar: Grammar | None) -> None:
+        self.grammars.append(grammar)
+
+    def set_speaking(self, speaking: bool) -> None:
+        pass
+
+    async def stop(self) -> None:
+        for event in self._at_stop:
+            self.emit(event)
+        self.listener = None
+
+    def emit(self, event: EventRecord) -> None:
+        """Deliver one recorded stt event to the listener, as the provider did."""
+        listener, d = self.listener, event.data
+        if listener is None:
+            return
+        if event.kind == "speech_started":
+            listener.on_speech_started(int(d["at_ms"]))
+        elif event.kind == "transcript_partial":
+            listener.on_recognizing(str(d["text"]))
+        elif event.kind == "transcript_committed":
+            alternatives = tuple(str(a) for a in d.get("alternatives", ()))
+            transcript = Transcript(
+                str(d["text"]), d.get("confidence"), d["start_ms"], d["end_ms"], alternatives
+            )
+            listener.on_committed(transcript)
+        elif event.kind == "provider_error":
+            listener.on_error(str(d["reason"]), bool(d["fatal"]))
+        elif event.kind == "provider_state_entered":
+            listener.on_state(str(d["state"]), str(d.get("detail", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSentence:
+    text: str
+    audio: bytes | None  # None: synthesis never finished (the prompt was stopped first)
+    first_ms: int  # when its first audio left
+    end_ms: int  # when its last audio left (its mark follows)
+
+
+def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[RecordedSentence]:
+    """Each synthesised sentence in request order, with its audio cut from the agent track."""
+    texts: dict[str, Sequence[str]] = {}
+    first: dict[str, int] = {}
+    done: dict[tuple[str, int], EventRecord] = {}
+    order: list[str] = []
+    for e in events:
+        if e.kind == "say_started":
+            texts[e.data["prompt_id"]] = split_sentences(str(e.data["text"]))
+            order.append(e.data["prompt_id"])
+        elif e.kind == "first_audio_sent":
+            first.setdefault(e.data["prompt_id"], e.t_ms)
+        elif e.kind == "sentence_synthesized":
+            done[(e.data["prompt_id"], int(e.data["index"]))] = e
+    # The track is the sentences' audio end to end, unless a played file sits between.
+    exact = not any(e.kind == "play_started" for e in events)
+    offset = 0
+    sentences: list[RecordedSentence] = []
+    for prompt_id in order:
+        start = first.get(prompt_id, 0)
+        for index, text in enumerate(texts[prompt_id]):
+            record = done.get((prompt_id, index))
+            if record is None:  # stopped while synthesising: nothing after it was asked for
+                sentences.append(RecordedSentence(text, None, start, start))
+                break
+            size = int(record.data["bytes"])
+            audio = agent[offset : offset + size] if exact else b""
+            offset += size
+            audio += _SILENCE * (size - len(audio))
+            sentences.append(RecordedSentence(text, audio, start, record.t_ms))
+            start = record.t_ms
+    return sentences
+
+
+class RecordedSynthesizer:
+    """Each sentence's recorded audio (or silence of its length), at its recorded time."""
+
+    name = "recorded"
+
+    def __init__(self, sentences: list[RecordedSentence], clock: Clock, t0: int) -> None:
+        self._queue = deque(sentences)
+        self._clock = clock
+        self._t0 = t0
+        self.requests: list[str] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.requests.append(text)
+        recorded = self._queue[0] if self._queue else None
+        if recorded is not None and recorded.text == text:
+            self._queue.popleft()
+            return self._recorded(recorded)
+        return self._new(text)
+
+    async def _recorded(self, sentence: RecordedSentence) -> AsyncIterator[bytes]:
+        audio = sentence.audio
+        if audio is None:  # the recorded prompt was stopped while this was synthesised
+            await _forever()
+            return
+        await _at(self._clock, sentence.first_ms, self._t0)
+        yield audio[:FRAME_BYTES]
+        await _at(self._clock, sentence.end_ms, self._t0)
+        if len(audio) > FRAME_BYTES:
+            yield audio[FRAME_BYTES:]
+
+    async def _new(self, text: str) -> AsyncIterator[bytes]:
+        frames = max(1, -(-len(text.strip()) * _MS_PER_CHAR // 20))
+        yield _SILENCE * (frames * FRAME_BYTES)
+
+
+class RecordedTelephony:
+    """SMS and transfers answered as recorded (their `action_completed`), in order."""
+
+    def __init__(self, events: tuple[EventRecord, ...], clock: Clock, t0: int) -> None:
+        completed = {e.data["action_id"]: e for e in events if e.kind == "action_completed"}
+        self._answers: dict[str, deque[EventRecord | None]] = {"sms": deque(), "transfer": deque()}
+        for e in events:
+            if e.kind in ("sms_requested", "transfer_requested"):
+                kind = e.kind.removesuffix("_requested")
+                self._answers[kind].append(completed.get(e.data.get("action_id")))
+        self._clock = clock
+        self._t0 = t0
+        self.sms: list[tuple[str, str]] = []
+        self.transfers: list[str] = []
+
+    async def send_sms(self, to: str, body: str) -> dict[str, Any]:
+        self.sms.append((to, body))
+        return await self._answer("sms", {"sid": "SMreplayed", "status": "simulated", "to": to})
+
+    async def transfer(self, call_sid: str | None, to: str) -> dict[str, Any]:
+        self.transfers.append(to)
+        return await self._answer("transfer", {"status": "simulated", "to": to})
+
+    async def _answer(self, kind: str, default: dict[str, Any]) -> dict[str, Any]:
+        answers = self._answers[kind]
+        answer = answers.popleft() if answers else None
+        if answer is None:
+            return default
+        await _at(self._clock, answer.t_ms, self._t0)
+        if not answer.data.get("ok", True):
+            raise RuntimeError(str(answer.data.get("result", {}).get("error", "failed")))
+        return dict(answer.data.get("result", {}))
+
+
+class RecordedHooks:
+    """Hooks answered as recorded (`hook_returned`/`hook_failed`), in order.
+
+    A hook the recording never called (a changed machine) runs for real.
+    """
+
+    def __init__(self, events: tuple[EventRecord, ...], clock: Clock, t0: int) -> None:
+        answers = {
+            e.data["call_id"]: e for e in events if e.kind in ("hook_returned", "hook_failed")
+        }
+        called = (e.data.get("call_id") for e in events if e.kind == "hook_called")
+        self._answers = deque(answers.get(call_id) for call_id in called)
+        self._clock = clock
+        self._t0 = t0
+        self.calls = itertools.count()
+
+    async def __call__(
+        self, target: str, paths: tuple[str, ...], context: HookContext
+    ) -> HookResult:
+        next(self.calls)
+        answer = self._answers.popleft() if self._answers else None
+        if answer is None:
+            return await run_hook(target, paths, context)
+        if answer.kind == "hook_failed" and answer.data.get("reason") == "timeout":
+            await _forever()  # the runner's own timeout ends it, as it did
+        await _at(self._clock, answer.t_ms, self._t0)
+        if answer.kind == "hook_failed":
+            raise _failure(str(answer.data.get("reason", "")))
+        return HookResult(answer.data.get("event"), dict(answer.data.get("variables", {})))
+
+
+def _failure(reason: str) -> Exception:
+    """An exception that prints as the recorded one did (`Type: message`)."""
+    name, _, message = reason.partition(": ")
+    if not name.isidentifier():
+        return RuntimeError(reason)
+    error: Exception = type(name, (Exception,), {})(message)
+    return error

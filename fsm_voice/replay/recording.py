@@ -1,0 +1,163 @@
+"""A recorded call as replay needs it: its events and its two audio tracks.
+
+Two sources: an `EventLog` (+ call id), or a fixture directory as `fsm-voice export`
+writes it (`events.jsonl`, `caller.wav`, `agent.wav`, `meta.json`). The fixture
+loader is tolerant: any of the meta fields may be missing or spelled another way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsm_voice.audio.wav import read_wav_as_mulaw_8k
+from fsm_voice.errors import FsmVoiceError
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.records import EventRecord
+
+__all__ = ["CallerFrames", "Recording", "ReplayInputError", "load_fixture", "load_from_log"]
+
+FRAME_BYTES = 160
+FRAME_MS = 20
+
+
+class ReplayInputError(FsmVoiceError):
+    """The recording cannot be replayed (missing, unreadable, no such call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerFrames:
+    """A run of contiguous caller frames: the first arrived at `t_ms`, then one per 20 ms."""
+
+    t_ms: int
+    first_frame: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    call_id: str
+    machine: str | None  # the machine's name, as the calls row or meta.json has it
+    started_wall_ms: int
+    events: tuple[EventRecord, ...]
+    caller: tuple[CallerFrames, ...]
+    agent: bytes  # the agent track as sent, chunks concatenated
+    origin: str  # where it came from, for messages
+    directory: Path | None = None  # the fixture directory, if any
+
+    @property
+    def duration_ms(self) -> int:
+        return self.events[-1].t_ms if self.events else 0
+
+
+def load_from_log(log: EventLog, call_id: str | None = None) -> Recording:
+    """One call of `log` (the only call when `call_id` is None)."""
+    if call_id is None:
+        calls = log.calls()
+        if len(calls) != 1:
+            raise ReplayInputError(f"the log holds {len(calls)} calls: name one (--call)")
+        call_id = calls[0].call_id
+    record = log.call(call_id)
+    if record is None:
+        raise ReplayInputError(f"no call {call_id!r} in the log")
+    caller = tuple(
+        CallerFrames(c.t_ms, c.first_frame, c.payload) for c in log.audio(call_id, "caller")
+    )
+    agent = b"".join(c.payload for c in log.audio(call_id, "agent"))
+    return Recording(
+        call_id,
+        record.machine,
+        record.started_wall_ms,
+        tuple(log.events(call_id)),
+        caller,
+        agent,
+        f"call {call_id}",
+    )
+
+
+def load_fixture(directory: str | Path) -> Recording:
+    """A fixture directory written by `fsm-voice export`."""
+    root = Path(directory)
+    events_path = root / "events.jsonl"
+    if not events_path.is_file():
+        raise ReplayInputError(f"{root}: no events.jsonl (not a replay fixture)")
+    meta = _read_meta(root / "meta.json")
+    call_id = str(_pick(meta, ("call_id",), ("call", "call_id"), ("id",)) or root.name)
+    events = tuple(_event(call_id, line, n) for n, line in _lines(events_path))
+    caller = b""
+    if (root / "caller.wav").is_file():
+        caller = read_wav_as_mulaw_8k(root / "caller.wav")
+    agent = read_wav_as_mulaw_8k(root / "agent.wav") if (root / "agent.wav").is_file() else b""
+    return Recording(
+        call_id,
+        _machine_name(meta),
+        int(_pick(meta, ("started_wall_ms",), ("call", "started_wall_ms")) or 0),
+        events,
+        _caller_frames(caller, events),
+        agent,
+        str(root),
+        root,
+    )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ReplayInputError(f"{path}: {e}") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _pick(meta: dict[str, Any], *paths: tuple[str, ...]) -> Any:
+    """The first of several possible places a meta field may be."""
+    for path in paths:
+        value: Any = meta
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _machine_name(meta: dict[str, Any]) -> str | None:
+    machine = _pick(meta, ("machine",), ("call", "machine"), ("machine_name",))
+    if isinstance(machine, dict):
+        machine = machine.get("name")
+    return str(machine) if machine is not None else None
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    text = path.read_text(encoding="utf-8")
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _event(call_id: str, line: str, number: int) -> EventRecord:
+    try:
+        raw = json.loads(line)
+        return EventRecord(
+            call_id,
+            int(raw["seq"]),
+            int(raw["t_ms"]),
+            int(raw.get("wall_ms", 0)),
+            raw["source"],
+            str(raw["kind"]),
+            dict(raw.get("data") or {}),
+            int(raw.get("v", 1)),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise ReplayInputError(f"events.jsonl line {number}: {e}") from None
+
+
+def _caller_frames(audio: bytes, events: tuple[EventRecord, ...]) -> tuple[CallerFrames, ...]:
+    """The WAV has lost the arrival times: frame n arrived 20·n ms after the stream started.
+
+    (That is how the phone paces them; in a log the chunks keep their real times.)
+    """
+    if not audio:
+        return ()
+    start = next((e.t_ms for e in events if e.kind == "stream_started"), 0)
+    return (CallerFrames(start, 0, audio),)

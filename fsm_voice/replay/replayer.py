@@ -1,0 +1,176 @@
+"""Replay a recorded call through a fresh runtime and compare the machines' decisions.
+
+`replay_call` (async) and `replay` (sync) return a `ReplayResult`; `assert_replays`
+raises `ReplayDivergence` on the first differing decision: the pytest one-liner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+import fsm_voice
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.runner import conversation_agent
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.replay.compare import ReplayDivergence, first_divergence
+from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
+from fsm_voice.replay.facts import inbound_facts, split_stt_events
+from fsm_voice.replay.providers import (
+    RecordedHooks,
+    RecordedRecognizer,
+    RecordedSynthesizer,
+    RecordedTelephony,
+    recorded_sentences,
+)
+from fsm_voice.replay.recording import (
+    Recording,
+    ReplayInputError,
+    load_fixture,
+    load_from_log,
+)
+from fsm_voice.runtime.call import CallRuntime
+from fsm_voice.transports.socket import memory_socket_pair
+
+__all__ = ["ReplayResult", "assert_replays", "replay", "replay_call", "resolve_machine"]
+
+Mode = Literal["recorded"]
+Source = Recording | EventLog | str | Path
+MachineArg = MachineSpec | str | Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    call_id: str
+    origin: str
+    machine: str
+    compared: int  # decisions that matched
+    events: tuple[EventRecord, ...]  # the replayed call's whole log
+    divergence: ReplayDivergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+    def stream_json(self) -> str:
+        """The replayed events as JSON lines, keys sorted: equal runs give equal bytes."""
+        return "".join(
+            json.dumps(
+                [e.seq, e.t_ms, e.wall_ms, e.source, e.kind, e.data],
+                sort_keys=True,
+                ensure_ascii=False,
+            )
+            + "\n"
+            for e in self.events
+        )
+
+
+def load_recording(source: Source, call_id: str | None = None) -> Recording:
+    if isinstance(source, Recording):
+        return source
+    if isinstance(source, str | Path):
+        return load_fixture(source)
+    return load_from_log(source, call_id)
+
+
+def resolve_machine(recording: Recording, machine: MachineArg = None) -> MachineSpec:
+    """`machine` if given (a spec or a file), else the recorded machine, found by name."""
+    if isinstance(machine, MachineSpec):
+        return machine
+    if machine is not None:
+        return load_machine(machine)
+    name = recording.machine
+    if not name:
+        raise ReplayInputError(f"{recording.origin}: no machine recorded; pass one (--machine)")
+    places = [
+        Path.cwd() / "machines",
+        Path(fsm_voice.__file__).resolve().parent.parent / "machines",
+    ]
+    if recording.directory is not None:
+        places[:0] = [recording.directory, recording.directory.parent]
+    for place in places:
+        for candidate in (place / f"{name}.yaml", place / f"{name}.yml"):
+            if candidate.is_file():
+                return load_machine(candidate)
+    raise ReplayInputError(f"{recording.origin}: machine {name!r} not found; pass --machine FILE")
+
+
+async def replay_call(
+    source: Source,
+    *,
+    call_id: str | None = None,
+    machine: MachineArg = None,
+    mode: Mode = "recorded",
+) -> ReplayResult:
+    """Replay one recorded call (recorded mode: every provider answers from the log)."""
+    if mode != "recorded":
+        raise ReplayInputError(f"replay mode {mode!r} is not supported yet")
+    recording = load_recording(source, call_id)
+    spec = resolve_machine(recording, machine)
+    clock = ReplayClock(0, recording.started_wall_ms)
+    log = CountingLog()
+    at_start, _, at_stop = split_stt_events(recording.events)
+    recognizer = RecordedRecognizer(at_start, at_stop)
+    events = recording.events
+    agent = conversation_agent(
+        spec,
+        recognizer=lambda: recognizer,
+        synthesizer=RecordedSynthesizer(recorded_sentences(events, recording.agent), clock, 0),
+        telephony=RecordedTelephony(events, clock, 0),
+        hooks=RecordedHooks(events, clock, 0),
+    )
+    server_end, phone_end = memory_socket_pair()
+    async with anyio.create_task_group() as tg:
+        runtime = CallRuntime(
+            server_end,
+            call_id=recording.call_id,
+            clock=clock,
+            log=log,
+            agent=agent,
+            machine_name=spec.name,
+        )
+        tg.start_soon(runtime.run)
+        phone = ReplayPhone(phone_end, clock, log, recognizer, runtime.finished)
+        await phone.run(inbound_facts(recording), recording.duration_ms)
+        tg.cancel_scope.cancel()
+    replayed = tuple(log.events(recording.call_id))
+    comparison = first_divergence(recording.call_id, events, replayed)
+    return ReplayResult(
+        recording.call_id,
+        recording.origin,
+        spec.name,
+        comparison.compared,
+        replayed,
+        comparison.divergence,
+    )
+
+
+def replay(
+    source: Source,
+    *,
+    call_id: str | None = None,
+    machine: MachineArg = None,
+    mode: Mode = "recorded",
+) -> ReplayResult:
+    """`replay_call` from synchronous code (not from inside a running event loop)."""
+
+    async def run() -> ReplayResult:
+        return await replay_call(source, call_id=call_id, machine=machine, mode=mode)
+
+    return anyio.run(run)
+
+
+def assert_replays(
+    source: Source, call_id: str | None = None, machine: MachineArg = None
+) -> ReplayResult:
+    """Replay in recorded mode; raise `ReplayDivergence` unless every decision matches."""
+    result = replay(source, call_id=call_id, machine=machine)
+    if result.divergence is not None:
+        raise result.divergence
+    return result
