@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     from fsm_voice.commands.query_cli import add_query_commands
 
     add_query_commands(sub, DEFAULT_DB)
+
+    from fsm_voice.commands.replay import add_replay_command
+
+    add_replay_command(sub)
     return parser
 
 
@@ -168,6 +172,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command in COMMANDS:
         return run_query_command(args)
+    if args.command == "replay":
+        from fsm_voice.commands.replay import run_replay
+
+        return run_replay(args)
     raise AssertionError(args)
 
 

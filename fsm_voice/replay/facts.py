@@ -51,8 +51,18 @@ def inbound_facts(recording: Recording) -> list[Fact]:
         elif event.source == "stt" and event.seq in mid_call:
             facts.append(Fact(event.t_ms, event.seq, "stt", event=event))
     facts.extend(_caller_frames(recording))
-    # Stable: caller frames go after the events of their millisecond (they carry no seq).
-    facts.sort(key=lambda f: (f.t_ms, 0 if f.seq is not None else 1))
+    # A caller frame arrives before what else happened in its millisecond: the frame
+    # at t is the one the recogniser heard speech in, and the last frame of a call
+    # arrives before the hang-up; but none before the stream's start. (Stable sort:
+    # events keep their recorded order.)
+    start = next((f.t_ms for f in facts if f.message and f.message["event"] == "start"), 0)
+
+    def order(fact: Fact) -> tuple[int, int]:
+        if fact.seq is None:
+            return (fact.t_ms, 2 if fact.t_ms <= start else 0)
+        return (fact.t_ms, 1)
+
+    facts.sort(key=order)
     return facts
 
 

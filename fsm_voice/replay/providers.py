@@ -239,7 +239,10 @@ class RecordedHooks:
             return await run_hook(target, paths, context)
         if answer.kind == "hook_failed" and answer.data.get("reason") == "timeout":
             await _forever()  # the runner's own timeout ends it, as it did
-        await _at(self._clock, answer.t_ms, self._t0)
+        # Shielded: a hook in a worker thread cannot be cancelled, so a recorded answer
+        # came when it came, even after the runner's timeout.
+        with anyio.CancelScope(shield=True):
+            await _at(self._clock, answer.t_ms, self._t0)
         if answer.kind == "hook_failed":
             raise _failure(str(answer.data.get("reason", "")))
         return HookResult(answer.data.get("event"), dict(answer.data.get("variables", {})))

@@ -8,13 +8,16 @@ loader is tolerant: any of the meta fields may be missing or spelled another way
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fsm_voice.audio.wav import read_wav_as_mulaw_8k
-from fsm_voice.errors import FsmVoiceError
+from fsm_voice.errors import EventLogError, FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.fixture import import_fixture
+from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 
 __all__ = ["CallerFrames", "Recording", "ReplayInputError", "load_fixture", "load_from_log"]
@@ -78,11 +81,24 @@ def load_from_log(log: EventLog, call_id: str | None = None) -> Recording:
 
 
 def load_fixture(directory: str | Path) -> Recording:
-    """A fixture directory written by `fsm-voice export`."""
+    """A fixture directory written by `fsm-voice export`.
+
+    The exporter's own importer is tried first (its chunk index keeps when each
+    second of caller audio arrived); a fixture it refuses is read field by field.
+    """
     root = Path(directory)
     events_path = root / "events.jsonl"
     if not events_path.is_file():
         raise ReplayInputError(f"{root}: no events.jsonl (not a replay fixture)")
+    log = MemoryEventLog()
+    try:
+        call_id = import_fixture(root, log)
+    except (EventLogError, KeyError, TypeError, ValueError):
+        return _load_loose(root, events_path)
+    return replace(load_from_log(log, call_id), origin=str(root), directory=root)
+
+
+def _load_loose(root: Path, events_path: Path) -> Recording:
     meta = _read_meta(root / "meta.json")
     call_id = str(_pick(meta, ("call_id",), ("call", "call_id"), ("id",)) or root.name)
     events = tuple(_event(call_id, line, n) for n, line in _lines(events_path))
@@ -93,7 +109,7 @@ def load_fixture(directory: str | Path) -> Recording:
     return Recording(
         call_id,
         _machine_name(meta),
-        int(_pick(meta, ("started_wall_ms",), ("call", "started_wall_ms")) or 0),
+        _started_ms(meta),
         events,
         _caller_frames(caller, events),
         agent,
@@ -121,6 +137,17 @@ def _pick(meta: dict[str, Any], *paths: tuple[str, ...]) -> Any:
         if value is not None:
             return value
     return None
+
+
+def _started_ms(meta: dict[str, Any]) -> int:
+    wall = _pick(meta, ("started_wall_ms",), ("call", "started_wall_ms"))
+    if wall is not None:
+        return int(wall)
+    iso = _pick(meta, ("started_at",), ("call", "started_at"))
+    try:
+        return int(datetime.fromisoformat(str(iso)).timestamp() * 1000) if iso else 0
+    except ValueError:
+        return 0
 
 
 def _machine_name(meta: dict[str, Any]) -> str | None:

@@ -53,6 +53,8 @@ class ReplayResult:
     compared: int  # decisions that matched
     events: tuple[EventRecord, ...]  # the replayed call's whole log
     divergence: ReplayDivergence | None
+    caller_audio: bytes = b""  # the replayed tracks, chunks concatenated
+    agent_audio: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -137,7 +139,10 @@ async def replay_call(
         )
         tg.start_soon(runtime.run)
         phone = ReplayPhone(phone_end, clock, log, recognizer, runtime.finished)
-        await phone.run(inbound_facts(recording), recording.duration_ms)
+        try:
+            await phone.run(inbound_facts(recording), recording.duration_ms)
+        finally:
+            await phone_end.drop()  # release our end's streams, whoever closed first
         tg.cancel_scope.cancel()
     replayed = tuple(log.events(recording.call_id))
     comparison = first_divergence(recording.call_id, events, replayed)
@@ -148,6 +153,8 @@ async def replay_call(
         comparison.compared,
         replayed,
         comparison.divergence,
+        b"".join(c.payload for c in log.audio(recording.call_id, "caller")),
+        b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
     )
 
 
