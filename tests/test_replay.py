@@ -147,6 +147,19 @@ def test_an_exported_fixture_replays(tmp_path: Path) -> None:
     assert result.machine == "ivr" and result.origin == str(tmp_path / "ivr-balance")
 
 
+def test_a_fixture_with_only_events_and_wavs_replays(tmp_path: Path) -> None:
+    # Another exporter's layout: no chunk index, a meta.json with just the machine.
+    log = recorded("appointment-bargein")
+    (call,) = log.calls()
+    fixture = tmp_path / "bargein"
+    export_fixture(log, call.call_id, fixture)
+    (fixture / "audio.jsonl").unlink()
+    (fixture / "meta.json").write_text('{"machine": "appointment"}')
+    result = assert_replays(fixture)
+    assert result.call_id == call.call_id and result.compared > 50
+    assert result.caller_audio == b"".join(c.payload for c in log.audio(call.call_id, "caller"))
+
+
 def test_cli_replays_a_database_and_reports_the_first_divergence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

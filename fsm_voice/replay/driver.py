@@ -27,6 +27,7 @@ from fsm_voice.transports.socket import MemorySocket
 
 __all__ = ["CountingLog", "ReplayClock", "ReplayPhone"]
 
+_MAX_IDLE = 10_000  # idle loop turns after the close before giving up
 _GRACE_MS = 60_000  # after the recording's end: time for a changed machine to finish
 
 
@@ -131,6 +132,7 @@ class ReplayPhone:
 
     async def _drain(self, limit_ms: int) -> None:
         """Let the call run to its end; close it if it outlives the recording by far."""
+        idle = 0
         while not self._finished.is_set():
             await self._clock.settle()
             due = self._clock.next_due_ms()
@@ -138,7 +140,10 @@ class ReplayPhone:
                 return
             if due is None or due > limit_ms:
                 if self._socket.close_code is not None and due is None:
-                    await anyio.lowlevel.checkpoint()  # teardown without timers
+                    idle += 1  # closed, nothing scheduled, yet not finished: a hung call
+                    if idle > _MAX_IDLE:
+                        raise RuntimeError("replay: the call never finished after its close")
+                    await anyio.lowlevel.checkpoint()
                     continue
                 await self._socket.close(1000, "replay: the recording ended")
                 limit_ms = max(limit_ms, due or 0)

@@ -100,8 +100,10 @@ def load_fixture(directory: str | Path) -> Recording:
 
 def _load_loose(root: Path, events_path: Path) -> Recording:
     meta = _read_meta(root / "meta.json")
-    call_id = str(_pick(meta, ("call_id",), ("call", "call_id"), ("id",)) or root.name)
-    events = tuple(_event(call_id, line, n) for n, line in _lines(events_path))
+    raw = [_raw_event(line, n) for n, line in _lines(events_path)]
+    call_id = str(_pick(meta, ("call_id",), ("call", "call_id"), ("id",)) or _logged_id(raw))
+    call_id = call_id or root.name
+    events = tuple(_event(call_id, r, n) for n, r in enumerate(raw, 1))
     caller = b""
     if (root / "caller.wav").is_file():
         caller = read_wav_as_mulaw_8k(root / "caller.wav")
@@ -162,9 +164,26 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
-def _event(call_id: str, line: str, number: int) -> EventRecord:
+def _raw_event(line: str, number: int) -> dict[str, Any]:
     try:
         raw = json.loads(line)
+    except ValueError as e:
+        raise ReplayInputError(f"events.jsonl line {number}: {e}") from None
+    if not isinstance(raw, dict):
+        raise ReplayInputError(f"events.jsonl line {number}: not an object")
+    return raw
+
+
+def _logged_id(raw: list[dict[str, Any]]) -> str:
+    """The call id the conversation logged among its variables (the machine sees it)."""
+    for event in raw:
+        if event.get("kind") == "conversation_started":
+            return str((event.get("data") or {}).get("variables", {}).get("call_id", ""))
+    return ""
+
+
+def _event(call_id: str, raw: dict[str, Any], number: int) -> EventRecord:
+    try:
         return EventRecord(
             call_id,
             int(raw["seq"]),
