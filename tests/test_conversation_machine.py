@@ -318,7 +318,10 @@ def test_speech_outside_the_grammar_is_a_nomatch_and_noise_is_not() -> None:
     assert noted(out, "intent_not_matched") == [{"text": "", "reason": "outside_grammar"}]
     assert noted(out, "counter_changed") == [{"counter": "nomatch", "value": 1}]
     out = finish_prompt(m, out)  # the reprompt
-    out = m.handle(ev.TranscriptReceived(""))  # a cough: nothing recognised, not rejected
+    out = m.handle(ev.TranscriptReceived("", start_ms=1000, end_ms=1120))  # a click
     assert noted(out, "utterance_ignored")[0]["reason"] == "empty"
     assert m.nomatch_count == 1 and m.noinput_count == 0
     assert [t.name for t in only(out, fx.StartTimer)] == ["noinput"]  # listening again
+    out = m.handle(ev.TranscriptReceived("", start_ms=2000, end_ms=2900))  # speech, no words
+    assert noted(out, "intent_not_matched") == [{"text": "", "reason": "no_words"}]
+    assert m.nomatch_count == 2

@@ -50,7 +50,10 @@ async def build_providers(kind: str, caller_lines: Sequence[str] = ()) -> Provid
             return create_recognizer(kind, script=lines)
         return create_recognizer(kind)
 
-    synthesizer = create_synthesizer(kind)
+    # Deterministic voice: the same script gives the same caller audio on every run,
+    # so a demo or test that fails can be run again and fail the same way.
+    options = {"deterministic": True} if kind == "offline" else {}
+    synthesizer = create_synthesizer(kind, **options)
     await synthesizer.start()
     warm = recognizer()
     await warm.start(_Quiet())  # loads the models into the worker pool once

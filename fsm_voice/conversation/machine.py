@@ -41,6 +41,7 @@ ENDED = "__ended__"
 NOINPUT_TIMER = "noinput"
 INTERDIGIT_TIMER = "interdigit"
 _FAILURE_EVENTS = ("noinput", "nomatch")
+MIN_SPEECH_MS = 200  # an empty result shorter than this is noise, not a nomatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +287,13 @@ class ConversationMachine:
         if self._prompt is not None and not self._prompt[1]:
             self._note("utterance_ignored", text=event.text, reason="prompt_without_bargein")
             return
-        if not event.text.strip() and event.rejected:
-            self._note("intent_not_matched", text="", reason="outside_grammar")
+        # VoiceXML: speech that nothing recognised is a nomatch, whether the recogniser
+        # rejected it as outside the grammar or returned no words; only a blip too
+        # short to be speech (a click, a cough) is ignored.
+        spoke_ms = event.end_ms - event.start_ms
+        if not event.text.strip() and (event.rejected or spoke_ms >= MIN_SPEECH_MS):
+            reason = "outside_grammar" if event.rejected else "no_words"
+            self._note("intent_not_matched", text="", reason=reason)
             self._input_event("nomatch")
             return
         if not event.text.strip():
