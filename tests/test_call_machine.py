@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from fsm_voice.call import effects as fx
@@ -222,3 +224,38 @@ def test_hangup_reason_survives_to_the_end() -> None:
     machine.fire(ev.HangupRequested("done_talking"))
     step = machine.fire(ev.SocketClosed(1000))
     assert fx.EndCall("done_talking") in step.effects
+
+
+def _walk(seed: int, steps: int = 60) -> list[ev.CallEvent]:
+    """A reproducible random sequence of events (marks with labels that get echoed)."""
+    rng = random.Random(seed)
+    events: list[ev.CallEvent] = [ev.SocketOpened()]
+    for n in range(steps):
+        events.append(
+            rng.choice(
+                [
+                    *ALL_EVENTS,
+                    ev.MarkRequested(n, f"m{n % 3}", rng.choice([0, 100])),
+                    ev.MarkEchoed(f"m{rng.randrange(3)}"),
+                    ev.MarkTimedOut(rng.randrange(n + 1)),
+                    ev.AgentAudioQueued(),
+                    START,
+                ]
+            )
+        )
+    return events
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fire_walks_the_same_table_as_transitions_own_trigger(seed: int) -> None:
+    """`fire`'s direct walk and transitions' `trigger` give the same steps and effects."""
+    fast = CallMachine(connect_timeout_ms=1000, hangup_grace_ms=200)
+    slow = CallMachine(connect_timeout_ms=1000, hangup_grace_ms=200)
+    for event in _walk(seed):
+        expected = slow._m.fire_with_transitions(event.trigger, event)
+        assert fast.fire(event) == expected, event
+        assert (fast.state, fast.pending, list(fast.cleared)) == (
+            slow.state,
+            slow.pending,
+            list(slow.cleared),
+        )
