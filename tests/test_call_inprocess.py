@@ -139,6 +139,28 @@ async def test_mark_timeout_releases_the_waiter_and_is_logged() -> None:
     assert not call_events(c.log, c.runtime.call_id, kind="protocol_violation")
 
 
+async def test_a_mark_times_out_only_when_asked() -> None:
+    async def agent(call: CallHandle) -> None:
+        await call.send_audio(b"".join(frames(5)))
+        assert await call.send_mark("untimed") == MarkOutcome.PLAYED
+        assert await call.send_mark("timed", timeout_ms=5_000) == MarkOutcome.PLAYED
+        await call.hangup()
+
+    async with in_process_call(agent) as c:
+        await c.wait_ended()
+    log = call_events(c.log, c.runtime.call_id)
+    timers = [(e.kind, e.data["name"]) for e in log if e.kind.startswith("timer_")]
+    assert [t for t in timers if t[1].startswith("mark:")] == [
+        ("timer_started", "mark:2"),
+        ("timer_cancelled", "mark:2"),
+    ]
+    released = [e.data for e in log if e.kind == "mark_released"]
+    assert [(r["name"], r["outcome"]) for r in released] == [
+        ("untimed", "played"),
+        ("timed", "played"),
+    ]
+
+
 async def test_mark_wait_after_hangup_returns_at_once() -> None:
     async with in_process_call(idle_agent) as c:
         handle = c.runtime.handle

@@ -219,6 +219,34 @@ def test_audio_after_a_mark_keeps_speaking_until_the_next_mark_is_echoed() -> No
     assert machine.fire(ev.MarkEchoed("n")).dest == "listening"
 
 
+def test_a_mark_without_a_timeout_starts_and_cancels_no_timer() -> None:
+    machine = machine_in("listening")
+    assert kinds(machine.fire(ev.MarkRequested(1, "a", 0)).effects) == ["SendMark"]
+    assert kinds(machine.fire(ev.MarkEchoed("a")).effects) == ["ReleaseMark"]
+    machine.fire(ev.MarkRequested(2, "b", 0))
+    machine.fire(ev.MarkRequested(3, "c", 500))
+    clear = machine.fire(ev.ClearRequested())
+    assert clear.effects == (
+        fx.ClearPlayback(),
+        fx.ReleaseMark(2, "b", "cleared"),
+        fx.CancelTimer("mark:3"),
+        fx.ReleaseMark(3, "c", "cleared"),
+    )
+    assert machine.timed == set()
+
+
+def test_a_timed_out_mark_cancels_no_timer_later() -> None:
+    machine = machine_in("listening")
+    machine.fire(ev.MarkRequested(1, "a", 500))
+    machine.fire(ev.MarkRequested(2, "b", 500))
+    assert kinds(machine.fire(ev.MarkTimedOut(1)).effects) == ["ReleaseMark"]
+    hangup = machine.fire(ev.HangupRequested("bye"))
+    assert [e for e in hangup.effects if isinstance(e, fx.CancelTimer)] == [
+        fx.CancelTimer("mark:2"),
+        fx.CancelTimer("connect"),
+    ]
+
+
 def test_hangup_reason_survives_to_the_end() -> None:
     machine = machine_in("listening")
     machine.fire(ev.HangupRequested("done_talking"))
@@ -254,8 +282,9 @@ def test_fire_walks_the_same_table_as_transitions_own_trigger(seed: int) -> None
     for event in _walk(seed):
         expected = slow._m.fire_with_transitions(event.trigger, event)
         assert fast.fire(event) == expected, event
-        assert (fast.state, fast.pending, list(fast.cleared)) == (
+        assert (fast.state, fast.pending, fast.timed, list(fast.cleared)) == (
             slow.state,
             slow.pending,
+            slow.timed,
             list(slow.cleared),
         )

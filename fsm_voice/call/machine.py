@@ -44,6 +44,7 @@ class CallMachine:
         self.connect_timeout_ms = connect_timeout_ms
         self.hangup_grace_ms = hangup_grace_ms
         self.pending: list[tuple[int, str]] = []  # (mark_id, name), in the order sent
+        self.timed: set[int] = set()  # ids of pending marks with a timeout timer
         # Twilio echoes the marks that a `clear` dropped; expect them, in order.
         self.cleared: deque[str] = deque(maxlen=1024)
         self.stream_sid: str | None = None
@@ -125,6 +126,7 @@ class CallMachine:
         self.pending.append((e.mark_id, e.name))
         self._emit(fx.SendMark(e.mark_id, e.name))
         if e.timeout_ms > 0:
+            self.timed.add(e.mark_id)
             timer = fx.StartTimer(f"mark:{e.mark_id}", e.timeout_ms, ev.MarkTimedOut(e.mark_id))
             self._emit(timer)
 
@@ -138,8 +140,13 @@ class CallMachine:
         index = self._echo_index(e)
         assert index is not None  # guarded by _echo_known
         mark_id, name = self.pending.pop(index)
-        self._emit(fx.CancelTimer(f"mark:{mark_id}"))
+        self._cancel_mark_timer(mark_id)
         self._emit(fx.ReleaseMark(mark_id, name, "played"))
+
+    def _cancel_mark_timer(self, mark_id: int) -> None:
+        if mark_id in self.timed:
+            self.timed.remove(mark_id)
+            self._emit(fx.CancelTimer(f"mark:{mark_id}"))
 
     def _cleared_mark_echoed(self, e: ev.MarkEchoed) -> None:
         self.cleared.remove(e.name)
@@ -151,6 +158,7 @@ class CallMachine:
         for index, (mark_id, name) in enumerate(self.pending):
             if mark_id == e.mark_id:
                 del self.pending[index]
+                self.timed.discard(mark_id)  # it has fired
                 # Twilio may still echo it later; do not call that a violation.
                 self.cleared.append(name)
                 self._emit(fx.ReleaseMark(mark_id, name, "timeout"))
@@ -158,7 +166,7 @@ class CallMachine:
 
     def _release_all(self, outcome: str) -> None:
         for mark_id, name in self.pending:
-            self._emit(fx.CancelTimer(f"mark:{mark_id}"))
+            self._cancel_mark_timer(mark_id)
             self._emit(fx.ReleaseMark(mark_id, name, outcome))
         self.pending.clear()
 
