@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.eventlog.base import EventLog
@@ -50,9 +51,26 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
-    app = Starlette(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
+    app = _App(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
     app.state.voice = endpoint
+    app.voice = endpoint
     return app
+
+
+class _App(Starlette):
+    """Starlette, except that `/voice` sockets go straight to the endpoint.
+
+    Every media frame we send would otherwise pass Starlette's exception-handling
+    wrapper around `send`; the endpoint handles its own errors.
+    """
+
+    voice: VoiceEndpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == scope.get("root_path", "") + "/voice":
+            await self.voice(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def uvicorn_config(app: Starlette, **overrides: object) -> uvicorn.Config:
