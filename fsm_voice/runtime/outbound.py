@@ -35,6 +35,7 @@ class OutboundQueue:
         self._items: deque[Outgoing] = deque()
         # A bare future, not an anyio Event: this wakes once per frame on the hot path.
         self._wakeup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,7 +53,10 @@ class OutboundQueue:
 
     async def get(self) -> Outgoing:
         while not self._items:
-            self._wakeup = asyncio.get_running_loop().create_future()
+            if self._loop is None:
+                # Once: on Python 3.11 every get_running_loop() is a getpid() syscall.
+                self._loop = asyncio.get_running_loop()
+            self._wakeup = self._loop.create_future()
             await self._wakeup
         self._wakeup = None
         return self._items.popleft()
