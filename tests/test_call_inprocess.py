@@ -269,6 +269,10 @@ MALFORMED: list[tuple[str | bytes, str]] = [
     ('{"event": "mark", "mark": {}}', "missing_field"),
     ('{"event": "dtmf", "dtmf": {"digit": "x"}}', "bad_field"),
     ('{"event": "media", "sequenceNumber": "x", "media": {"payload": ""}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": "", "chunk": "1.5"}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": "", "timestamp": true}}', "bad_field"),
+    ('{"event": "media", "streamSid": 5, "media": {"payload": ""}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": 160}}', "missing_field"),
 ]
 
 

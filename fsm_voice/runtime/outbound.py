@@ -12,11 +12,6 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class AudioOut:
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class MarkOut:
     mark_id: int
     name: str
@@ -27,7 +22,8 @@ class ClearOut:
     pass
 
 
-Outgoing = AudioOut | MarkOut | ClearOut
+# A 160-byte μ-law frame travels as its bytes: one object less per frame.
+Outgoing = bytes | MarkOut | ClearOut
 
 
 class OutboundQueue:
