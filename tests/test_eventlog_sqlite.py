@@ -87,6 +87,7 @@ def test_wal_and_synchronous_normal(db_path: Path) -> None:
         pass
     assert "PRAGMA journal_mode=WAL" in trace.statements
     assert "PRAGMA synchronous=NORMAL" in trace.statements
+    assert "PRAGMA wal_autocheckpoint=10000" in trace.statements
     with plain(db_path) as conn:
         # journal_mode=WAL is stored in the file; synchronous is per connection,
         # hence the trace above.

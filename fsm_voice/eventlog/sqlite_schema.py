@@ -19,6 +19,7 @@ from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.records import AudioChunk, CallRecord
 
 SCHEMA_VERSION: Final = 1  # stored as PRAGMA user_version
+WAL_AUTOCHECKPOINT_PAGES: Final = 10_000  # of 4 KiB: SQLite's default is 1,000
 
 # Sorted keys and no spaces: the same data is always the same text.
 _JSON: Final = json.JSONEncoder(
@@ -101,6 +102,10 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     if mode != "wal":
         raise EventLogError(f"journal_mode is {mode!r}, WAL is needed")
     conn.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoint every ~40 MB of WAL rather than 4 MB: with hundreds of calls each
+    # commit rewrites an index page per call, and a rarer checkpoint copies each page
+    # once for many commits (and syncs 10x less often).
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise EventLogError(
