@@ -87,6 +87,7 @@ class CallRuntime:
         self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
         self._agent_done = anyio.Event()
+        self._agent_spawned = False  # spawned while handling the message just read
         self._violations = 0
         self._last_seq: int | None = None
         self._last_chunk: dict[str, int] = {}
@@ -233,6 +234,7 @@ class CallRuntime:
         )
         if self._agent is not None:
             self._spawn(self._run_agent)
+            self._agent_spawned = True
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
@@ -300,6 +302,13 @@ class CallRuntime:
                 self._on_media(parsed)
             elif type(parsed) is Envelope:
                 self._on_envelope(parsed)
+                if self._agent_spawned:
+                    self._agent_spawned = False
+                    # Let the agent run up to its first wait (where it subscribes to
+                    # audio) before the next message: uvicorn hands over a message that
+                    # is already queued without yielding, and the media right behind
+                    # `start` would pass an agent that had not run yet.
+                    await anyio.lowlevel.checkpoint()
             elif type(parsed) is Violation:
                 self._violation(parsed.reason, parsed.detail)
 
