@@ -98,6 +98,9 @@ class MachineTable:
             }
             for name, event in self.machine.events.items()
         }
+        for edge in edges:  # transitions would refuse an unknown state only when fired
+            if edge.dest is not None and edge.dest not in self.machine.states:
+                raise ValueError(f"{name}: {edge.trigger!r} goes to unknown state {edge.dest!r}")
 
 
 class PureMachine(Generic[E]):

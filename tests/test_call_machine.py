@@ -9,6 +9,7 @@ import pytest
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
 from fsm_voice.call.machine import STATES, CallMachine
+from fsm_voice.machine import Edge, PureMachine
 
 START = ev.StreamStarted("MZ1", call_sid="CA1")
 
@@ -288,3 +289,8 @@ def test_fire_walks_the_same_table_as_transitions_own_trigger(seed: int) -> None
             slow.timed,
             list(slow.cleared),
         )
+
+
+def test_a_table_refuses_an_edge_to_an_unknown_state() -> None:
+    with pytest.raises(ValueError, match="unknown state 'nowhere'"):
+        PureMachine("m", ["a", "b"], "a", [Edge("go", "a", "nowhere")])
