@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 
 import pytest
 
+from fsm_voice.clock import SystemClock
 from fsm_voice.errors import SocketClosed
+from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
+from fsm_voice.runtime.call import CallRuntime
 from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.testing import in_process_call
@@ -139,6 +144,28 @@ async def test_mark_timeout_releases_the_waiter_and_is_logged() -> None:
     assert not call_events(c.log, c.runtime.call_id, kind="protocol_violation")
 
 
+async def test_a_mark_times_out_only_when_asked() -> None:
+    async def agent(call: CallHandle) -> None:
+        await call.send_audio(b"".join(frames(5)))
+        assert await call.send_mark("untimed") == MarkOutcome.PLAYED
+        assert await call.send_mark("timed", timeout_ms=5_000) == MarkOutcome.PLAYED
+        await call.hangup()
+
+    async with in_process_call(agent) as c:
+        await c.wait_ended()
+    log = call_events(c.log, c.runtime.call_id)
+    timers = [(e.kind, e.data["name"]) for e in log if e.kind.startswith("timer_")]
+    assert [t for t in timers if t[1].startswith("mark:")] == [
+        ("timer_started", "mark:2"),
+        ("timer_cancelled", "mark:2"),
+    ]
+    released = [e.data for e in log if e.kind == "mark_released"]
+    assert [(r["name"], r["outcome"]) for r in released] == [
+        ("untimed", "played"),
+        ("timed", "played"),
+    ]
+
+
 async def test_mark_wait_after_hangup_returns_at_once() -> None:
     async with in_process_call(idle_agent) as c:
         handle = c.runtime.handle
@@ -247,6 +274,10 @@ MALFORMED: list[tuple[str | bytes, str]] = [
     ('{"event": "mark", "mark": {}}', "missing_field"),
     ('{"event": "dtmf", "dtmf": {"digit": "x"}}', "bad_field"),
     ('{"event": "media", "sequenceNumber": "x", "media": {"payload": ""}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": "", "chunk": "1.5"}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": "", "timestamp": true}}', "bad_field"),
+    ('{"event": "media", "streamSid": 5, "media": {"payload": ""}}', "bad_field"),
+    ('{"event": "media", "media": {"payload": 160}}', "missing_field"),
 ]
 
 
@@ -395,3 +426,50 @@ async def test_the_same_call_twice_gives_the_same_event_log() -> None:
         )
     assert logs[0] == logs[1]
     assert len(logs[0]) > 40
+
+
+class QueueSocket:
+    """Messages from an asyncio.Queue, as uvicorn hands them over: a receive with a
+    message waiting returns it without yielding to other tasks."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        for message in messages:
+            self.inbox.put_nowait(message)
+        self.sent: list[str] = []
+
+    async def receive(self) -> str | bytes:
+        if self.inbox.empty():
+            raise SocketClosed(1000)
+        return await self.inbox.get()
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        pass
+
+
+async def test_the_agent_hears_a_frame_that_arrives_with_the_start() -> None:
+    """Media read right behind `start` reaches an agent that subscribes at once."""
+    heard: list[bytes] = []
+
+    async def agent(call: CallHandle) -> None:
+        call.on_caller_audio(heard.append)
+        await call.wait_ended()
+
+    sid = "MZ1"
+    first = frames(1)[0]
+    start = {"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": {"streamSid": sid}}
+    media = {
+        "event": "media",
+        "sequenceNumber": "2",
+        "streamSid": sid,
+        "media": {"chunk": "1", "payload": base64.b64encode(first).decode()},
+    }
+    stop = {"event": "stop", "sequenceNumber": "3", "streamSid": sid}
+    socket = QueueSocket([json.dumps(start), json.dumps(media), json.dumps(stop)])
+    log = MemoryEventLog()
+    runtime = CallRuntime(socket, call_id="FV1", clock=SystemClock(), log=log, agent=agent)
+    assert await runtime.run() == "caller_hangup"
+    assert heard == [first]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
 from fsm_voice.call.machine import STATES, CallMachine
+from fsm_voice.machine import Edge, PureMachine
 
 START = ev.StreamStarted("MZ1", call_sid="CA1")
 
@@ -217,8 +220,77 @@ def test_audio_after_a_mark_keeps_speaking_until_the_next_mark_is_echoed() -> No
     assert machine.fire(ev.MarkEchoed("n")).dest == "listening"
 
 
+def test_a_mark_without_a_timeout_starts_and_cancels_no_timer() -> None:
+    machine = machine_in("listening")
+    assert kinds(machine.fire(ev.MarkRequested(1, "a", 0)).effects) == ["SendMark"]
+    assert kinds(machine.fire(ev.MarkEchoed("a")).effects) == ["ReleaseMark"]
+    machine.fire(ev.MarkRequested(2, "b", 0))
+    machine.fire(ev.MarkRequested(3, "c", 500))
+    clear = machine.fire(ev.ClearRequested())
+    assert clear.effects == (
+        fx.ClearPlayback(),
+        fx.ReleaseMark(2, "b", "cleared"),
+        fx.CancelTimer("mark:3"),
+        fx.ReleaseMark(3, "c", "cleared"),
+    )
+    assert machine.timed == set()
+
+
+def test_a_timed_out_mark_cancels_no_timer_later() -> None:
+    machine = machine_in("listening")
+    machine.fire(ev.MarkRequested(1, "a", 500))
+    machine.fire(ev.MarkRequested(2, "b", 500))
+    assert kinds(machine.fire(ev.MarkTimedOut(1)).effects) == ["ReleaseMark"]
+    hangup = machine.fire(ev.HangupRequested("bye"))
+    assert [e for e in hangup.effects if isinstance(e, fx.CancelTimer)] == [
+        fx.CancelTimer("mark:2"),
+        fx.CancelTimer("connect"),
+    ]
+
+
 def test_hangup_reason_survives_to_the_end() -> None:
     machine = machine_in("listening")
     machine.fire(ev.HangupRequested("done_talking"))
     step = machine.fire(ev.SocketClosed(1000))
     assert fx.EndCall("done_talking") in step.effects
+
+
+def _walk(seed: int, steps: int = 60) -> list[ev.CallEvent]:
+    """A reproducible random sequence of events (marks with labels that get echoed)."""
+    rng = random.Random(seed)
+    events: list[ev.CallEvent] = [ev.SocketOpened()]
+    for n in range(steps):
+        events.append(
+            rng.choice(
+                [
+                    *ALL_EVENTS,
+                    ev.MarkRequested(n, f"m{n % 3}", rng.choice([0, 100])),
+                    ev.MarkEchoed(f"m{rng.randrange(3)}"),
+                    ev.MarkTimedOut(rng.randrange(n + 1)),
+                    ev.AgentAudioQueued(),
+                    START,
+                ]
+            )
+        )
+    return events
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fire_walks_the_same_table_as_transitions_own_trigger(seed: int) -> None:
+    """`fire`'s direct walk and transitions' `trigger` give the same steps and effects."""
+    fast = CallMachine(connect_timeout_ms=1000, hangup_grace_ms=200)
+    slow = CallMachine(connect_timeout_ms=1000, hangup_grace_ms=200)
+    for event in _walk(seed):
+        expected = slow._m.fire_with_transitions(event.trigger, event)
+        assert fast.fire(event) == expected, event
+        assert (fast.state, fast.pending, fast.timed, list(fast.cleared)) == (
+            slow.state,
+            slow.pending,
+            slow.timed,
+            list(slow.cleared),
+        )
+
+
+def test_a_table_refuses_an_edge_to_an_unknown_state() -> None:
+    with pytest.raises(ValueError, match="unknown state 'nowhere'"):
+        PureMachine("m", ["a", "b"], "a", [Edge("go", "a", "nowhere")])

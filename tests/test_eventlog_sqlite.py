@@ -87,6 +87,7 @@ def test_wal_and_synchronous_normal(db_path: Path) -> None:
         pass
     assert "PRAGMA journal_mode=WAL" in trace.statements
     assert "PRAGMA synchronous=NORMAL" in trace.statements
+    assert "PRAGMA wal_autocheckpoint=10000" in trace.statements
     with plain(db_path) as conn:
         # journal_mode=WAL is stored in the file; synchronous is per connection,
         # hence the trace above.
@@ -358,3 +359,27 @@ def test_a_writer_thread_that_dies_fails_flushes_instead_of_hanging(db_path: Pat
         log.append(event(1))
     assert log.events("c1") == [event(0)]  # committed before the hook ran; reads still work
     log.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"mark_id": 5, "name": "echo-10", "outcome": "played"},
+        {"b": 1, "a": [1, 2.5, {"z": None, "y": True}], "t": ("x", "y")},
+        {"text": 'é \u2028 "quoted" \\ \x01'},
+        {3: "int key", 1: 2},
+    ],
+)
+def test_the_writers_json_is_the_sorted_compact_json_of_the_schema(data: dict[str, object]) -> None:
+    from fsm_voice.eventlog.sqlite_schema import _JSON, _encode_data
+
+    assert _encode_data(data) == _JSON.encode(data)
+
+
+@pytest.mark.parametrize("data", [{"x": float("nan")}, {"x": object()}])
+def test_the_writers_json_refuses_what_the_schema_json_refuses(data: dict[str, object]) -> None:
+    from fsm_voice.eventlog.sqlite_schema import _encode_data
+
+    with pytest.raises((ValueError, TypeError)):
+        _encode_data(data)

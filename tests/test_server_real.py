@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
+import uvicorn
 
 from fsm_voice.agents.echo import echo_agent
 from fsm_voice.clock import RandomIds, SystemClock
@@ -14,7 +19,13 @@ from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.server import RunningServer, create_app, serve_in_background
+from fsm_voice.server import (
+    RunningServer,
+    create_app,
+    inherited_socket,
+    serve_in_background,
+    uvicorn_config,
+)
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
@@ -235,3 +246,41 @@ async def test_sync_twins_refuse_to_run_on_the_event_loop(harness: Harness) -> N
         pass
     await harness.endpoint.wait_finished(1)
     assert refused and "await the async one" in refused[0]
+
+
+async def test_connections_on_an_inherited_tcp_listener_are_tcp_with_nodelay(
+    tmp_path: Path,
+) -> None:
+    """`serve --fd`: a TCP listener's connections send small messages at once (no Nagle)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    sock = inherited_socket(os.dup(listener.fileno()))
+    listener.close()
+    assert (sock.family, sock.type) == (socket.AF_INET, socket.SOCK_STREAM)
+    log = SqliteEventLog(tmp_path / "calls.db")
+    server = uvicorn.Server(uvicorn_config(create_app(log), loop="none"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.lowlevel.checkpoint()
+            async with dial(f"ws://127.0.0.1:{port}/voice"):
+                await anyio.sleep(0.05)
+                served = [o for o in gc.get_objects() if _serves(o, port)]
+                assert len(served) == 1
+                served_socket = served[0].get_extra_info("socket")
+                assert served_socket.family == socket.AF_INET
+                assert served_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            server.should_exit = True
+    finally:
+        log.close()
+
+
+def _serves(obj: object, port: int) -> bool:
+    """Is `obj` the server side's transport of a connection to `port`?"""
+    if not issubclass(type(obj), asyncio.Transport):  # type(): dead weak proxies raise
+        return False
+    name = obj.get_extra_info("sockname")
+    return isinstance(name, tuple) and name[1] == port

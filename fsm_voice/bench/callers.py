@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from fsm_voice.clock import SystemClock, perf_ms
+from fsm_voice.server import tune_gc
 
 FRAME_MS = 20
 SLOTS = 4
@@ -165,6 +166,9 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
+    # The load generator's own GC pauses would be counted as echo latency (a frame's
+    # echo is timestamped when this loop gets to it): same settings as the server.
+    tune_gc()
     result = uvloop.run(load(args.url, args.calls, args.seconds))
     print(json.dumps(result), flush=True)
 

@@ -6,10 +6,10 @@ Each effect is logged when emitted, under `kind` (a stable past-tense name) with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fsm_voice.call.events import CallEvent
+from fsm_voice.call.events import CallEvent, flat_asdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +17,7 @@ class Effect:
     kind: ClassVar[str] = "effect_emitted"
 
     def data(self) -> dict[str, Any]:
-        return asdict(self)
+        return flat_asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

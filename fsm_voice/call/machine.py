@@ -20,7 +20,7 @@ from collections import deque
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
-from fsm_voice.machine import Edge, PureMachine, Step
+from fsm_voice.machine import Edge, MachineTable, PureMachine, Step
 from fsm_voice.transports.socket import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
 
 CONNECTING = "connecting"
@@ -44,11 +44,12 @@ class CallMachine:
         self.connect_timeout_ms = connect_timeout_ms
         self.hangup_grace_ms = hangup_grace_ms
         self.pending: list[tuple[int, str]] = []  # (mark_id, name), in the order sent
+        self.timed: set[int] = set()  # ids of pending marks with a timeout timer
         # Twilio echoes the marks that a `clear` dropped; expect them, in order.
         self.cleared: deque[str] = deque(maxlen=1024)
         self.stream_sid: str | None = None
         self.end_reason = "agent_hangup"
-        self._m: PureMachine[fx.Effect] = PureMachine("call", STATES, CONNECTING, self._edges())
+        self._m: PureMachine[fx.Effect] = PureMachine.on(_TABLE, self)
 
     @property
     def state(self) -> str:
@@ -125,6 +126,7 @@ class CallMachine:
         self.pending.append((e.mark_id, e.name))
         self._emit(fx.SendMark(e.mark_id, e.name))
         if e.timeout_ms > 0:
+            self.timed.add(e.mark_id)
             timer = fx.StartTimer(f"mark:{e.mark_id}", e.timeout_ms, ev.MarkTimedOut(e.mark_id))
             self._emit(timer)
 
@@ -138,8 +140,13 @@ class CallMachine:
         index = self._echo_index(e)
         assert index is not None  # guarded by _echo_known
         mark_id, name = self.pending.pop(index)
-        self._emit(fx.CancelTimer(f"mark:{mark_id}"))
+        self._cancel_mark_timer(mark_id)
         self._emit(fx.ReleaseMark(mark_id, name, "played"))
+
+    def _cancel_mark_timer(self, mark_id: int) -> None:
+        if mark_id in self.timed:
+            self.timed.remove(mark_id)
+            self._emit(fx.CancelTimer(f"mark:{mark_id}"))
 
     def _cleared_mark_echoed(self, e: ev.MarkEchoed) -> None:
         self.cleared.remove(e.name)
@@ -151,6 +158,7 @@ class CallMachine:
         for index, (mark_id, name) in enumerate(self.pending):
             if mark_id == e.mark_id:
                 del self.pending[index]
+                self.timed.discard(mark_id)  # it has fired
                 # Twilio may still echo it later; do not call that a violation.
                 self.cleared.append(name)
                 self._emit(fx.ReleaseMark(mark_id, name, "timeout"))
@@ -158,7 +166,7 @@ class CallMachine:
 
     def _release_all(self, outcome: str) -> None:
         for mark_id, name in self.pending:
-            self._emit(fx.CancelTimer(f"mark:{mark_id}"))
+            self._cancel_mark_timer(mark_id)
             self._emit(fx.ReleaseMark(mark_id, name, outcome))
         self.pending.clear()
 
@@ -200,60 +208,64 @@ class CallMachine:
         self._emit(fx.CancelTimer("connect"))
         self._emit(fx.EndCall(reason))
 
-    def _edges(self) -> list[Edge]:
-        after_hangup = (HANGUP_REQUESTED, *FINAL)
-        return [
-            Edge("socket_opened", CONNECTING, None, effects=[self._arm_connect_timer]),
-            Edge("connected", CONNECTING, None),
-            Edge("connected", LIVE, None, effects=[self._duplicate_connected]),
-            Edge("stream_started", CONNECTING, LISTENING, effects=[self._start_stream]),
-            Edge("stream_started", LIVE, None, [self._same_stream], [self._duplicate_start]),
-            Edge("stream_started", LIVE, HANGUP_REQUESTED, effects=[self._foreign_start]),
-            Edge("stream_started", HANGUP_REQUESTED, None, effects=[self._duplicate_start]),
-            Edge("media_received", CONNECTING, None, effects=[self._media_before_start]),
-            Edge("dtmf_received", LIVE, None, effects=[self._deliver_dtmf]),
-            Edge("dtmf_received", CONNECTING, None, effects=[self._dtmf_before_start]),
-            Edge("agent_audio_queued", (LISTENING, AWAITING_MARK), SPEAKING),
-            Edge("agent_audio_queued", SPEAKING, None),
-            Edge("mark_requested", LIVE, AWAITING_MARK, effects=[self._send_mark]),
-            Edge("mark_requested", CONNECTING, None, effects=[self._refuse_mark_not_connected]),
-            Edge("mark_requested", after_hangup, None, effects=[self._refuse_mark_ended]),
-            Edge(
-                "mark_echoed", AWAITING_MARK, LISTENING, [self._echo_completes], [self._mark_played]
-            ),
-            Edge("mark_echoed", LIVE, None, [self._echo_known], [self._mark_played]),
-            Edge(
-                "mark_echoed",
-                (*LIVE, HANGUP_REQUESTED),
-                None,
-                [self._echo_was_cleared],
-                [self._cleared_mark_echoed],
-            ),
-            Edge("mark_echoed", (*LIVE, HANGUP_REQUESTED), None, effects=[self._unknown_mark]),
-            Edge(
-                "mark_timed_out",
-                AWAITING_MARK,
-                LISTENING,
-                [self._timeout_completes],
-                [self._mark_timed_out],
-            ),
-            Edge("mark_timed_out", LIVE, None, [self._timeout_known], [self._mark_timed_out]),
-            Edge("clear_requested", LIVE, LISTENING, effects=[self._clear]),
-            Edge("clear_requested", (CONNECTING, *after_hangup), None),
-            Edge("hangup_requested", OPEN, HANGUP_REQUESTED, effects=[self._hang_up]),
-            Edge("hangup_requested", after_hangup, None),
-            Edge(
-                "violation_limit_reached",
-                OPEN,
-                HANGUP_REQUESTED,
-                effects=[self._too_many_violations],
-            ),
-            Edge("stream_stopped", OPEN, ENDED, effects=[self._caller_hung_up]),
-            Edge("stream_stopped", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
-            Edge("socket_closed", OPEN, ENDED, effects=[self._socket_dropped]),
-            Edge("socket_closed", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
-            Edge("socket_closed", FINAL, None),  # the socket goes after the call: expected
-            Edge("hangup_timed_out", HANGUP_REQUESTED, ENDED, effects=[self._finish_hangup]),
-            Edge("connect_timed_out", CONNECTING, ENDED, effects=[self._no_stream]),
-            Edge("fatal_error", (*OPEN, HANGUP_REQUESTED), ERROR, effects=[self._fail]),
-        ]
+
+def _edges() -> list[Edge]:
+    """The call machine's transitions; callbacks are `CallMachine` methods (owner, event)."""
+    m = CallMachine
+    after_hangup = (HANGUP_REQUESTED, *FINAL)
+    return [
+        Edge("socket_opened", CONNECTING, None, effects=[m._arm_connect_timer]),
+        Edge("connected", CONNECTING, None),
+        Edge("connected", LIVE, None, effects=[m._duplicate_connected]),
+        Edge("stream_started", CONNECTING, LISTENING, effects=[m._start_stream]),
+        Edge("stream_started", LIVE, None, [m._same_stream], [m._duplicate_start]),
+        Edge("stream_started", LIVE, HANGUP_REQUESTED, effects=[m._foreign_start]),
+        Edge("stream_started", HANGUP_REQUESTED, None, effects=[m._duplicate_start]),
+        Edge("media_received", CONNECTING, None, effects=[m._media_before_start]),
+        Edge("dtmf_received", LIVE, None, effects=[m._deliver_dtmf]),
+        Edge("dtmf_received", CONNECTING, None, effects=[m._dtmf_before_start]),
+        Edge("agent_audio_queued", (LISTENING, AWAITING_MARK), SPEAKING),
+        Edge("agent_audio_queued", SPEAKING, None),
+        Edge("mark_requested", LIVE, AWAITING_MARK, effects=[m._send_mark]),
+        Edge("mark_requested", CONNECTING, None, effects=[m._refuse_mark_not_connected]),
+        Edge("mark_requested", after_hangup, None, effects=[m._refuse_mark_ended]),
+        Edge("mark_echoed", AWAITING_MARK, LISTENING, [m._echo_completes], [m._mark_played]),
+        Edge("mark_echoed", LIVE, None, [m._echo_known], [m._mark_played]),
+        Edge(
+            "mark_echoed",
+            (*LIVE, HANGUP_REQUESTED),
+            None,
+            [m._echo_was_cleared],
+            [m._cleared_mark_echoed],
+        ),
+        Edge("mark_echoed", (*LIVE, HANGUP_REQUESTED), None, effects=[m._unknown_mark]),
+        Edge(
+            "mark_timed_out",
+            AWAITING_MARK,
+            LISTENING,
+            [m._timeout_completes],
+            [m._mark_timed_out],
+        ),
+        Edge("mark_timed_out", LIVE, None, [m._timeout_known], [m._mark_timed_out]),
+        Edge("clear_requested", LIVE, LISTENING, effects=[m._clear]),
+        Edge("clear_requested", (CONNECTING, *after_hangup), None),
+        Edge("hangup_requested", OPEN, HANGUP_REQUESTED, effects=[m._hang_up]),
+        Edge("hangup_requested", after_hangup, None),
+        Edge(
+            "violation_limit_reached",
+            OPEN,
+            HANGUP_REQUESTED,
+            effects=[m._too_many_violations],
+        ),
+        Edge("stream_stopped", OPEN, ENDED, effects=[m._caller_hung_up]),
+        Edge("stream_stopped", HANGUP_REQUESTED, ENDED, effects=[m._finish_hangup]),
+        Edge("socket_closed", OPEN, ENDED, effects=[m._socket_dropped]),
+        Edge("socket_closed", HANGUP_REQUESTED, ENDED, effects=[m._finish_hangup]),
+        Edge("socket_closed", FINAL, None),  # the socket goes after the call: expected
+        Edge("hangup_timed_out", HANGUP_REQUESTED, ENDED, effects=[m._finish_hangup]),
+        Edge("connect_timed_out", CONNECTING, ENDED, effects=[m._no_stream]),
+        Edge("fatal_error", (*OPEN, HANGUP_REQUESTED), ERROR, effects=[m._fail]),
+    ]
+
+
+_TABLE = MachineTable("call", STATES, CONNECTING, _edges())

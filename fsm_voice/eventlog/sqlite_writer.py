@@ -22,10 +22,10 @@ from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord
 from fsm_voice.eventlog.sqlite_schema import (
     _INSERT_AUDIO,
     _INSERT_EVENT,
-    _JSON,
     _audio_row,
     _call_columns,
     _create_schema,
+    _encode_data,
     _insert_audio,
     _iso_utc,
 )
@@ -357,7 +357,7 @@ class _Writer:
             self._iso_second = second
             self._iso_prefix = _iso_utc(e.wall_ms)[:-4]
         wall_time = f"{self._iso_prefix}{e.wall_ms % 1000:03d}Z"
-        return (e.call_id, e.seq, e.t_ms, wall_time, e.source, e.kind, _JSON.encode(e.data), e.v)
+        return (e.call_id, e.seq, e.t_ms, wall_time, e.source, e.kind, _encode_data(e.data), e.v)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -27,7 +27,7 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
-from fsm_voice.runtime.outbound import AudioOut, ClearOut, MarkOut, OutboundQueue
+from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
 from fsm_voice.transports.socket import MessageSocket
 from fsm_voice.transports.twilio_protocol import (
@@ -87,6 +87,7 @@ class CallRuntime:
         self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
         self._agent_done = anyio.Event()
+        self._agent_spawned = False  # spawned while handling the message just read
         self._violations = 0
         self._last_seq: int | None = None
         self._last_chunk: dict[str, int] = {}
@@ -207,7 +208,7 @@ class CallRuntime:
 
     def _clear_playback(self) -> None:
         dropped = self._outbound.drop_all()
-        frames = sum(1 for item in dropped if isinstance(item, AudioOut))
+        frames = sum(1 for item in dropped if type(item) is bytes)
         self.record(
             "runtime", "outbound_dropped", {"frames": frames, "marks": len(dropped) - frames}
         )
@@ -233,6 +234,7 @@ class CallRuntime:
         )
         if self._agent is not None:
             self._spawn(self._run_agent)
+            self._agent_spawned = True
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
@@ -261,11 +263,14 @@ class CallRuntime:
             self._dropped_agent_frames += 1
             return False
         put = self._outbound.put
+        if type(mulaw) is bytes and len(mulaw) == FRAME_BYTES:  # one frame (an echo): as is
+            put(mulaw)
+            return True
         for start in range(0, len(mulaw), FRAME_BYTES):
-            frame = mulaw[start : start + FRAME_BYTES]
+            frame = bytes(mulaw[start : start + FRAME_BYTES])  # a copy, whatever was passed
             if len(frame) < FRAME_BYTES:  # pad with μ-law silence: frames stay aligned
                 frame = frame + b"\xff" * (FRAME_BYTES - len(frame))
-            put(AudioOut(frame))
+            put(frame)
         return True
 
     def request_mark(self, name: str, timeout_ms: int | None) -> asyncio.Future[MarkOutcome]:
@@ -297,6 +302,13 @@ class CallRuntime:
                 self._on_media(parsed)
             elif type(parsed) is Envelope:
                 self._on_envelope(parsed)
+                if self._agent_spawned:
+                    self._agent_spawned = False
+                    # Let the agent run up to its first wait (where it subscribes to
+                    # audio) before the next message: uvicorn hands over a message that
+                    # is already queued without yielding, and the media right behind
+                    # `start` would pass an agent that had not run yet.
+                    await anyio.lowlevel.checkpoint()
             elif type(parsed) is Violation:
                 self._violation(parsed.reason, parsed.detail)
 
@@ -376,9 +388,9 @@ class CallRuntime:
             if encoder is None:  # cannot happen: audio and marks need a started stream
                 continue
             try:
-                if type(item) is AudioOut:
-                    await send(encoder.media(item.payload))
-                    self._agent_track.add(item.payload, self.t_ms())
+                if type(item) is bytes:
+                    await send(encoder.media(item))
+                    self._agent_track.add(item, self.t_ms())
                     self.frames_out += 1
                 elif type(item) is MarkOut:
                     await send(encoder.mark(item.name))

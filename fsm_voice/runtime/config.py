@@ -8,7 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class CallConfig:
     connect_timeout_ms: int = 10_000  # socket open → `start` must arrive
-    mark_timeout_ms: int = 30_000  # a mark not echoed by then is released as "timeout"
+    # A mark not echoed by then is released as "timeout"; 0: none unless the mark asks
+    # (a call's end releases every mark, and a timer per mark is two log rows and a
+    # loop timer for marks that are echoed within a second).
+    mark_timeout_ms: int = 0
     hangup_grace_ms: int = 2_000  # after we close, stop waiting for the socket to go
     agent_grace_ms: int = 2_000  # after the call ends, the agent's time to return
     max_violations: int = 100  # protocol violations on one socket before we close it
