@@ -32,6 +32,7 @@ def create_app(
     *,
     agent: Agent | None = None,
     machine_name: str | None = None,
+    machine_version: str | None = None,
     clock: Clock | None = None,
     ids: IdSource | None = None,
     config: CallConfig | None = None,
@@ -45,6 +46,7 @@ def create_app(
         config=config or CallConfig(),
         agent=agent,
         machine_name=machine_name,
+        machine_version=machine_version,
         on_call=on_call,
     )
 

@@ -48,6 +48,7 @@ def quick(spec: MachineSpec) -> MachineSpec:
 
 
 _RESULTS: dict[str, Outcome] = {}
+VERSIONS: dict[str, tuple[str | None, str]] = {}  # (logged, the machine file's)
 
 
 @pytest.fixture
@@ -68,6 +69,8 @@ async def outcomes() -> dict[str, Outcome]:
         async with limiter:
             result, end_state, call_id = await run_demo_call(spec, script, kit, log)
         _RESULTS[name] = (result, end_state, list(log.events(call_id)))
+        record = log.call(call_id)
+        VERSIONS[name] = (record.machine_version if record else None, spec.version)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -134,3 +137,9 @@ async def test_hangup_mid_prompt(outcomes: dict[str, Outcome]) -> None:
     assert result.hung_up_ms is not None
     assert conv(events, "caller_hung_up")
     assert all(not d["heard"] for d in conv(events, "prompt_finished"))
+
+
+async def test_the_call_row_names_the_machine_version(outcomes: dict[str, Outcome]) -> None:
+    for name in SCRIPTS:
+        logged, expected = VERSIONS[name]
+        assert logged == expected and len(expected) == 12, name

@@ -268,3 +268,45 @@ steps:
     said = [d["text"] for d in conv(events, "say_started")]
     assert said == ["Still there?", "Bye."]
     assert path(events) == ["chime", "bye"]
+
+
+SMS_THEN_HANGUP = """
+name: texter
+initial: bye
+states:
+  bye:
+    actions:
+      - say: "We will text you."
+      - sms: {to: "+15550123", body: "Your code is 42."}
+      - hangup: done
+"""
+
+
+async def test_an_sms_in_flight_is_not_lost_when_the_call_ends(tmp_path: Path) -> None:
+    from fsm_voice.clock import VirtualClock
+
+    clock = VirtualClock()
+
+    class SlowCarrier(SimulatedTelephony):
+        async def send_sms(self, to: str, body: str) -> dict[str, Any]:
+            await clock.sleep(2000)  # the carrier's API takes its time
+            return await super().send_sms(to, body)
+
+    (tmp_path / "texter.yaml").write_text(SMS_THEN_HANGUP)
+    carrier = SlowCarrier()
+    agent = conversation_agent(
+        load_machine(tmp_path / "texter.yaml"),
+        recognizer=lambda: ScriptedRecognizer([]),
+        synthesizer=ScriptedSynthesizer(),
+        telephony=carrier,
+    )
+    log = MemoryEventLog()
+    async with in_process_call(agent, log=log, clock=clock) as call:
+        await call.wait_ended()
+    (record,) = log.calls()
+    events = list(log.events(record.call_id))
+    assert carrier.sms == [("+15550123", "Your code is 42.")]
+    completed = [e for e in events if e.kind == "action_completed"]
+    hangup = next(e for e in events if e.kind == "hangup_requested" and e.source == "runtime")
+    assert completed and completed[0].data["result"]["status"] == "simulated"
+    assert completed[0].seq < hangup.seq  # the hangup waited for the carrier

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 import anyio
+from rich.markup import escape
 
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.commands.demo_view import ConversationView
@@ -76,7 +77,9 @@ async def run_demo_call(
     agent = conversation_agent(
         spec, recognizer=kit.recognizer, synthesizer=kit.synthesizer, telephony=kit.telephony
     )
-    app = create_app(log, agent=agent, machine_name=spec.name, clock=clock)
+    app = create_app(
+        log, agent=agent, machine_name=spec.name, machine_version=spec.version, clock=clock
+    )
     params = {"caller": "+15550100", "called": "+15550199", "machine": spec.name}
     async with serve_in_background(app) as server, dial(server.url) as socket:
         sim = PhoneSimulator(socket, clock, RandomIds(), custom_parameters=params)
@@ -111,14 +114,15 @@ def _report(
             f"turn latency (caller's end of speech → agent audio): p50 {p50:.0f} ms, "
             f"max {max(latencies)} ms over {len(latencies)} turns"
         )
-    console.print(f"\nlog: {db}   call: {call_id}")
-    console.print(
-        f"  sqlite3 {db} \"select t_ms, source, kind from events where call_id='{call_id}'\""
-    )
-    console.print(
-        f"  sqlite3 {db} \"select kind, count(*) from events where call_id='{call_id}' "
-        'group by kind order by 2 desc"'
-    )
+    console.print(f"\nlog: {db}   call: {call_id}   query and replay it:")
+    for command in (
+        f"fsm-voice events {call_id} --db {db}",
+        f"fsm-voice audio {call_id} --db {db} --track mixed --stereo --out {script.name}.wav",
+        f"fsm-voice replay --db {db} --call {call_id}",
+        f"fsm-voice export {call_id} --db {db} --out replays/{script.name}/",
+        f"sqlite3 {db} \"select t_ms, source, kind from events where call_id='{call_id}'\"",
+    ):
+        console.print(f"  {escape(command)}", soft_wrap=True)
     expected = script.expect.end_state
     if result.failure:
         console.print(

@@ -61,7 +61,7 @@ async def build_providers(kind: str, caller_lines: Sequence[str] = ()) -> Provid
     return Providers(recognizer, synthesizer, synthesizer, SimulatedTelephony())
 
 
-def machine_agent(path: Path, kind: str) -> tuple[Agent, str]:
+def machine_agent(path: Path, kind: str) -> tuple[Agent, str, str]:
     """A conversation agent for the machine file at `path` (for `fsm-voice serve`).
 
     Providers start with the first call (the runner starts them; starting is
@@ -76,7 +76,7 @@ def machine_agent(path: Path, kind: str) -> tuple[Agent, str]:
         synthesizer=create_synthesizer(kind),
         telephony=SimulatedTelephony(),
     )
-    return agent, spec.name
+    return agent, spec.name, spec.version
 
 
 def find_caller_script(spec: MachineSpec) -> Path:

@@ -11,10 +11,10 @@ from fsm_voice.runtime.call import Agent
 from fsm_voice.server import create_app, run_server
 
 
-def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str]:
+def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str, str | None]:
     """The agent for `--machine`: a built-in name or a conversation machine file."""
     if machine in BUILTIN:
-        return BUILTIN[machine], machine
+        return BUILTIN[machine], machine, None
     if machine.endswith((".yaml", ".yml")):
         from fsm_voice.commands.machines import machine_agent
 
@@ -31,12 +31,13 @@ def serve(
     fd: int | None = None,
     providers: str = "offline",
 ) -> int:
-    agent, name = resolve_agent(machine, providers)
+    agent, name, version = resolve_agent(machine, providers)
     log = SqliteEventLog(db)
     try:
         where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"
         print(f"fsm-voice: serving {where} ({name}), log in {db}", flush=True)
-        run_server(create_app(log, agent=agent, machine_name=name), host, port, fd)
+        app = create_app(log, agent=agent, machine_name=name, machine_version=version)
+        run_server(app, host, port, fd)
     finally:
         log.close()
     return 0

@@ -44,6 +44,7 @@ from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 __all__ = ["ConversationRunner", "HookCaller", "conversation_agent", "run_hook"]
 
 _SILENCE = 0xFF
+ACTION_GRACE_MS = 5_000  # how long an SMS in flight may outlive the call
 # Events whose facts another source already logged (stt, transport): not logged twice.
 _LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
 
@@ -111,6 +112,7 @@ class ConversationRunner:
         self._timers: dict[str, TimerHandle] = {}
         self._prompts: dict[str, _Prompt] = {}
         self._tg: TaskGroup | None = None
+        self._actions: list[anyio.Event] = []  # SMS in flight
         self._base = Path(spec.path).parent
 
     # --- lifecycle ---
@@ -128,6 +130,11 @@ class ConversationRunner:
             call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
             self.dispatch(ev.CallConnected(self._call_variables()))
             await call.wait_ended()
+            # The caller may hang up while an SMS is in flight: give it a bounded time
+            # (on the call's clock) to finish and be logged before everything stops.
+            grace = call.clock.call_later(ACTION_GRACE_MS, tg.cancel_scope.cancel)
+            await self._actions_settled()
+            grace.cancel()
             tg.cancel_scope.cancel()
         for timer in self._timers.values():
             timer.cancel()
@@ -206,7 +213,7 @@ class ConversationRunner:
             case fx.TransferCall(action_id=action_id, to=to):
                 self._spawn(self._transfer, action_id, to)
             case fx.HangupCall(reason=reason):
-                self._spawn(self.call.hangup, f"conversation:{reason}")
+                self._spawn(self._hangup, f"conversation:{reason}")
 
     def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
         assert self._tg is not None
@@ -319,13 +326,28 @@ class ConversationRunner:
             self.dispatch(ev.HookReturned(effect.call_id, result.event, dict(result.variables)))
 
     async def _send_sms(self, action_id: int, to: str, body: str) -> None:
+        done = anyio.Event()
+        self._actions.append(done)
         try:
             result = await self._telephony.send_sms(to, body)
             self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
         except Exception as error:
             self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
+        finally:
+            done.set()
+            self._actions.remove(done)
+
+    async def _actions_settled(self) -> None:
+        """Wait for the SMS still in flight: ending the call must not lose them."""
+        while self._actions:
+            await self._actions[0].wait()
+
+    async def _hangup(self, reason: str) -> None:
+        await self._actions_settled()
+        await self.call.hangup(reason)
 
     async def _transfer(self, action_id: int, to: str) -> None:
+        await self._actions_settled()
         try:
             result = await self._telephony.transfer(self.call.call_sid, to)
             self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))

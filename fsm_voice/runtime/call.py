@@ -55,6 +55,7 @@ class CallRuntime:
         config: CallConfig | None = None,
         agent: Agent | None = None,
         machine_name: str | None = None,
+        machine_version: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.clock = clock
@@ -70,6 +71,7 @@ class CallRuntime:
         self._log = log
         self._agent = agent
         self._machine_name = machine_name
+        self._machine_version = machine_version
         self._loop = asyncio.get_running_loop()
         self.handle = CallHandle(self, self._loop)
         self._t0 = clock.now_ms()
@@ -99,7 +101,12 @@ class CallRuntime:
     async def run(self) -> str:
         """Run the call to its end; returns the end reason. Never raises for bad input."""
         self._log.open_call(
-            CallRecord(self.call_id, self.clock.wall_ms(), machine=self._machine_name)
+            CallRecord(
+                self.call_id,
+                self.clock.wall_ms(),
+                machine=self._machine_name,
+                machine_version=self._machine_version,
+            )
         )
         if self._agent is None:
             self._agent_done.set()

@@ -76,6 +76,7 @@ class VoiceEndpoint:
     config: CallConfig = field(default_factory=CallConfig)
     agent: Agent | None = None
     machine_name: str | None = None
+    machine_version: str | None = None  # e.g. the content hash of the machine file
     on_call: Callable[[CallHandle], None] | None = None
     calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
     finished: list[str] = field(default_factory=list)  # call ids, in the order they ended
@@ -104,6 +105,7 @@ class VoiceEndpoint:
             config=self.config,
             agent=self.agent,
             machine_name=self.machine_name,
+            machine_version=self.machine_version,
         )
         self.calls[call_id] = runtime
         try:
