@@ -21,6 +21,7 @@ from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.replay.replayer import replay_call
 from fsm_voice.simulator.caller import CallerResult
 from fsm_voice.simulator.caller_script import load_caller_script
 
@@ -49,6 +50,8 @@ def quick(spec: MachineSpec) -> MachineSpec:
 
 _RESULTS: dict[str, Outcome] = {}
 VERSIONS: dict[str, tuple[str | None, str]] = {}  # (logged, the machine file's)
+CALLS: dict[str, tuple[str, MachineSpec]] = {}
+LOG: list[MemoryEventLog] = []
 
 
 @pytest.fixture
@@ -58,7 +61,8 @@ async def outcomes() -> dict[str, Outcome]:
     if _RESULTS:
         return _RESULTS
     kit: Providers = await build_providers("offline")
-    log = MemoryEventLog()
+    log = LOG[0] if LOG else MemoryEventLog()
+    LOG[:] = [log]
 
     # Four at a time: real-time calls on two cores must not starve each other.
     limiter = anyio.CapacityLimiter(4)
@@ -71,6 +75,7 @@ async def outcomes() -> dict[str, Outcome]:
         _RESULTS[name] = (result, end_state, list(log.events(call_id)))
         record = log.call(call_id)
         VERSIONS[name] = (record.machine_version if record else None, spec.version)
+        CALLS[name] = (call_id, spec)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -143,3 +148,15 @@ async def test_the_call_row_names_the_machine_version(outcomes: dict[str, Outcom
     for name in SCRIPTS:
         logged, expected = VERSIONS[name]
         assert logged == expected and len(expected) == 12, name
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+async def test_each_real_time_recording_replays_as_recorded(
+    outcomes: dict[str, Outcome], name: str
+) -> None:
+    """A call recorded on the real clock, with real speech, replays (recorded mode) to
+    the same decisions: the log holds everything the machines decided from."""
+    call_id, spec = CALLS[name]
+    result = await replay_call(LOG[0], call_id=call_id, machine=spec)
+    assert result.divergence is None, result.divergence.describe()
+    assert result.compared > 20

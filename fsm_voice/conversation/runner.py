@@ -261,6 +261,7 @@ class ConversationRunner:
         for sentence in split_sentences(text):
             pending = b""
             sent = 0
+            pieces: list[list[int]] = []  # [t_ms, bytes] of each send: replay re-times them
             chunks = self._synthesizer.synthesize(sentence)
             try:
                 async for chunk in chunks:
@@ -273,6 +274,7 @@ class ConversationRunner:
                                 "tts", "first_audio_sent", {"prompt_id": prompt.prompt_id}
                             )
                         self.call.send_audio_nowait(pending[:whole])
+                        pieces.append([self.call.t_ms(), whole])
                         sent += whole
                         pending = pending[whole:]
             finally:
@@ -281,10 +283,11 @@ class ConversationRunner:
                 self.call.send_audio_nowait(
                     pending + bytes([_SILENCE]) * (FRAME_BYTES - len(pending))
                 )
+                pieces.append([self.call.t_ms(), FRAME_BYTES])
                 sent += FRAME_BYTES
             # Where each sentence ends in the agent track: replay re-creates the audio.
             index = len(prompt.marks)
-            data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent}
+            data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent, "pieces": pieces}
             self.call.record("tts", "sentence_synthesized", data)
             prompt.sentences.append(sentence)
             prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.{len(prompt.marks)}"))

@@ -103,6 +103,7 @@ class RecordedSentence:
     audio: bytes | None  # None: synthesis never finished (the prompt was stopped first)
     first_ms: int  # when its first audio left
     end_ms: int  # when its last audio left (its mark follows)
+    pieces: tuple[tuple[int, int], ...] = ()  # (t_ms, bytes) of each send, when logged
 
 
 def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[RecordedSentence]:
@@ -134,7 +135,8 @@ def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[Re
             audio = agent[offset : offset + size] if exact else b""
             offset += size
             audio += _SILENCE * (size - len(audio))
-            sentences.append(RecordedSentence(text, audio, start, record.t_ms))
+            pieces = tuple((int(t), int(n)) for t, n in record.data.get("pieces", ()))
+            sentences.append(RecordedSentence(text, audio, start, record.t_ms, pieces))
             start = record.t_ms
     return sentences
 
@@ -168,6 +170,13 @@ class RecordedSynthesizer:
         audio = sentence.audio
         if audio is None:  # the recorded prompt was stopped while this was synthesised
             await _forever()
+            return
+        if sentence.pieces:  # streamed in pieces (piper's clauses): each at its time
+            offset = 0
+            for t_ms, size in sentence.pieces:
+                await _at(self._clock, t_ms, self._t0)
+                yield audio[offset : offset + size]
+                offset += size
             return
         await _at(self._clock, sentence.first_ms, self._t0)
         yield audio[:FRAME_BYTES]
