@@ -61,8 +61,8 @@ def _server_parts(events: list[EventRecord], figures: TurnFigures) -> None:
 
 
 def _accuracy(said: list[str], heard: list[str], figures: TurnFigures) -> None:
-    """Word accuracy by position: the n-th line said against the n-th transcript
-    (lines outside the grammar are meant to be rejected and are not counted)."""
+    """Word accuracy by position: the n-th in-grammar line said against the n-th
+    non-empty transcript (lines outside the grammar are meant to be rejected)."""
     for line, text in zip(said, heard, strict=False):
         words = normalise(line).split()
         got = normalise(text).split()
@@ -86,7 +86,14 @@ async def _bench(root: Path, scripts: tuple[str, ...], rounds: int) -> TurnFigur
                 figures.caller_ms.extend(result.turn_latencies_ms())
                 _server_parts(events, figures)
                 heard = [str(e.data["text"]) for e in events if e.kind == "transcript_committed"]
-                in_grammar = [line.text for line in result.lines if len(line.text.split()) <= 3]
+                # Lines the machine's grammars expect; the others are said to be rejected.
+                grammar = {
+                    str(p)
+                    for e in events
+                    if e.kind == "listening_started"
+                    for p in e.data.get("phrases", ())
+                }
+                in_grammar = [line.text for line in result.lines if normalise(line.text) in grammar]
                 _accuracy(in_grammar, [h for h in heard if h], figures)
     finally:
         await kit.stop()
