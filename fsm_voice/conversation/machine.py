@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -583,18 +582,3 @@ def _reason(effect: fx.ConversationEffect | None) -> str:
     if isinstance(effect, fx.TransferCall):
         return "transferred"
     return "ended"
-
-
-def snapshot(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-friendly copy of a payload for the log (tuples become lists)."""
-    return {str(k): _jsonable(v) for k, v in variables.items()}
-
-
-def _jsonable(value: object) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Mapping):
-        return snapshot(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value)
