@@ -36,14 +36,18 @@ __all__ = [
     "split_sentences",
 ]
 
-# name → (module, class); cloud providers register here as they arrive.
+# name → (module, class); each adapter module imports its SDK, nothing else does.
 RECOGNIZERS: dict[str, tuple[str, str]] = {
     "offline": ("fsm_voice.providers.offline_stt", "PocketsphinxRecognizer"),
     "scripted": ("fsm_voice.providers.scripted", "ScriptedRecognizer"),
+    "elevenlabs": ("fsm_voice.providers.elevenlabs_stt", "ElevenLabsRecognizer"),
+    "azure": ("fsm_voice.providers.azure_stt", "AzureRecognizer"),
 }
 SYNTHESIZERS: dict[str, tuple[str, str]] = {
     "offline": ("fsm_voice.providers.offline_tts", "PiperSynthesizer"),
     "scripted": ("fsm_voice.providers.scripted", "ScriptedSynthesizer"),
+    "elevenlabs": ("fsm_voice.providers.elevenlabs_tts", "ElevenLabsSynthesizer"),
+    "azure": ("fsm_voice.providers.azure_tts", "AzureSynthesizer"),
 }
 
 
@@ -56,7 +60,8 @@ def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> Any:
     try:
         return getattr(import_module(module), cls)
     except ImportError as exc:
-        hint = " (install the `offline` extra: pip install 'fsm-voice[offline]')"
+        extra = "offline" if name == "offline" else name
+        hint = f" (install the `{extra}` extra: pip install 'fsm-voice[{extra}]')"
         raise ImportError(f"{kind} provider {name!r} is not installed{hint}: {exc}") from exc
 
 

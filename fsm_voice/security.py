@@ -1,0 +1,118 @@
+"""Security primitives shared by the webhooks, the `/voice` upgrade and the REST client.
+
+- `Secret` holds a credential whose repr/str is masked, so it cannot leak into a log
+  line, a traceback's locals dump or the event log by accident; `reveal()` is the one
+  explicit way out.
+- `call_token` binds a Media Stream to the call it was issued for: the TwiML we return
+  carries it as a `<Parameter>`, and `/voice` refuses a `start` whose token does not
+  match. It is an HMAC of the call id, so any server process holding the key can
+  check it without shared state.
+- `twilio_signature_valid` checks `X-Twilio-Signature` with the twilio SDK's own
+  `RequestValidator` (it knows Twilio's port and query-string variants).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+
+from twilio.request_validator import RequestValidator
+
+__all__ = [
+    "Secret",
+    "call_token",
+    "call_token_valid",
+    "mask_phone",
+    "twilio_signature_valid",
+]
+
+_MASK = "****"
+
+
+class Secret:
+    """A credential that never shows itself: `repr`/`str`/f-strings print `****`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("Secret holds a str")
+        self._value = value
+
+    @classmethod
+    def from_env(cls, name: str, environ: Mapping[str, str] | None = None) -> Secret | None:
+        """The variable `name` as a Secret, or None when unset or empty."""
+        value = (os.environ if environ is None else environ).get(name, "")
+        return cls(value) if value else None
+
+    def reveal(self) -> str:
+        """The plain value: call only where it leaves for its one legitimate use."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{_MASK}')"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __format__(self, spec: str) -> str:
+        return _MASK
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", hashlib.sha256(self._value.encode()).digest()))
+
+    def __reduce__(self) -> tuple[object, ...]:  # never pickle a credential into a process pool
+        raise TypeError("a Secret cannot be pickled")
+
+
+def mask_phone(number: str, keep: int = 4) -> str:
+    """`+358401234567` → `+********4567`: enough to tell calls apart, not to dial."""
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) <= keep:
+        return "*" * len(number)
+    hidden = len(digits) - keep
+    out: list[str] = []
+    for c in number:
+        if c.isdigit() and hidden > 0:
+            out.append("*")
+            hidden -= 1
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def call_token(key: Secret, call_id: str) -> str:
+    """The per-call stream token for `call_id` (URL-safe, 32 characters)."""
+    digest = hmac.new(key.reveal().encode(), call_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode("ascii")
+
+
+def call_token_valid(key: Secret, call_id: str, token: str | None) -> bool:
+    """Whether `token` was issued for `call_id` (constant-time comparison)."""
+    if not token:
+        return False
+    return hmac.compare_digest(call_token(key, call_id).encode(), token.encode())
+
+
+def twilio_signature_valid(
+    auth_token: Secret,
+    url: str,
+    params: Mapping[str, str] | None,
+    signature: str | None,
+) -> bool:
+    """Whether `signature` is Twilio's X-Twilio-Signature for `url` and POST `params`."""
+    if not signature:
+        return False
+    validator = RequestValidator(auth_token.reveal())
+    return bool(validator.validate(url, dict(params or {}), signature))

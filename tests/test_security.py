@@ -1,0 +1,78 @@
+"""Secret masking, phone masking, per-call tokens and Twilio signature checks."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from fsm_voice.security import (
+    Secret,
+    call_token,
+    call_token_valid,
+    mask_phone,
+    twilio_signature_valid,
+)
+from fsm_voice.simulator.signature import twilio_signature
+
+
+def test_secret_never_prints_its_value() -> None:
+    secret = Secret("hunter2-token")
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>20}"]
+    assert all("hunter2" not in s for s in shown)
+    assert secret.reveal() == "hunter2-token"
+    assert "hunter2" not in repr({"token": secret})
+
+
+def test_secret_cannot_be_pickled() -> None:
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret("x"))
+
+
+def test_secret_from_env_treats_empty_as_unset() -> None:
+    assert Secret.from_env("T", {"T": ""}) is None
+    token = Secret.from_env("T", {"T": "abc"})
+    assert token is not None and token.reveal() == "abc"
+
+
+def test_mask_phone_keeps_only_the_last_four_digits() -> None:
+    assert mask_phone("+358401234567") == "+********4567"
+    assert mask_phone("+1 (415) 555-0100") == "+* (***) ***-0100"
+    assert mask_phone("123") == "***"
+
+
+def test_call_token_binds_the_call() -> None:
+    key = Secret("server-key")
+    token = call_token(key, "CA123")
+    assert len(token) == 32
+    assert call_token_valid(key, "CA123", token)
+    assert not call_token_valid(key, "CA124", token)
+    assert not call_token_valid(Secret("other-key"), "CA123", token)
+    assert not call_token_valid(key, "CA123", None)
+    assert not call_token_valid(key, "CA123", token[:-1] + ("A" if token[-1] != "A" else "B"))
+
+
+def test_twilio_signature_matches_twilio_published_example() -> None:
+    # https://www.twilio.com/docs/usage/security#validating-requests
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
+    token = Secret("12345")
+    assert twilio_signature_valid(token, url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+    assert not twilio_signature_valid(token, url, params, "1/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+    assert not twilio_signature_valid(
+        token, url, {**params, "Digits": "1235"}, "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    )
+    assert not twilio_signature_valid(token, url, params, None)
+
+
+def test_simulator_signature_is_accepted_for_a_websocket_upgrade() -> None:
+    token = Secret("tok")
+    url = "wss://voice.example.com/voice"
+    assert twilio_signature_valid(token, url, None, twilio_signature("tok", url))
+    assert not twilio_signature_valid(token, url, None, twilio_signature("other", url))
