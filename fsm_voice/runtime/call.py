@@ -290,6 +290,14 @@ class CallRuntime:
         self.record("runtime", "limit_reached", {"limit": limit, "limit_ms": value_ms})
         self.dispatch(ev.HangupRequested(reason))
 
+    def _message_too_big(self) -> None:
+        max_bytes = self.config.max_message_bytes
+        self.record(
+            "runtime", "limit_reached", {"limit": "max_message_bytes", "max_bytes": max_bytes}
+        )
+        # The socket is already closed: the hangup only names the end reason.
+        self.dispatch(ev.HangupRequested("message_too_big"))
+
     # --- requests from the handle (on the loop) ---
     def queue_audio(self, mulaw: bytes) -> bool:
         state = self.machine.state
@@ -334,8 +342,8 @@ class CallRuntime:
             try:
                 message = await self._socket.receive()
             except SocketClosed as e:
-                if e.code == CLOSE_TOO_BIG:
-                    self.record("runtime", "limit_reached", {"limit": "max_message_bytes"})
+                if e.code == CLOSE_TOO_BIG:  # the server refused an oversized message
+                    self._message_too_big()
                 self.dispatch(ev.SocketClosed(e.code))
                 return
             limits.last_inbound_ms = now_ms()

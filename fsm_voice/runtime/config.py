@@ -33,6 +33,7 @@ class CallConfig:
     max_violations: int = 100  # protocol violations on one socket before we close it
     audio_chunk_frames: int = 50  # frames per recorded audio chunk (50 × 20 ms = 1 s)
     max_buffered_frames: int = 3_000  # per caller-audio subscriber (60 s) before dropping
+    max_message_bytes: int = 256 * 1024  # the server closes a bigger message with 1009
     max_call_ms: int = 0  # the call is hung up this long after the socket opened; 0: never
     idle_stream_ms: int = 0  # no inbound message for this long hangs up; 0: never
     # With a key, `start` must carry <Parameter>s `call_id` and `token` that
@@ -59,7 +60,12 @@ class Limits:
 
     def apply_to(self, config: CallConfig) -> CallConfig:
         """`config` with this server's per-call limits."""
-        return replace(config, max_call_ms=self.max_call_ms, idle_stream_ms=self.idle_stream_ms)
+        return replace(
+            config,
+            max_message_bytes=self.max_message_bytes,
+            max_call_ms=self.max_call_ms,
+            idle_stream_ms=self.idle_stream_ms,
+        )
 
 
 def derive_stream_key(auth_token: Secret) -> Secret:
