@@ -6,6 +6,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +19,8 @@ from starlette.applications import Starlette
 
 from fsm_voice.agents.echo import echo_agent
 from fsm_voice.clock import RandomIds, SystemClock
-from fsm_voice.errors import SocketClosed
+from fsm_voice.commands.serve import server_settings, startup_warnings
+from fsm_voice.errors import ConfigError, SocketClosed
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
 from fsm_voice.eventlog.records import CallRecord
 from fsm_voice.eventlog.sqlite import SqliteEventLog
@@ -324,3 +329,82 @@ def test_the_derived_stream_key_is_not_the_auth_token() -> None:
     key = derive_stream_key(Secret(AUTH_TOKEN))
     assert key.reveal() != AUTH_TOKEN and len(key.reveal()) == 64
     assert derive_stream_key(Secret("other")) != key
+
+
+# --- `fsm-voice serve` ---
+
+
+def test_serve_options_and_their_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsm_voice.cli import _parser
+
+    monkeypatch.setenv("VOICE_STREAM_URL", PUBLIC_URL)
+    monkeypatch.setenv("FSM_VOICE_MAX_CALLS", "7")
+    args = _parser().parse_args(
+        [
+            "serve",
+            "--mask-phone-numbers",
+            "--max-call-seconds",
+            "60",
+            "--idle-timeout-seconds",
+            "2.5",
+        ]
+    )
+    security, limits = server_settings(args, {"TWILIO_AUTH_TOKEN": AUTH_TOKEN})
+    assert security.verifies and security.public_url == PUBLIC_URL
+    assert security.auth_token == Secret(AUTH_TOKEN) and security.mask_phone_numbers
+    assert (limits.max_concurrent_calls, limits.max_call_ms, limits.idle_stream_ms) == (
+        7,
+        60_000,
+        2_500,
+    )
+    assert startup_warnings(security) == []
+    insecure, _ = server_settings(_parser().parse_args(["serve", "--insecure-dev"]), {})
+    assert not insecure.verifies and "insecure-dev" in startup_warnings(insecure)[0]
+    tokenless, _ = server_settings(_parser().parse_args(["serve"]), {})
+    assert "NOT verified" in startup_warnings(tokenless)[0]
+    with pytest.raises(ConfigError, match="wss://"):
+        server_settings(_parser().parse_args(["serve", "--public-url", "http://x/voice"]), {})
+
+
+@pytest.mark.parametrize("insecure", [False, True], ids=["auth-token", "insecure-dev"])
+async def test_fsm_voice_serve_enforces_what_its_environment_configures(
+    tmp_path: Path, insecure: bool
+) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/voice"
+    env = dict(os.environ, TWILIO_AUTH_TOKEN=AUTH_TOKEN, VOICE_STREAM_URL=PUBLIC_URL)
+    command = [sys.executable, "-m", "fsm_voice.cli", "serve", "--fd", str(listener.fileno())]
+    command += ["--db", str(tmp_path / "calls.db"), *(["--insecure-dev"] if insecure else [])]
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("wb") as stderr:
+        server = subprocess.Popen(  # noqa: ASYNC220 - spawning is instant; no output is read
+            command, pass_fds=[listener.fileno()], stdout=subprocess.DEVNULL, stderr=stderr, env=env
+        )
+    listener.close()  # the server holds its own copy
+    try:
+        if insecure:
+            async with dial(url) as ws:  # unsigned, no token: let in
+                sim = PhoneSimulator(ws, SystemClock(), RandomIds())
+                async with sim:
+                    await sim.send_audio(SAID[:320])
+                    await sim.wait_played_bytes(320)
+        else:
+            with pytest.raises(DialRejected) as refused:
+                async with dial(url):
+                    pass
+            assert refused.value.status == 403
+            key = derive_stream_key(Secret(AUTH_TOKEN))
+            params = {"call_id": "FV1", "token": call_token(key, "FV1")}
+            async with dial(url, auth_token=AUTH_TOKEN, signed_url=PUBLIC_URL) as ws:
+                sim = PhoneSimulator(ws, SystemClock(), RandomIds(), custom_parameters=params)
+                async with sim:
+                    await sim.send_audio(SAID[:320])
+                    await sim.wait_played_bytes(320)
+    finally:
+        server.terminate()
+        server.wait()
+    warned = stderr_path.read_text()
+    assert ("WARNING: --insecure-dev" in warned) is insecure
+    assert AUTH_TOKEN not in warned

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from fsm_voice.errors import ConfigError
 from fsm_voice.security import Secret
 
-__all__ = ["CallConfig", "Limits", "SecuritySettings", "derive_stream_key"]
+__all__ = ["CallConfig", "Limits", "SecuritySettings", "derive_stream_key", "env_flag"]
 
 _STREAM_KEY_LABEL = b"fsm-voice stream token key v1"
 
@@ -134,10 +134,11 @@ class SecuritySettings:
             auth_token=Secret.from_env("TWILIO_AUTH_TOKEN", env),
             public_url=env.get("VOICE_STREAM_URL") or None,
             stream_key=Secret.from_env("FSM_VOICE_STREAM_KEY", env),
-            insecure_dev=_flag(env.get("FSM_VOICE_INSECURE", "")),
-            mask_phone_numbers=_flag(env.get("FSM_VOICE_MASK_PHONE_NUMBERS", "")),
+            insecure_dev=env_flag(env.get("FSM_VOICE_INSECURE", "")),
+            mask_phone_numbers=env_flag(env.get("FSM_VOICE_MASK_PHONE_NUMBERS", "")),
         )
 
 
-def _flag(value: str) -> bool:
+def env_flag(value: str) -> bool:
+    """An on/off environment variable: 1, true, yes or on (any case) is on."""
     return value.strip().lower() in ("1", "true", "yes", "on")
