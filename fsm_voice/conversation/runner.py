@@ -267,7 +267,11 @@ class ConversationRunner:
         try:
             with prompt.scope:
                 await body(prompt, arg)
-                await asyncio.gather(*prompt.marks, return_exceptions=True)
+                # `asyncio.wait`, not `gather`: cancelling a gather cancels the marks
+                # too, and a gather cancelled with some marks already released can
+                # escape the prompt's scope and end the whole conversation.
+                if prompt.marks:
+                    await asyncio.wait(prompt.marks)
         except Exception as error:  # a synthesis failure must not hang the state
             self.call.record(
                 "tts", "synthesis_failed", {"error": f"{type(error).__name__}: {error}"}

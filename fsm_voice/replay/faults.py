@@ -100,12 +100,14 @@ def plan_faults(
 ) -> tuple[list[Fact], list[Injection]]:
     """The inbound facts as the faulted platform sends them, and every injection."""
     injections: list[Injection] = []
+    end_ms = next((e.t_ms for e in recording.events if e.kind == "call_ended"), None)
+    end_ms = recording.duration_ms if end_ms is None else end_ms
     for fault in sorted(faults, key=lambda f: f.at_ms):
         if fault.kind in IN_RUNTIME:
-            _require_live(facts, fault.at_ms, fault)
+            _require_live(facts, fault.at_ms, fault, end_ms)
             injections.append(Injection(fault.at_ms, fault))
         elif fault.kind == "twilio_drop":
-            _require_live(facts, fault.at_ms, fault)
+            _require_live(facts, fault.at_ms, fault, end_ms)
             dropped = Fact(fault.at_ms, None, "close", code=ABNORMAL_CLOSE)
             facts = [*_cut(facts, fault.at_ms), dropped]
             injections.append(Injection(fault.at_ms, fault, {"code": ABNORMAL_CLOSE}))
@@ -114,7 +116,7 @@ def plan_faults(
             injections.append(injection)
         else:
             t_ms, prompt_id = _in_prompt(recording.events, fault)
-            _require_live(facts, t_ms, fault)
+            _require_live(facts, t_ms, fault, end_ms)
             stop = Fact(t_ms, None, "message", message={"event": "stop", "stop": {}})
             facts = [*_cut(facts, t_ms), stop, Fact(t_ms, None, "close", code=1000)]
             injections.append(Injection(t_ms, fault, {"prompt_id": prompt_id}))
@@ -125,13 +127,14 @@ def _cut(facts: list[Fact], t_ms: int) -> list[Fact]:
     return [f for f in facts if f.t_ms < t_ms]
 
 
-def _require_live(facts: list[Fact], t_ms: int, fault: Fault) -> None:
+def _require_live(facts: list[Fact], t_ms: int, fault: Fault, end_ms: int) -> None:
     """The platform's stream must still be up at `t_ms` (after start, before its end)."""
     started = next((f.t_ms for f in facts if _is(f, "start")), None)
-    ended = next((f.t_ms for f in facts if f.kind == "close" or _is(f, "stop")), None)
+    closed = [f.t_ms for f in facts if f.kind == "close" or _is(f, "stop")]
+    ended = min([*closed, end_ms])
     if started is None or t_ms < started or (ended is not None and t_ms >= ended):
-        span = f"{started} to {ended}" if started is not None else "never"
-        raise ReplayInputError(f"fault {fault}: the stream is live from {span} ms, not then")
+        span = f"from {started} to {ended} ms" if started is not None else "never"
+        raise ReplayInputError(f"fault {fault}: the stream is live {span}, not then")
 
 
 def _is(fact: Fact, event: str) -> bool:
