@@ -56,6 +56,14 @@ def _kinds(events: Sequence[EventRecord], *kinds: str) -> list[str]:
     return [e.kind for e in events if e.kind in kinds]
 
 
+def _faults(events: Sequence[EventRecord]) -> list[tuple[int, dict[str, object]]]:
+    return [(e.t_ms, e.data) for e in events if e.kind == "fault_injected"]
+
+
+def _facts(events: Sequence[EventRecord]) -> list[tuple[object, ...]]:
+    return [(e.seq, e.t_ms, e.source, e.kind, e.data) for e in events]
+
+
 def _end_state(events: Sequence[EventRecord]) -> str:
     return str(_first(events, "conversation_ended").data["state"])
 
@@ -69,6 +77,11 @@ def _replays_as_fixture(result: ReplayResult, tmp_path: Path, call_id: str | Non
     assert again.divergence is None, again.divergence.describe()
     assert again.compared > 0
     assert replay(out).stream_json() == again.stream_json()
+    # The fault comes back from the log: the replay logs it again, at its time.
+    faulted = result.log.events(call_id or result.call_id)
+    assert _faults(again.events) == _faults(faulted)
+    # And so does everything else: the replay is the faulted run, event for event.
+    assert _facts(again.events) == _facts(faulted)
 
 
 # --- the fault spec ---
@@ -351,3 +364,24 @@ def test_cli_injects_saves_and_replays_the_faulted_run(
     assert "decisions as recorded" in capsys.readouterr().out
     assert main(["replay", str(source), "--inject", "nonsense@1"]) == 1
     assert "unknown kind" in capsys.readouterr().err
+
+
+# --- the corpus's provider reconnect, recorded live with the offline providers ---
+
+
+def test_the_corpus_has_a_provider_reconnect_that_completes() -> None:
+    fixture = Path(__file__).resolve().parent.parent / "replays" / "appointment-stt-reconnect"
+    result = replay(fixture)
+    assert result.divergence is None, result.divergence.describe()
+    events = result.events
+    drop = _first(events, "fault_injected")
+    assert drop.data["fault"] == "stt_drop"
+    after = [e for e in events if e.t_ms >= drop.t_ms]
+    states = [e.data["state"] for e in after if e.kind == "provider_state_entered"]
+    assert states[:3] == ["reconnecting", "connecting", "streaming"]
+    reconnected = _first(after, "provider_state_entered", state="streaming")
+    first_heard = _first(after, "transcript_committed")
+    # Speech from the gap, recognised once the connection was back.
+    assert first_heard.data["text"] == "reschedule"
+    assert first_heard.data["end_ms"] < reconnected.t_ms <= first_heard.t_ms
+    assert _end_state(events) == "rescheduled"

@@ -1,9 +1,11 @@
 """Faults in a replay: the faulted platform's facts, the injector, the duplicate stream.
 
 `replay_call(..., faults=[...])` builds one `ReplayFaults`. With no faults every
-method hands back what it was given, so a plain replay is untouched. A recording
-whose call was refused as a duplicate replays with its CallSid already live: the
-other stream is the outside world, known from the log, as a transcript is.
+method hands back what it was given, so a plain replay is untouched, except that a
+faulted run's fixture logs its `fault_injected` events again at their times (what
+the faults caused comes back from the log as inputs, so nothing is injected twice).
+A recording whose call was refused as a duplicate replays with its CallSid already
+live: the other stream is the outside world, known from the log, as a transcript is.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.replay.facts import Fact, inbound_facts
-from fsm_voice.replay.faults import Fault, FaultInjector, plan_faults
+from fsm_voice.replay.faults import Fault, FaultInjector, Injection, plan_faults
 from fsm_voice.replay.recording import Recording
 from fsm_voice.runtime.call import Agent, CallRuntime
 from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
@@ -43,13 +45,18 @@ class ReplayFaults:
         if faults:
             self.facts, injections = plan_faults(self.facts, faults, recording)
             self.injector = FaultInjector(injections, on_duplicate=self._open_duplicate)
+        else:
+            logged = [Injection.logged(e) for e in recording.events if e.kind == "fault_injected"]
+            self.injector = FaultInjector(logged, act=False) if logged else None
 
     def live_streams(self) -> LiveStreams:
         refused = [e for e in self.recording.events if e.kind == "duplicate_stream_refused"]
         return LiveStreams({str(e.data["call_sid"]): str(e.data["live_call"]) for e in refused})
 
     def recognizer(self, factory: Callable[[], SpeechRecognizer]) -> Callable[[], SpeechRecognizer]:
-        return factory if self.injector is None else self.injector.recognizer(factory)
+        if self.injector is None or not self.injector.act:
+            return factory
+        return self.injector.recognizer(factory)
 
     def agent(self, agent: Agent) -> Agent:
         return agent if self.injector is None else self.injector.agent(agent)

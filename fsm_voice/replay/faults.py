@@ -91,6 +91,13 @@ class Injection:
     def data(self) -> dict[str, Any]:
         return {"fault": self.fault.kind, "at_ms": self.fault.at_ms, **self.detail}
 
+    @classmethod
+    def logged(cls, event: EventRecord) -> Injection:
+        """The injection a `fault_injected` event records."""
+        detail = dict(event.data)
+        fault = parse_fault(f"{detail.pop('fault')}@{detail.pop('at_ms')}")
+        return cls(event.t_ms, fault, detail)
+
 
 # --- the platform's faults, applied to the recorded inbound facts ---
 
@@ -312,9 +319,11 @@ class FaultInjector:
         injections: Sequence[Injection],
         *,
         on_duplicate: Callable[[str], None] | None = None,
+        act: bool = True,
     ) -> None:
         self.injections = list(injections)
         self.on_duplicate = on_duplicate
+        self.act = act  # False: only log them (replaying a faulted run's fixture)
         self.recognizers: list[DroppableRecognizer] = []
         self._call: CallHandle | None = None
 
@@ -358,6 +367,8 @@ class FaultInjector:
         if call.ended:
             return
         call.record("runtime", "fault_injected", injection.data())
+        if not self.act:
+            return
         if injection.fault.kind == "stt_drop":
             for link in self.recognizers:
                 link.drop(f"fault injected: {injection.fault}")
