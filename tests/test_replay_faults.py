@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from fsm_voice.cli import main
-from fsm_voice.clock import VirtualClock
-from fsm_voice.conversation.runner import MARK_WATCHDOG_MARGIN_MS
+from fsm_voice.clock import RandomIds, SystemClock, VirtualClock
+from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.runner import MARK_WATCHDOG_MARGIN_MS, conversation_agent
 from fsm_voice.eventlog import SqliteEventLog
 from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Transcript
-from fsm_voice.providers.scripted import ScriptedRecognizer
+from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.replay import Recording, ReplayInputError, ReplayResult, load_from_log, replay
 from fsm_voice.replay.fault_replay import DUPLICATE_SUFFIX
 from fsm_voice.replay.faults import (
@@ -28,7 +29,10 @@ from fsm_voice.replay.faults import (
     FaultInjector,
     parse_fault,
 )
-from tests.recorded_calls import record_calls
+from fsm_voice.server import create_app, serve_in_background
+from fsm_voice.simulator.client import dial
+from fsm_voice.simulator.phone import PhoneSimulator
+from tests.recorded_calls import ROOT, record_calls
 
 FRAME = 160
 
@@ -370,7 +374,7 @@ def test_cli_injects_saves_and_replays_the_faulted_run(
 
 
 def test_the_corpus_has_a_provider_reconnect_that_completes() -> None:
-    fixture = Path(__file__).resolve().parent.parent / "replays" / "appointment-stt-reconnect"
+    fixture = ROOT / "replays" / "appointment-stt-reconnect"
     result = replay(fixture)
     assert result.divergence is None, result.divergence.describe()
     events = result.events
@@ -385,3 +389,48 @@ def test_the_corpus_has_a_provider_reconnect_that_completes() -> None:
     assert first_heard.data["text"] == "reschedule"
     assert first_heard.data["end_ms"] < reconnected.t_ms <= first_heard.t_ms
     assert _end_state(events) == "rescheduled"
+
+
+# --- a duplicate stream on a real server ---
+
+
+SID = "CAsame"
+
+
+@pytest.mark.anyio
+async def test_a_real_server_refuses_a_second_stream_for_a_live_call_sid(tmp_path: Path) -> None:
+    spec = load_machine(ROOT / "machines" / "appointment.yaml")
+    agent = conversation_agent(
+        spec, recognizer=lambda: ScriptedRecognizer(), synthesizer=ScriptedSynthesizer()
+    )
+    clock = SystemClock()
+    with SqliteEventLog(tmp_path / "calls.db") as log:
+        app = create_app(log, agent=agent, machine_name=spec.name, clock=clock)
+        async with serve_in_background(app) as server:
+            async with dial(server.url) as first_socket:
+                first = PhoneSimulator(first_socket, clock, RandomIds(), call_sid=SID)
+                async with first:
+                    await first.wait_played_bytes(1)  # its conversation is speaking
+                    async with dial(server.url) as second_socket:
+                        second = PhoneSimulator(
+                            second_socket, clock, RandomIds(), call_sid="CAsame"
+                        )
+                        async with second:
+                            assert await second.wait_closed() == 1000  # hung up by us
+                    await app.state.voice.wait_finished(1)
+                    assert first.close_code is None  # the first call goes on
+                    await first.send_silence(100)
+            await app.state.voice.wait_finished(2)
+        refused_id, original_id = app.state.voice.finished
+        await log.flush()
+        refused = log.events(refused_id)
+        assert _first(refused, "duplicate_stream_refused").data == {
+            "call_sid": SID,
+            "live_call": original_id,
+        }
+        assert not [e for e in refused if e.source == "conversation"]
+        refused_call = log.call(refused_id)
+        assert refused_call is not None and refused_call.end_reason == "duplicate_stream"
+        original = log.events(original_id)
+        assert _first(original, "conversation_started")
+        assert _first(original, "call_ended").data["reason"] == "caller_hangup"
