@@ -1,0 +1,453 @@
+"""Azure Speech speech-to-text: continuous recognition from a push stream, per call.
+
+Path of the caller's audio:
+
+    μ-law 8 kHz frames ─▶ PushAudioInputStream (AudioStreamFormat 8000 Hz, 8 bit, mono,
+    MULAW: no transcoding) ─▶ SpeechRecognizer, continuous recognition
+      └─ SDK threads fire speech_start_detected / recognizing / recognized / canceled
+         ─▶ the payload is copied out on that thread and handed to the event loop
+         (`loop.call_soon_threadsafe`), where the listener hears it
+
+Blocking SDK calls (building the recogniser, start/stop of continuous recognition,
+phrase lists, closing the stream) run on one worker thread per call, in order, never
+on the loop. `PushAudioInputStream.write` is the exception: the SDK documents it as
+"making an internal copy of the data", so it returns at once and `feed` calls it on
+the loop; a write that raises drops the connection through the provider machine.
+
+The connection's life is the provider machine's (`fsm_voice.providers.machine`):
+`canceled` with a transient error code (ConnectionFailure, ServiceTimeout,
+TooManyRequests, …) or a failed write → reconnecting, retried after 1, 2, 4 s …
+(±25 % jitter, on the injected Clock) with a fresh recogniser and stream; after
+`max_retries` → error and a fatal `on_error`. A bad key (AuthenticationFailure,
+Forbidden, BadRequest) goes straight to error: no retry can fix it.
+
+Times: the SDK reports offsets in 100 ns ticks from the start of the stream it
+read; each connection remembers the call time of its first frame, and gaps in the
+caller's audio are filled with μ-law silence, so stream time stays call time.
+
+Echo: results whose speech begins within `echo_discard_ms` (400 ms by default)
+after the agent stopped speaking are dropped as the tail of the agent's own voice
+(the seed's rule). Speech that begins while the agent speaks is kept: it is barge-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fsm_voice.clock import Clock, RandomIds, SystemClock, TimerHandle
+from fsm_voice.errors import ConfigError
+from fsm_voice.machine import Step
+from fsm_voice.providers import machine as pm
+from fsm_voice.providers.azure_common import (
+    AzureSettings,
+    AzureSpeechError,
+    cancellation_error,
+    load_sdk,
+    post_to_loop,
+)
+from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.security import Secret
+
+__all__ = ["AzureRecognizer"]
+
+log = logging.getLogger(__name__)
+
+_TICKS_PER_MS = 10_000  # the SDK's offsets and durations are 100 ns ticks
+_BYTES_PER_MS = 8  # 8 kHz, one byte per μ-law sample
+_SILENCE = b"\xff"  # μ-law zero
+_MAX_GAP_MS = 1000
+
+
+# --- what an SDK callback hands to the loop (plain data, copied on the SDK thread) ---
+
+
+@dataclass(frozen=True, slots=True)
+class _SpeechStarted:
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Hypothesis:
+    text: str
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    text: str
+    offset_ms: int
+    duration_ms: int
+    confidence: float | None
+    alternatives: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancelled:
+    reason: str  # CancellationReason name: Error, EndOfStream, CancelledByUser
+    error: AzureSpeechError
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionStopped:
+    pass
+
+
+_SdkEvent = _SpeechStarted | _Hypothesis | _Final | _Cancelled | _SessionStopped
+
+
+@dataclass(slots=True)
+class _Session:
+    """One connection: a recogniser reading its own push stream."""
+
+    generation: int
+    recognizer: Any
+    stream: Any
+    origin_ms: int | None = None  # call time of the stream's first byte
+    next_ms: int = 0  # call time the next frame should carry
+    signals: list[Any] = field(default_factory=list)
+
+
+def _offset_ms(ticks: Any) -> int:
+    return int(ticks or 0) // _TICKS_PER_MS
+
+
+def _nbest(payload: str) -> tuple[float | None, tuple[str, ...]]:
+    """Confidence of the best hypothesis and the other hypotheses, from the detailed
+    result JSON (`OutputFormat.Detailed`); nothing when it is absent or malformed."""
+    try:
+        nbest = json.loads(payload).get("NBest") or []
+        confidence = nbest[0].get("Confidence") if nbest else None
+        others = tuple(str(h.get("Display", "")) for h in nbest[1:] if h.get("Display"))
+        return (float(confidence) if confidence is not None else None), others
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return None, ()
+
+
+class AzureRecognizer:
+    """SpeechRecognizer on Azure Speech continuous recognition; one per call."""
+
+    def __init__(
+        self,
+        *,
+        key: Secret | str | None = None,
+        region: str | None = None,
+        language: str | None = None,
+        language_code: str | None = None,  # the seed's name for `language`
+        silence_timeout_ms: int | None = None,
+        echo_discard_ms: int = 400,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        jitter: Callable[[], float] | None = None,
+        max_retries: int = 5,
+        cap_ms: int = 16_000,
+        environ: Mapping[str, str] | None = None,
+        name: str = "azure",
+    ) -> None:
+        self.name = name
+        self.settings = AzureSettings.from_env(
+            environ,
+            key=key,
+            region=region,
+            language=language or language_code,
+            silence_timeout_ms=silence_timeout_ms,
+        )
+        self.echo_discard_ms = echo_discard_ms
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.machine = pm.ProviderMachine(
+            f"stt:{name}",
+            jitter=jitter if jitter is not None else RandomIds().jitter,
+            max_retries=max_retries,
+            cap_ms=cap_ms,
+        )
+        self.speaking = False
+        self.echo_discarded = 0  # results dropped as echo of the agent's voice
+        self._sdk = sdk
+        self._listener: SttListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._grammar: Grammar | None = None
+        self._session: _Session | None = None
+        self._generation = 0  # bumped whenever a session is let go: its late events are stale
+        self._audio_end_ms = 0  # call time where the caller's audio fed so far ends
+        self._speaking_stopped_ms: int | None = None
+        self._retry_timer: TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # One thread, so SDK calls happen in the order they were asked for.
+        self._sdk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="azure-stt")
+
+    # --- SpeechRecognizer ---
+
+    async def start(self, listener: SttListener) -> None:
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        detail = f"{self.settings.region}, {self.settings.language}"
+        await self._execute(self.machine.fire(pm.Start()), detail)
+
+    def feed(self, mulaw: bytes, t_ms: int) -> None:
+        if not mulaw:
+            return
+        self._audio_end_ms = max(self._audio_end_ms, t_ms + len(mulaw) // _BYTES_PER_MS)
+        session = self._session
+        if session is None or not self.machine.is_streaming:
+            return  # connecting or reconnecting: this audio is lost, as on a dropped line
+        if session.origin_ms is None:
+            session.origin_ms = session.next_ms = t_ms
+        gap_ms = min(t_ms - session.next_ms, _MAX_GAP_MS)
+        # Lost frames: silence keeps the stream's clock in step with the call's.
+        padding = _SILENCE * (gap_ms * _BYTES_PER_MS) if gap_ms >= 20 else b""
+        session.next_ms = max(session.next_ms, t_ms) + len(mulaw) // _BYTES_PER_MS
+        try:
+            session.stream.write(padding + mulaw)
+        except Exception as exc:  # the SDK raises RuntimeError with its own error code
+            self._lose_session(f"audio write failed: {type(exc).__name__}: {exc}", fatal=False)
+
+    def set_grammar(self, grammar: Grammar | None) -> None:
+        self._grammar = grammar
+        session = self._session
+        if session is not None:
+            self._sdk_thread.submit(self._apply_phrases, session.recognizer, self._phrases())
+
+    def set_speaking(self, speaking: bool) -> None:
+        if self.speaking and not speaking:
+            self._speaking_stopped_ms = self._audio_end_ms
+        self.speaking = speaking
+
+    async def stop(self) -> None:
+        if self.machine.state not in pm.FINAL:
+            await self._execute(self.machine.fire(pm.Stop()), "stopped")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._sdk_thread.shutdown(wait=False)
+
+    # --- the provider machine's effects ---
+
+    async def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
+        listener = self._listener
+        pm.report_step(step, listener.on_state if listener else None, detail)
+        for effect in step.effects:
+            if isinstance(effect, pm.Connect):
+                await self._connect(effect.attempt)
+            elif isinstance(effect, pm.ScheduleRetry):
+                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
+            elif isinstance(effect, pm.Disconnect):
+                session = self._detach()
+                if session is not None:
+                    await asyncio.wrap_future(self._sdk_thread.submit(self._close, session))
+            elif isinstance(effect, pm.ReportError) and listener is not None:
+                listener.on_error(effect.reason, effect.fatal)
+
+    async def _connect(self, attempt: int) -> None:
+        self._generation += 1
+        generation = self._generation
+        opening = self._sdk_thread.submit(self._open, generation, self._phrases())
+        try:
+            session = await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:
+            self._sdk_thread.submit(self._close_when_opened, opening)
+            raise
+        except AzureSpeechError as exc:
+            await self._execute(self._fire_loss(str(exc), exc.fatal), str(exc))
+            return
+        except ConfigError as exc:  # the `azure` extra is not installed: no retry helps
+            await self._execute(self._fire_loss(str(exc), fatal=True), str(exc))
+            return
+        except Exception as exc:  # the SDK refused to build or start a recogniser
+            reason = f"connect failed: {type(exc).__name__}: {exc}"
+            await self._execute(self._fire_loss(reason, fatal=False), reason)
+            return
+        if generation != self._generation or self.machine.state != pm.CONNECTING:
+            # Cancelled or stopped while opening: this session is already stale.
+            self._sdk_thread.submit(self._close, session)
+            return
+        self._session = session
+        detail = f"{self.settings.region}, {self.settings.language}, attempt {attempt}"
+        await self._execute(self.machine.fire(pm.Connected(detail)), detail)
+
+    def _fire_loss(self, reason: str, fatal: bool) -> Step[pm.ProviderEffect]:
+        return self.machine.fire(pm.Fatal(reason) if fatal else pm.Dropped(reason))
+
+    def _lose_session(self, reason: str, fatal: bool) -> None:
+        """The connection failed (on the loop): let it go and tell the machine."""
+        session = self._detach()
+        if session is not None:
+            self._sdk_thread.submit(self._close, session)
+        self._spawn(self._execute(self._fire_loss(reason, fatal), reason))
+
+    def _detach(self) -> _Session | None:
+        session, self._session = self._session, None
+        self._generation += 1
+        return session
+
+    def _on_retry_timer(self) -> None:
+        self._retry_timer = None
+        self._spawn(self._execute(self.machine.fire(pm.Retry()), "retrying"))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _phrases(self) -> tuple[str, ...]:
+        return self._grammar.phrases if self._grammar is not None else ()
+
+    # --- results, on the loop ---
+
+    def _on_sdk_event(self, generation: int, event: _SdkEvent) -> None:
+        listener = self._listener
+        if generation != self._generation or listener is None or self.machine.state in pm.FINAL:
+            return  # a session we already let go of
+        if isinstance(event, _Cancelled):
+            if event.reason == "Error":
+                self._lose_session(str(event.error), event.error.fatal)
+            else:  # EndOfStream / CancelledByUser we did not ask for
+                self._lose_session(f"recognition ended: {event.reason}", fatal=False)
+            return
+        if isinstance(event, _SessionStopped):
+            self._lose_session("session stopped by the service", fatal=False)
+            return
+        start_ms = self._call_ms(event.offset_ms)
+        if self._is_echo(start_ms):
+            if isinstance(event, _Final):
+                self.echo_discarded += 1
+                log.debug("discarded %r as echo (began at %d ms)", event.text, start_ms)
+            return
+        if isinstance(event, _SpeechStarted):
+            listener.on_speech_started(start_ms)
+        elif isinstance(event, _Hypothesis):
+            listener.on_recognizing(event.text)
+        else:
+            end_ms = start_ms + event.duration_ms
+            listener.on_committed(
+                Transcript(event.text, event.confidence, start_ms, end_ms, event.alternatives)
+            )
+
+    def _call_ms(self, offset_ms: int) -> int:
+        session = self._session
+        origin = session.origin_ms if session is not None else None
+        return (origin if origin is not None else self._audio_end_ms) + offset_ms
+
+    def _is_echo(self, start_ms: int) -> bool:
+        stopped = self._speaking_stopped_ms
+        if self.speaking or stopped is None:
+            return False
+        return stopped <= start_ms < stopped + self.echo_discard_ms
+
+    # --- on the SDK thread ---
+
+    def _open(self, generation: int, phrases: tuple[str, ...]) -> _Session:
+        sdk = self._sdk if self._sdk is not None else load_sdk()
+        self._sdk = sdk
+        config = self.settings.speech_config(sdk)
+        config.speech_recognition_language = self.settings.language
+        silence = str(self.settings.silence_timeout_ms)
+        # Segmentation silence ends each phrase in continuous recognition; end
+        # silence bounds the service's own end-of-speech wait the same way.
+        config.set_property(sdk.PropertyId.Speech_SegmentationSilenceTimeoutMs, silence)
+        config.set_property(sdk.PropertyId.SpeechServiceConnection_EndSilenceTimeoutMs, silence)
+        config.output_format = sdk.OutputFormat.Detailed  # NBest: confidence, alternatives
+        stream_format = sdk.audio.AudioStreamFormat(
+            samples_per_second=8000,
+            bits_per_sample=8,
+            channels=1,
+            wave_stream_format=sdk.audio.AudioStreamWaveFormat.MULAW,
+        )
+        stream = sdk.audio.PushAudioInputStream(stream_format=stream_format)
+        audio_config = sdk.audio.AudioConfig(stream=stream)
+        recognizer = sdk.SpeechRecognizer(speech_config=config, audio_config=audio_config)
+        session = _Session(generation, recognizer, stream)
+        self._subscribe(session)
+        self._apply_phrases(recognizer, phrases)
+        try:
+            recognizer.start_continuous_recognition_async().get()
+        except Exception:
+            self._close(session)
+            raise
+        return session
+
+    def _subscribe(self, session: _Session) -> None:
+        recognizer = session.recognizer
+        handlers: list[tuple[Any, Callable[[Any], _SdkEvent | None]]] = [
+            (recognizer.speech_start_detected, lambda e: _SpeechStarted(_offset_ms(e.offset))),
+            (recognizer.recognizing, self._hypothesis),
+            (recognizer.recognized, self._final),
+            (recognizer.canceled, self._cancelled),
+            (recognizer.session_stopped, lambda e: _SessionStopped()),
+        ]
+        for signal, convert in handlers:
+            signal.connect(self._relay(session.generation, convert))
+            session.signals.append(signal)
+
+    def _relay(
+        self, generation: int, convert: Callable[[Any], _SdkEvent | None]
+    ) -> Callable[[Any], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def on_sdk_thread(evt: Any) -> None:
+            # Copy what we need now: the SDK releases the event's handle after this.
+            event = convert(evt)
+            if event is not None:
+                post_to_loop(loop, self._on_sdk_event, generation, event)
+
+        return on_sdk_thread
+
+    @staticmethod
+    def _hypothesis(evt: Any) -> _Hypothesis | None:
+        text = str(evt.result.text or "")
+        return _Hypothesis(text, _offset_ms(evt.result.offset)) if text else None
+
+    def _final(self, evt: Any) -> _Final | None:
+        result = evt.result
+        sdk = self._sdk
+        if result.reason == sdk.ResultReason.RecognizedSpeech:
+            confidence, alternatives = _nbest(str(result.json or ""))
+            text = str(result.text or "")
+        elif result.reason == sdk.ResultReason.NoMatch:  # noise: an empty transcript
+            confidence, alternatives, text = None, (), ""
+        else:
+            return None
+        offset = _offset_ms(result.offset)
+        return _Final(text, offset, _offset_ms(result.duration), confidence, alternatives)
+
+    @staticmethod
+    def _cancelled(evt: Any) -> _Cancelled:
+        details = evt.cancellation_details
+        reason = str(getattr(details.reason, "name", details.reason))
+        return _Cancelled(reason, cancellation_error(details, "recognition"))
+
+    def _apply_phrases(self, recognizer: Any, phrases: tuple[str, ...]) -> None:
+        phrase_list = self._sdk.PhraseListGrammar.from_recognizer(recognizer)
+        phrase_list.clear()
+        for phrase in phrases:
+            phrase_list.addPhrase(phrase)
+
+    @staticmethod
+    def _close(session: _Session) -> None:
+        """Stop recognition and release the stream; failures here change nothing."""
+        for signal in session.signals:
+            signal.disconnect_all()
+        try:
+            session.recognizer.stop_continuous_recognition_async().get()
+        except Exception as exc:
+            log.debug("stopping recognition failed: %s", exc)
+        try:
+            session.stream.close()
+        except Exception as exc:
+            log.debug("closing the push stream failed: %s", exc)
+
+    def _close_when_opened(self, opening: concurrent.futures.Future[_Session]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self._close(opening.result())
+
+
+if TYPE_CHECKING:  # mypy checks that it satisfies the protocol
+    _recognizer: SpeechRecognizer = AzureRecognizer()
