@@ -140,9 +140,7 @@ def _enum_name(value: Any) -> str:
 def post_to_loop(
     loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any
 ) -> None:
-    """Run `callback(*args)` on `loop` (from an SDK thread); dropped once the loop closed,
-    since nobody is left to hear a late event."""
-    try:
+    """Run `callback(*args)` on `loop` (from an SDK thread). Once the loop is closed the
+    call and its listener are gone, so a late event is dropped."""
+    with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # the loop is closed: the call and its listener are gone
-        pass
