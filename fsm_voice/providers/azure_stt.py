@@ -15,11 +15,14 @@ on the loop. `PushAudioInputStream.write` is the exception: the SDK documents it
 the loop; a write that raises drops the connection through the provider machine.
 
 The connection's life is the provider machine's (`fsm_voice.providers.machine`):
-`canceled` with a transient error code (ConnectionFailure, ServiceTimeout,
-TooManyRequests, …) or a failed write → reconnecting, retried after 1, 2, 4 s …
-(±25 % jitter, on the injected Clock) with a fresh recogniser and stream; after
-`max_retries` → error and a fatal `on_error`. A bad key (AuthenticationFailure,
-Forbidden, BadRequest) goes straight to error: no retry can fix it.
+`streaming` once the SDK's `Connection.connected` fires (not when start returns: the
+SDK starts happily with a bad key and reports it later); no connection within
+`connect_timeout_ms` counts as a failed attempt. `canceled` with a transient error
+code (ConnectionFailure, ServiceTimeout, TooManyRequests, …) or a failed write →
+reconnecting, retried after 1, 2, 4 s … (±25 % jitter, on the injected Clock) with a
+fresh recogniser and stream; after `max_retries` → error and a fatal `on_error`.
+A bad key (AuthenticationFailure, Forbidden, BadRequest) goes straight to error: no
+retry can fix it.
 
 Times: the SDK reports offsets in 100 ns ticks from the start of the stream it
 read; each connection remembers the call time of its first frame, and gaps in the
@@ -98,7 +101,12 @@ class _SessionStopped:
     pass
 
 
-_SdkEvent = _SpeechStarted | _Hypothesis | _Final | _Cancelled | _SessionStopped
+@dataclass(frozen=True, slots=True)
+class _ServiceConnected:
+    pass
+
+
+_SdkEvent = _SpeechStarted | _Hypothesis | _Final | _Cancelled | _SessionStopped | _ServiceConnected
 
 
 @dataclass(slots=True)
@@ -146,6 +154,7 @@ class AzureRecognizer:
         jitter: Callable[[], float] | None = None,
         max_retries: int = 5,
         cap_ms: int = 16_000,
+        connect_timeout_ms: int = 10_000,
         environ: Mapping[str, str] | None = None,
         name: str = "azure",
     ) -> None:
@@ -158,6 +167,7 @@ class AzureRecognizer:
             silence_timeout_ms=silence_timeout_ms,
         )
         self.echo_discard_ms = echo_discard_ms
+        self.connect_timeout_ms = connect_timeout_ms
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.machine = pm.ProviderMachine(
             f"stt:{name}",
@@ -176,6 +186,9 @@ class AzureRecognizer:
         self._audio_end_ms = 0  # call time where the caller's audio fed so far ends
         self._speaking_stopped_ms: int | None = None
         self._retry_timer: TimerHandle | None = None
+        self._connect_timer: TimerHandle | None = None
+        self._attempt = 0
+        self._first_attempt_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # One thread, so SDK calls happen in the order they were asked for.
         self._sdk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="azure-stt")
@@ -183,18 +196,20 @@ class AzureRecognizer:
     # --- SpeechRecognizer ---
 
     async def start(self, listener: SttListener) -> None:
+        """Returns once the first attempt is decided: streaming, reconnecting or error."""
         self._listener = listener
         self._loop = asyncio.get_running_loop()
         detail = f"{self.settings.region}, {self.settings.language}"
         await self._execute(self.machine.fire(pm.Start()), detail)
+        await self._first_attempt_decided.wait()
 
     def feed(self, mulaw: bytes, t_ms: int) -> None:
         if not mulaw:
             return
         self._audio_end_ms = max(self._audio_end_ms, t_ms + len(mulaw) // _BYTES_PER_MS)
         session = self._session
-        if session is None or not self.machine.is_streaming:
-            return  # connecting or reconnecting: this audio is lost, as on a dropped line
+        if session is None or self.machine.state not in (pm.CONNECTING, pm.STREAMING):
+            return  # between connections: this audio is lost, as on a dropped line
         if session.origin_ms is None:
             session.origin_ms = session.next_ms = t_ms
         gap_ms = min(t_ms - session.next_ms, _MAX_GAP_MS)
@@ -230,6 +245,8 @@ class AzureRecognizer:
     async def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
         listener = self._listener
         pm.report_step(step, listener.on_state if listener else None, detail)
+        if step.dest != pm.CONNECTING:
+            self._first_attempt_decided.set()
         for effect in step.effects:
             if isinstance(effect, pm.Connect):
                 await self._connect(effect.attempt)
@@ -268,9 +285,29 @@ class AzureRecognizer:
             # Cancelled or stopped while opening: this session is already stale.
             self._sdk_thread.submit(self._close, session)
             return
+        # Recognition started; the provider is `streaming` once the SDK's Connection
+        # says the service is reached (a bad key shows only as `canceled` after this).
         self._session = session
-        detail = f"{self.settings.region}, {self.settings.language}, attempt {attempt}"
-        await self._execute(self.machine.fire(pm.Connected(detail)), detail)
+        self._attempt = attempt
+        self._connect_timer = self.clock.call_later(
+            self.connect_timeout_ms, lambda: self._on_connect_timeout(generation)
+        )
+
+    def _on_connected(self) -> None:
+        self._cancel_connect_timer()
+        detail = f"{self.settings.region}, {self.settings.language}, attempt {self._attempt}"
+        self._spawn(self._execute(self.machine.fire(pm.Connected(detail)), detail))
+
+    def _on_connect_timeout(self, generation: int) -> None:
+        self._connect_timer = None
+        if generation == self._generation and self.machine.state == pm.CONNECTING:
+            reason = f"no connection to the service within {self.connect_timeout_ms} ms"
+            self._lose_session(reason, fatal=False)
+
+    def _cancel_connect_timer(self) -> None:
+        timer, self._connect_timer = self._connect_timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _fire_loss(self, reason: str, fatal: bool) -> Step[pm.ProviderEffect]:
         return self.machine.fire(pm.Fatal(reason) if fatal else pm.Dropped(reason))
@@ -283,6 +320,7 @@ class AzureRecognizer:
         self._spawn(self._execute(self._fire_loss(reason, fatal), reason))
 
     def _detach(self) -> _Session | None:
+        self._cancel_connect_timer()
         session, self._session = self._session, None
         self._generation += 1
         return session
@@ -313,6 +351,10 @@ class AzureRecognizer:
             return
         if isinstance(event, _SessionStopped):
             self._lose_session("session stopped by the service", fatal=False)
+            return
+        if isinstance(event, _ServiceConnected):
+            if self.machine.state == pm.CONNECTING:
+                self._on_connected()
             return
         start_ms = self._call_ms(event.offset_ms)
         if self._is_echo(start_ms):
@@ -364,7 +406,7 @@ class AzureRecognizer:
         audio_config = sdk.audio.AudioConfig(stream=stream)
         recognizer = sdk.SpeechRecognizer(speech_config=config, audio_config=audio_config)
         session = _Session(generation, recognizer, stream)
-        self._subscribe(session)
+        self._subscribe(session, sdk.Connection.from_recognizer(recognizer))
         self._apply_phrases(recognizer, phrases)
         try:
             recognizer.start_continuous_recognition_async().get()
@@ -373,9 +415,10 @@ class AzureRecognizer:
             raise
         return session
 
-    def _subscribe(self, session: _Session) -> None:
+    def _subscribe(self, session: _Session, connection: Any) -> None:
         recognizer = session.recognizer
         handlers: list[tuple[Any, Callable[[Any], _SdkEvent | None]]] = [
+            (connection.connected, lambda e: _ServiceConnected()),
             (recognizer.speech_start_detected, lambda e: _SpeechStarted(_offset_ms(e.offset))),
             (recognizer.recognizing, self._hypothesis),
             (recognizer.recognized, self._final),
