@@ -96,8 +96,11 @@ class FakeSpeechService:
         self.chunk_allowance: int | None = None  # None: synthesise freely
         self.ms_per_char = 65
         self.callback_errors: list[BaseException] = []
+        self.sdk_calls: list[tuple[str, str]] = []  # (method, thread name): never the loop's
+        self.silent_connects = 0  # the next starts neither connect nor fail (a dead network)
         self.results_released = threading.Event()  # cancelled results resolve only then
         self._busy = 0
+        self.lock = threading.RLock()  # guards a recogniser's failure vs its ending
         self._lock = threading.Condition()
         self._idle_callbacks: list[Callable[[], None]] = []
 
@@ -138,6 +141,9 @@ class FakeSpeechService:
         self.wake()
         for recognizer in self.recognizers:
             recognizer.shut()
+
+    def record_call(self, method: str) -> None:
+        self.sdk_calls.append((method, threading.current_thread().name))
 
     def next_line(self) -> str:
         line = self.script[self.utterances] if self.utterances < len(self.script) else ""
@@ -188,6 +194,7 @@ class SpeechRecognizer:
         source_language_config: Any = None,
         auto_detect_source_language_config: Any = None,
     ) -> None:
+        self.service.record_call("SpeechRecognizer")
         errors = self.service.callback_errors
         self.session_started, self.session_stopped = EventSignal(errors), EventSignal(errors)
         self.speech_start_detected = EventSignal(errors)
@@ -202,11 +209,13 @@ class SpeechRecognizer:
         self.connection: Connection | None = None  # Connection.from_recognizer's
         self.session_id = f"session{next(_ids)}"
         self.started = self.stopped = False
+        self.ended = False  # the worker has finished (failed, stopped or end of stream)
         self._failure: tuple[CancellationErrorCode, str] | None = None
         self._thread: threading.Thread | None = None
         self.service.recognizers.append(self)
 
     def start_continuous_recognition_async(self) -> ResultFuture:
+        self.service.record_call("start_continuous_recognition_async")
         self.started = True
         self.service.busy_add(1)  # the session's opening events
         self._thread = threading.Thread(target=self._run, name="fake-azure-stt", daemon=True)
@@ -214,6 +223,8 @@ class SpeechRecognizer:
         return ResultFuture(lambda: None)
 
     def stop_continuous_recognition_async(self) -> ResultFuture:
+        self.service.record_call("stop_continuous_recognition_async")
+
         def stop() -> None:
             self.stopped = True
             self.stream.wake()
@@ -224,10 +235,12 @@ class SpeechRecognizer:
         return ResultFuture(stop)
 
     def fail(self, code: CancellationErrorCode, text: str) -> None:
-        if self.started and not self.stopped and self._failure is None:
+        with self.service.lock:
+            if not self.started or self.stopped or self.ended or self._failure is not None:
+                return
             self.service.busy_add(1)  # until the cancellation is fired
             self._failure = (code, text)
-            self.stream.wake()
+        self.stream.wake()
 
     def shut(self) -> None:
         self.stopped = True
@@ -236,6 +249,13 @@ class SpeechRecognizer:
     # --- the worker: the documented event sequence ---
 
     def _run(self) -> None:
+        try:
+            self._work()
+        finally:
+            with self.service.lock:
+                self.ended = True
+
+    def _work(self) -> None:
         service = self.service
         try:
             self.session_started.signal(SessionEventArgs(self.session_id))
@@ -246,6 +266,8 @@ class SpeechRecognizer:
                 code = service.connect_failures.pop(0)
                 self._failure = (code, "Connection failed (no connection to the remote host).")
                 service.busy_add(1)
+            elif service.silent_connects > 0:
+                service.silent_connects -= 1
             elif self.connection is not None:
                 self.connection.connected.signal(ConnectionEventArgs(self.session_id))
         finally:
@@ -268,7 +290,6 @@ class SpeechRecognizer:
         details = CancellationDetails(CancellationReason.Error, code, text)
         self.canceled.signal(SpeechRecognitionCanceledEventArgs(self.session_id, details))
         self.session_stopped.signal(SessionEventArgs(self.session_id))
-        self.stopped = True
         self.service.busy_add(-1 - self.stream.discard())
 
     def _segmentation_ms(self) -> int:
@@ -345,6 +366,7 @@ class SpeechSynthesizer:
         audio_config: Any = "default speaker",
         auto_detect_source_language_config: Any = None,
     ) -> None:
+        self.service.record_call("SpeechSynthesizer")
         errors = self.service.callback_errors
         self.synthesis_started, self.synthesizing = EventSignal(errors), EventSignal(errors)
         self.synthesis_completed, self.synthesis_canceled = EventSignal(errors), EventSignal(errors)
@@ -361,6 +383,7 @@ class SpeechSynthesizer:
         self.service.synthesizers.append(self)
 
     def speak_text_async(self, text: str) -> ResultFuture:
+        self.service.record_call("speak_text_async")
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("Exception with error code: 0x5 (SPXERR_INVALID_STATE)")
         self.spoken.append(text)
@@ -378,6 +401,7 @@ class SpeechSynthesizer:
         return self.speak_text_async(text)
 
     def stop_speaking_async(self) -> ResultFuture:
+        self.service.record_call("stop_speaking_async")
         self.stop_calls += 1
         self._stop.set()
         self.service.wake()

@@ -188,6 +188,7 @@ class AzureRecognizer:
         self._retry_timer: TimerHandle | None = None
         self._connect_timer: TimerHandle | None = None
         self._attempt = 0
+        self._connected_early = 0  # generation whose service connected before start returned
         self._first_attempt_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # One thread, so SDK calls happen in the order they were asked for.
@@ -282,13 +283,16 @@ class AzureRecognizer:
             await self._execute(self._fire_loss(reason, fatal=False), reason)
             return
         if generation != self._generation or self.machine.state != pm.CONNECTING:
-            # Cancelled or stopped while opening: this session is already stale.
-            self._sdk_thread.submit(self._close, session)
+            # Failed, cancelled or stopped while opening: this session is already stale.
+            await asyncio.wrap_future(self._sdk_thread.submit(self._close, session))
             return
         # Recognition started; the provider is `streaming` once the SDK's Connection
         # says the service is reached (a bad key shows only as `canceled` after this).
         self._session = session
         self._attempt = attempt
+        if self._connected_early == generation:
+            self._on_connected()
+            return
         self._connect_timer = self.clock.call_later(
             self.connect_timeout_ms, lambda: self._on_connect_timeout(generation)
         )
@@ -353,7 +357,9 @@ class AzureRecognizer:
             self._lose_session("session stopped by the service", fatal=False)
             return
         if isinstance(event, _ServiceConnected):
-            if self.machine.state == pm.CONNECTING:
+            if self._session is None:  # reached before start returned: note it for _connect
+                self._connected_early = generation
+            elif self.machine.state == pm.CONNECTING:
                 self._on_connected()
             return
         start_ms = self._call_ms(event.offset_ms)
