@@ -21,6 +21,7 @@ read / 8), so results carry the same offsets on every run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -511,3 +512,22 @@ def detailed_json(text: str, confidence: float, alternatives: list[str]) -> str:
     nbest = [{"Display": text, "Confidence": confidence}]
     nbest += [{"Display": alt, "Confidence": confidence / 2} for alt in alternatives]
     return json.dumps({"RecognitionStatus": "Success", "DisplayText": text, "NBest": nbest})
+
+
+async def drained(service: FakeSpeechService) -> None:
+    """Return once the fake service has nothing in progress. Its threads hand their
+    events to the loop before they go idle, so those events have been handled too."""
+    loop = asyncio.get_running_loop()
+    while True:
+        done: asyncio.Future[None] = loop.create_future()
+
+        def wake(done: asyncio.Future[None] = done) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        if not service.when_idle(wake):
+            return
+        # The guard only turns a hang (work that never ends) into a failure.
+        await asyncio.wait_for(done, HANG_GUARD_S)
+
+
+HANG_GUARD_S = 30
