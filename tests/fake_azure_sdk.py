@@ -95,6 +95,7 @@ class FakeSpeechService:
         self.connect_failures: list[CancellationErrorCode] = []  # the next starts fail so
         self.tts_failure: CancellationErrorCode | None = None
         self.chunk_allowance: int | None = None  # None: synthesise freely
+        self.release_on_stop = False  # the first stop_speaking lifts the allowance
         self.ms_per_char = 65
         self.callback_errors: list[BaseException] = []
         self.sdk_calls: list[tuple[str, str]] = []  # (method, thread name): never the loop's
@@ -122,11 +123,21 @@ class FakeSpeechService:
             self._lock.notify_all()
 
     def take_chunk_allowance(self, stopped: Callable[[], bool]) -> bool:
+        """Wait for leave to send one more piece (False: stopped meanwhile). Waiting
+        counts as idle: the service is held back, not working."""
         with self._lock:
-            while self.chunk_allowance is not None and self.chunk_allowance <= 0:
-                if stopped():
-                    return False
-                self._lock.wait(0.05)
+            waiting = False
+            try:
+                while self.chunk_allowance is not None and self.chunk_allowance <= 0:
+                    if stopped():
+                        return False
+                    if not waiting:
+                        waiting = True
+                        self.busy_add(-1)
+                    self._lock.wait(0.05)
+            finally:
+                if waiting:
+                    self.busy_add(1)
             if self.chunk_allowance is not None:
                 self.chunk_allowance -= 1
             return not stopped()
@@ -207,6 +218,7 @@ class SpeechRecognizer:
             raise ValueError("the fake recognises push streams only")
         self.stream.service = self.service
         self.phrases: list[str] = []
+        self.phrases_ever: set[str] = set()  # every phrase any grammar added
         self.connection: Connection | None = None  # Connection.from_recognizer's
         self.session_id = f"session{next(_ids)}"
         self.started = self.stopped = False
@@ -379,24 +391,27 @@ class SpeechSynthesizer:
         self.chunks_sent = 0
         self.chunks_total = 0
         self.result_resolved = threading.Event()
+        self.idle = threading.Event()  # no request in progress (a test may wait on it)
+        self.idle.set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.service.synthesizers.append(self)
 
     def speak_text_async(self, text: str) -> ResultFuture:
+        """Requests queue up, as in the SDK: each starts when the one before it ended."""
         self.service.record_call("speak_text_async")
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("Exception with error code: 0x5 (SPXERR_INVALID_STATE)")
         self.spoken.append(text)
-        self._stop.clear()
         self.result_resolved.clear()
+        self.idle.clear()
         final: list[SpeechSynthesisResult] = []
         self.service.busy_add(1)
-        self._thread = threading.Thread(
-            target=self._produce, args=(text, final), name="fake-azure-tts", daemon=True
+        thread = threading.Thread(
+            target=self._produce, args=(text, final, self._thread), name="fake-azure-tts"
         )
-        self._thread.start()
-        return ResultFuture(lambda: self._resolve(final))
+        thread.daemon = True
+        self._thread = thread
+        thread.start()
+        return ResultFuture(lambda: self._resolve(thread, final))
 
     def start_speaking_text_async(self, text: str) -> ResultFuture:
         return self.speak_text_async(text)
@@ -405,6 +420,8 @@ class SpeechSynthesizer:
         self.service.record_call("stop_speaking_async")
         self.stop_calls += 1
         self._stop.set()
+        if self.service.release_on_stop:
+            self.service.chunk_allowance = None
         self.service.wake()
 
         def wait_stopped() -> None:
@@ -413,18 +430,26 @@ class SpeechSynthesizer:
 
         return ResultFuture(wait_stopped)
 
-    def _resolve(self, final: list[SpeechSynthesisResult]) -> SpeechSynthesisResult:
-        assert self._thread is not None
-        self._thread.join()
+    def _resolve(
+        self, thread: threading.Thread, final: list[SpeechSynthesisResult]
+    ) -> SpeechSynthesisResult:
+        thread.join()
         if final[0].reason == ResultReason.Canceled:  # the SDK resolves these late
             self.service.results_released.wait(30)
         self.result_resolved.set()
         return final[0]
 
-    def _produce(self, text: str, final: list[SpeechSynthesisResult]) -> None:
+    def _produce(
+        self, text: str, final: list[SpeechSynthesisResult], previous: threading.Thread | None
+    ) -> None:
         try:
+            if previous is not None:
+                previous.join()
+            self._stop.clear()
             final.append(self._synthesize(text))
         finally:
+            if self._thread is threading.current_thread():
+                self.idle.set()
             self.service.busy_add(-1)
 
     def _synthesize(self, text: str) -> SpeechSynthesisResult:
@@ -449,8 +474,8 @@ class SpeechSynthesizer:
             result = SpeechSynthesisResult(ResultReason.SynthesizingAudio, piece)
             self.synthesizing.signal(SpeechSynthesisEventArgs(result))
         done = SpeechSynthesisResult(ResultReason.SynthesizingAudioCompleted, audio)
+        self.outcomes.append("completed")  # before the event: a listener may look at once
         self.synthesis_completed.signal(SpeechSynthesisEventArgs(done))
-        self.outcomes.append("completed")
         return done
 
     def _cancelled(
@@ -461,10 +486,10 @@ class SpeechSynthesizer:
     ) -> SpeechSynthesisResult:
         result = SpeechSynthesisResult(ResultReason.Canceled)
         result.cancellation_details = SpeechSynthesisCancellationDetails(reason, code, text)
-        self.synthesis_canceled.signal(SpeechSynthesisEventArgs(result))
         self.outcomes.append(
             "stopped" if reason == CancellationReason.CancelledByUser else "cancelled"
         )
+        self.synthesis_canceled.signal(SpeechSynthesisEventArgs(result))
         return result
 
     def _render(self, text: str) -> bytes:

@@ -280,15 +280,16 @@ class AudioConfig:
 
 
 class PhraseListGrammar:
-    def __init__(self, phrases: list[str]) -> None:
-        self._phrases = phrases
+    def __init__(self, phrases: list[str], phrases_ever: set[str]) -> None:
+        self._phrases, self._phrases_ever = phrases, phrases_ever
 
     @classmethod
     def from_recognizer(cls, recognizer: Any) -> PhraseListGrammar:
-        return cls(recognizer.phrases)
+        return cls(recognizer.phrases, recognizer.phrases_ever)
 
     def addPhrase(self, phrase: str) -> None:
         self._phrases.append(phrase)
+        self._phrases_ever.add(phrase)
 
     def clear(self) -> None:
         self._phrases.clear()

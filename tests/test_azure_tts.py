@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
+import anyio
+import anyio.to_thread
 import pytest
-from fake_azure_sdk import FakeSpeechSdk, FakeSpeechService, drained, tone
+from fake_azure_sdk import HANG_GUARD_S, FakeSpeechSdk, FakeSpeechService, tone
 from fake_azure_types import CancellationErrorCode, SpeechSynthesisOutputFormat
 
 from fsm_voice.providers import create_synthesizer
@@ -80,8 +82,8 @@ async def test_closing_the_stream_stops_the_synthesis_itself(service: FakeSpeech
     chunks = synthesizer.synthesize(SENTENCE)
     await chunks.__anext__()
     await cast(Any, chunks).aclose()  # barge-in
-    await drained(service)  # the fake's producer has ended
     (stopped,) = service.synthesizers
+    assert await anyio.to_thread.run_sync(stopped.idle.wait, HANG_GUARD_S)
     assert stopped.stop_calls == 1 and stopped.outcomes == ["stopped"]
     assert stopped.chunks_sent == 1 < stopped.chunks_total  # it stopped producing
     # the next sentence gets a fresh synthesiser: nothing of the stopped one leaks in
@@ -163,7 +165,7 @@ async def test_blocking_sdk_calls_run_off_the_loop(service: FakeSpeechService) -
     chunks = synthesizer.synthesize(SENTENCE)
     await chunks.__anext__()
     await cast(Any, chunks).aclose()
-    await drained(service)
+    assert await anyio.to_thread.run_sync(service.synthesizers[0].idle.wait, HANG_GUARD_S)
     await synthesizer.stop()
     assert [m for m, _ in service.sdk_calls] == [
         "SpeechSynthesizer",
