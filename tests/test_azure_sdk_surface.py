@@ -22,6 +22,7 @@ from fsm_voice.errors import ConfigError
 from fsm_voice.providers.azure_common import load_sdk
 from fsm_voice.providers.azure_stt import AzureRecognizer
 from fsm_voice.providers.azure_tts import AzureSynthesizer
+from fsm_voice.providers.base import Transcript
 
 # Module-level names the adapters (and the fake) use.
 TOP_LEVEL = [
@@ -168,14 +169,14 @@ async def test_a_missing_sdk_is_an_error_that_names_the_extra(
     class Listener:
         def on_speech_started(self, t_ms: int) -> None: ...
         def on_recognizing(self, text: str) -> None: ...
-        def on_committed(self, transcript: object) -> None: ...
+        def on_committed(self, transcript: Transcript) -> None: ...
         def on_error(self, reason: str, fatal: bool) -> None:
             errors.append((reason, fatal))
 
         def on_state(self, state: str, detail: str) -> None: ...
 
     recognizer = AzureRecognizer(key="k", clock=VirtualClock(), environ={})
-    await recognizer.start(Listener())  # type: ignore[arg-type]
+    await recognizer.start(Listener())
     assert recognizer.machine.state == "error"
     ((reason, fatal),) = errors
     assert fatal and "pip install 'fsm-voice[azure]'" in reason

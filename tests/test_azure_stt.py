@@ -244,7 +244,7 @@ async def test_retries_back_off_up_to_the_cap_then_the_provider_errors(
     service.drop_sessions()
     delays: list[int] = []
     for attempt in range(1, 5):
-        await heard.until(lambda n=attempt: heard.of("state").count("reconnecting") == n)  # type: ignore[misc]
+        await heard.until(lambda n=attempt: heard.of("state").count("reconnecting") == n)
         due = clock.next_due_ms()
         assert due is not None
         delays.append(due - clock.now_ms())
