@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ class AzureSynthesizer:
         self._report(self.machine.fire(pm.Stop()), "stopped")
         idle, self._idle = self._idle, []
         for voice in idle:
-            self._threads.submit(self._release, voice)
+            self._background(self._release, voice)
         self._threads.shutdown(wait=False)
 
     # --- one sentence ---
@@ -141,18 +142,17 @@ class AzureSynthesizer:
         voice = await self._borrow()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
-        voice.sink = queue.put_nowait
+        voice.sink = lambda item: post_to_loop(loop, queue.put_nowait, item)
         outcome = "interrupted"  # until the SDK says completed or cancelled
+        speak = self._threads.submit(voice.synthesizer.speak_text_async, text)
         try:
             try:
-                speaking = await loop.run_in_executor(
-                    self._threads, voice.synthesizer.speak_text_async, text
-                )
+                speaking = await asyncio.wrap_future(speak)
             except Exception as exc:  # the SDK refused the request outright
                 outcome = "failed"
                 raise AzureSpeechError(f"synthesis refused: {type(exc).__name__}: {exc}") from exc
             # Its result repeats the audio we stream; `get` only releases its handle.
-            self._threads.submit(self._settle, speaking)
+            self._background(self._settle, speaking)
             while True:
                 item = await queue.get()
                 if isinstance(item, bytes):
@@ -169,9 +169,11 @@ class AzureSynthesizer:
             if outcome == "completed":
                 self._give_back(voice)
             elif outcome == "failed":  # the service ended it: not trusted again
-                self._threads.submit(self._release, voice)
-            else:  # barge-in: stop the synthesis itself, and never reuse this one
-                self._threads.submit(self._interrupt, voice)
+                self._background(self._release, voice)
+            else:
+                # Barge-in: stop the synthesis itself (once it has been asked for: the
+                # stop must not overtake the request) and never reuse this synthesiser.
+                speak.add_done_callback(lambda _: self._background(self._interrupt, voice))
 
     def _fail(self, error: AzureSpeechError) -> None:
         if error.fatal and self.machine.state not in pm.FINAL:
@@ -193,18 +195,22 @@ class AzureSynthesizer:
         if self.machine.is_streaming and len(self._idle) < self.max_idle:
             self._idle.append(voice)
         else:
-            self._threads.submit(self._release, voice)
+            self._background(self._release, voice)
 
-    async def _in_thread(self, build: Callable[[asyncio.AbstractEventLoop], _Voice]) -> _Voice:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, build, loop)
+    def _background(self, work: Callable[[Any], None], arg: Any) -> None:
+        """Run `work(arg)` on a worker thread; nothing once stopped (threads are gone)."""
+        with contextlib.suppress(RuntimeError):  # cannot schedule after shutdown
+            self._threads.submit(work, arg)
+
+    async def _in_thread(self, build: Callable[[], _Voice]) -> _Voice:
+        return await asyncio.wrap_future(self._threads.submit(build))
 
     def _report(self, step: Any, detail: str) -> None:
         pm.report_step(step, self.on_state, detail)
 
     # --- on worker threads ---
 
-    def _build_voice(self, loop: asyncio.AbstractEventLoop) -> _Voice:
+    def _build_voice(self) -> _Voice:
         sdk = self._sdk if self._sdk is not None else load_sdk()
         self._sdk = sdk
         if self._config is None:
@@ -217,27 +223,22 @@ class AzureSynthesizer:
         # audio_config=None: the SDK plays nothing; the audio reaches us in events.
         synthesizer = sdk.SpeechSynthesizer(speech_config=self._config, audio_config=None)
         voice = _Voice(synthesizer)
-        relays: list[tuple[Any, Callable[[Any], _Item | None]]] = [
+        relays: list[tuple[Any, Callable[[Any], _Item]]] = [
             (synthesizer.synthesizing, lambda e: bytes(e.result.audio_data or b"")),
             (synthesizer.synthesis_completed, lambda e: _Done()),
             (synthesizer.synthesis_canceled, self._cancelled),
         ]
         for signal, convert in relays:
-            signal.connect(self._relay(loop, voice, convert))
+            signal.connect(self._relay(voice, convert))
             voice.signals.append(signal)
         return voice
 
     @staticmethod
-    def _relay(
-        loop: asyncio.AbstractEventLoop, voice: _Voice, convert: Callable[[Any], _Item | None]
-    ) -> Callable[[Any], None]:
+    def _relay(voice: _Voice, convert: Callable[[Any], _Item]) -> Callable[[Any], None]:
         def on_sdk_thread(evt: Any) -> None:
-            sink = voice.sink  # read now: the sentence it belongs to may end meanwhile
-            if sink is None:
-                return
-            item = convert(evt)  # copied here: the SDK releases the event after this
-            if item is not None:
-                post_to_loop(loop, sink, item)
+            sink = voice.sink  # read once: the sentence it belongs to may end meanwhile
+            if sink is not None:
+                sink(convert(evt))  # copied here: the SDK releases the event after this
 
         return on_sdk_thread
 
