@@ -37,20 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fsm_voice.clock import Clock, RandomIds, SystemClock, TimerHandle
 from fsm_voice.errors import ConfigError
 from fsm_voice.machine import Step
+from fsm_voice.providers import azure_recognition as rec
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.azure_common import (
     AzureSettings,
     AzureSpeechError,
-    cancellation_error,
     load_sdk,
     post_to_loop,
 )
@@ -61,80 +59,9 @@ __all__ = ["AzureRecognizer"]
 
 log = logging.getLogger(__name__)
 
-_TICKS_PER_MS = 10_000  # the SDK's offsets and durations are 100 ns ticks
 _BYTES_PER_MS = 8  # 8 kHz, one byte per μ-law sample
 _SILENCE = b"\xff"  # μ-law zero
 _MAX_GAP_MS = 1000
-
-
-# --- what an SDK callback hands to the loop (plain data, copied on the SDK thread) ---
-
-
-@dataclass(frozen=True, slots=True)
-class _SpeechStarted:
-    offset_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Hypothesis:
-    text: str
-    offset_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Final:
-    text: str
-    offset_ms: int
-    duration_ms: int
-    confidence: float | None
-    alternatives: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Cancelled:
-    reason: str  # CancellationReason name: Error, EndOfStream, CancelledByUser
-    error: AzureSpeechError
-
-
-@dataclass(frozen=True, slots=True)
-class _SessionStopped:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _ServiceConnected:
-    pass
-
-
-_SdkEvent = _SpeechStarted | _Hypothesis | _Final | _Cancelled | _SessionStopped | _ServiceConnected
-
-
-@dataclass(slots=True)
-class _Session:
-    """One connection: a recogniser reading its own push stream."""
-
-    generation: int
-    recognizer: Any
-    stream: Any
-    origin_ms: int | None = None  # call time of the stream's first byte
-    next_ms: int = 0  # call time the next frame should carry
-    signals: list[Any] = field(default_factory=list)
-
-
-def _offset_ms(ticks: Any) -> int:
-    return int(ticks or 0) // _TICKS_PER_MS
-
-
-def _nbest(payload: str) -> tuple[float | None, tuple[str, ...]]:
-    """Confidence of the best hypothesis and the other hypotheses, from the detailed
-    result JSON (`OutputFormat.Detailed`); nothing when it is absent or malformed."""
-    try:
-        nbest = json.loads(payload).get("NBest") or []
-        confidence = nbest[0].get("Confidence") if nbest else None
-        others = tuple(str(h.get("Display", "")) for h in nbest[1:] if h.get("Display"))
-        return (float(confidence) if confidence is not None else None), others
-    except (ValueError, TypeError, AttributeError, IndexError):
-        return None, ()
 
 
 class AzureRecognizer:
@@ -181,7 +108,7 @@ class AzureRecognizer:
         self._listener: SttListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._grammar: Grammar | None = None
-        self._session: _Session | None = None
+        self._session: rec.Session | None = None
         self._generation = 0  # bumped whenever a session is let go: its late events are stale
         self._audio_end_ms = 0  # call time where the caller's audio fed so far ends
         self._speaking_stopped_ms: int | None = None
@@ -259,7 +186,7 @@ class AzureRecognizer:
             elif isinstance(effect, pm.Disconnect):
                 session = self._detach()
                 if session is not None:
-                    await asyncio.wrap_future(self._sdk_thread.submit(self._close, session))
+                    await asyncio.wrap_future(self._sdk_thread.submit(rec.close_session, session))
             elif isinstance(effect, pm.ReportError) and listener is not None:
                 listener.on_error(effect.reason, effect.fatal)
 
@@ -284,7 +211,7 @@ class AzureRecognizer:
             return
         if generation != self._generation or self.machine.state != pm.CONNECTING:
             # Failed, cancelled or stopped while opening: this session is already stale.
-            await asyncio.wrap_future(self._sdk_thread.submit(self._close, session))
+            await asyncio.wrap_future(self._sdk_thread.submit(rec.close_session, session))
             return
         # Recognition started; the provider is `streaming` once the SDK's Connection
         # says the service is reached (a bad key shows only as `canceled` after this).
@@ -320,10 +247,10 @@ class AzureRecognizer:
         """The connection failed (on the loop): let it go and tell the machine."""
         session = self._detach()
         if session is not None:
-            self._sdk_thread.submit(self._close, session)
+            self._sdk_thread.submit(rec.close_session, session)
         self._spawn(self._execute(self._fire_loss(reason, fatal), reason))
 
-    def _detach(self) -> _Session | None:
+    def _detach(self) -> rec.Session | None:
         self._cancel_connect_timer()
         session, self._session = self._session, None
         self._generation += 1
@@ -343,20 +270,20 @@ class AzureRecognizer:
 
     # --- results, on the loop ---
 
-    def _on_sdk_event(self, generation: int, event: _SdkEvent) -> None:
+    def _on_sdk_event(self, generation: int, event: rec.SdkEvent) -> None:
         listener = self._listener
         if generation != self._generation or listener is None or self.machine.state in pm.FINAL:
             return  # a session we already let go of
-        if isinstance(event, _Cancelled):
+        if isinstance(event, rec.Cancelled):
             if event.reason == "Error":
                 self._lose_session(str(event.error), event.error.fatal)
             else:  # EndOfStream / CancelledByUser we did not ask for
                 self._lose_session(f"recognition ended: {event.reason}", fatal=False)
             return
-        if isinstance(event, _SessionStopped):
+        if isinstance(event, rec.SessionStopped):
             self._lose_session("session stopped by the service", fatal=False)
             return
-        if isinstance(event, _ServiceConnected):
+        if isinstance(event, rec.ServiceConnected):
             if self._session is None:  # reached before start returned: note it for _connect
                 self._connected_early = generation
             elif self.machine.state == pm.CONNECTING:
@@ -364,13 +291,13 @@ class AzureRecognizer:
             return
         start_ms = self._call_ms(event.offset_ms)
         if self._is_echo(start_ms):
-            if isinstance(event, _Final):
+            if isinstance(event, rec.FinalResult):
                 self.echo_discarded += 1
                 log.debug("discarded %r as echo (began at %d ms)", event.text, start_ms)
             return
-        if isinstance(event, _SpeechStarted):
+        if isinstance(event, rec.SpeechStarted):
             listener.on_speech_started(start_ms)
-        elif isinstance(event, _Hypothesis):
+        elif isinstance(event, rec.Hypothesis):
             listener.on_recognizing(event.text)
         else:
             end_ms = start_ms + event.duration_ms
@@ -391,111 +318,22 @@ class AzureRecognizer:
 
     # --- on the SDK thread ---
 
-    def _open(self, generation: int, phrases: tuple[str, ...]) -> _Session:
-        sdk = self._sdk if self._sdk is not None else load_sdk()
-        self._sdk = sdk
-        config = self.settings.speech_config(sdk)
-        config.speech_recognition_language = self.settings.language
-        silence = str(self.settings.silence_timeout_ms)
-        # Segmentation silence ends each phrase in continuous recognition; end
-        # silence bounds the service's own end-of-speech wait the same way.
-        config.set_property(sdk.PropertyId.Speech_SegmentationSilenceTimeoutMs, silence)
-        config.set_property(sdk.PropertyId.SpeechServiceConnection_EndSilenceTimeoutMs, silence)
-        config.output_format = sdk.OutputFormat.Detailed  # NBest: confidence, alternatives
-        stream_format = sdk.audio.AudioStreamFormat(
-            samples_per_second=8000,
-            bits_per_sample=8,
-            channels=1,
-            wave_stream_format=sdk.audio.AudioStreamWaveFormat.MULAW,
-        )
-        stream = sdk.audio.PushAudioInputStream(stream_format=stream_format)
-        audio_config = sdk.audio.AudioConfig(stream=stream)
-        recognizer = sdk.SpeechRecognizer(speech_config=config, audio_config=audio_config)
-        session = _Session(generation, recognizer, stream)
-        self._subscribe(session, sdk.Connection.from_recognizer(recognizer))
-        self._apply_phrases(recognizer, phrases)
-        try:
-            recognizer.start_continuous_recognition_async().get()
-        except Exception:
-            self._close(session)
-            raise
-        return session
+    def _open(self, generation: int, phrases: tuple[str, ...]) -> rec.Session:
+        self._sdk = self._sdk if self._sdk is not None else load_sdk()
+        return rec.open_session(self._sdk, self.settings, generation, phrases, self._deliver)
 
-    def _subscribe(self, session: _Session, connection: Any) -> None:
-        recognizer = session.recognizer
-        handlers: list[tuple[Any, Callable[[Any], _SdkEvent | None]]] = [
-            (connection.connected, lambda e: _ServiceConnected()),
-            (recognizer.speech_start_detected, lambda e: _SpeechStarted(_offset_ms(e.offset))),
-            (recognizer.recognizing, self._hypothesis),
-            (recognizer.recognized, self._final),
-            (recognizer.canceled, self._cancelled),
-            (recognizer.session_stopped, lambda e: _SessionStopped()),
-        ]
-        for signal, convert in handlers:
-            signal.connect(self._relay(session.generation, convert))
-            session.signals.append(signal)
-
-    def _relay(
-        self, generation: int, convert: Callable[[Any], _SdkEvent | None]
-    ) -> Callable[[Any], None]:
+    def _deliver(self, generation: int, event: rec.SdkEvent) -> None:
         loop = self._loop
-        assert loop is not None
-
-        def on_sdk_thread(evt: Any) -> None:
-            # Copy what we need now: the SDK releases the event's handle after this.
-            event = convert(evt)
-            if event is not None:
-                post_to_loop(loop, self._on_sdk_event, generation, event)
-
-        return on_sdk_thread
-
-    @staticmethod
-    def _hypothesis(evt: Any) -> _Hypothesis | None:
-        text = str(evt.result.text or "")
-        return _Hypothesis(text, _offset_ms(evt.result.offset)) if text else None
-
-    def _final(self, evt: Any) -> _Final | None:
-        result = evt.result
-        sdk = self._sdk
-        if result.reason == sdk.ResultReason.RecognizedSpeech:
-            confidence, alternatives = _nbest(str(result.json or ""))
-            text = str(result.text or "")
-        elif result.reason == sdk.ResultReason.NoMatch:  # noise: an empty transcript
-            confidence, alternatives, text = None, (), ""
-        else:
-            return None
-        offset = _offset_ms(result.offset)
-        return _Final(text, offset, _offset_ms(result.duration), confidence, alternatives)
-
-    @staticmethod
-    def _cancelled(evt: Any) -> _Cancelled:
-        details = evt.cancellation_details
-        reason = str(getattr(details.reason, "name", details.reason))
-        return _Cancelled(reason, cancellation_error(details, "recognition"))
+        assert loop is not None  # sessions open only after start
+        post_to_loop(loop, self._on_sdk_event, generation, event)
 
     def _apply_phrases(self, recognizer: Any, phrases: tuple[str, ...]) -> None:
-        phrase_list = self._sdk.PhraseListGrammar.from_recognizer(recognizer)
-        phrase_list.clear()
-        for phrase in phrases:
-            phrase_list.addPhrase(phrase)
+        rec.apply_phrases(self._sdk, recognizer, phrases)
 
     @staticmethod
-    def _close(session: _Session) -> None:
-        """Stop recognition and release the stream; failures here change nothing."""
-        for signal in session.signals:
-            signal.disconnect_all()
-        try:
-            session.recognizer.stop_continuous_recognition_async().get()
-        except Exception as exc:
-            log.debug("stopping recognition failed: %s", exc)
-        try:
-            session.stream.close()
-        except Exception as exc:
-            log.debug("closing the push stream failed: %s", exc)
-
-    def _close_when_opened(self, opening: concurrent.futures.Future[_Session]) -> None:
+    def _close_when_opened(opening: concurrent.futures.Future[rec.Session]) -> None:
         if not opening.cancelled() and opening.exception() is None:
-            self._close(opening.result())
+            rec.close_session(opening.result())
 
 
 if TYPE_CHECKING:  # mypy checks that it satisfies the protocol
