@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from fake_azure_sdk import FakeSpeechSdk, FakeSpeechService, tone
+from fake_azure_sdk import FakeSpeechSdk, FakeSpeechService
+from fake_azure_synthesis import tone
 from fake_azure_types import AudioStreamWaveFormat, CancellationErrorCode, PropertyId
 
 from fsm_voice.clock import VirtualClock

@@ -13,7 +13,8 @@ from typing import Any, cast
 import anyio
 import anyio.to_thread
 import pytest
-from fake_azure_sdk import HANG_GUARD_S, FakeSpeechSdk, FakeSpeechService, tone
+from fake_azure_sdk import HANG_GUARD_S, FakeSpeechSdk, FakeSpeechService
+from fake_azure_synthesis import tone
 from fake_azure_types import CancellationErrorCode, SpeechSynthesisOutputFormat
 
 from fsm_voice.providers import create_synthesizer
