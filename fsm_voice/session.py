@@ -157,6 +157,11 @@ class VoiceSession:
                 return item
             self._marks_ready.put_nowait(item)
 
+    @property
+    def outbound_pending(self) -> int:
+        """Audio chunks and marks queued here, not yet handed to the call."""
+        return self._outbound.qsize() + self._marks_ready.qsize()
+
     async def _next_outbound(self) -> bytes | _Mark:
         return await self._outbound.get()
 

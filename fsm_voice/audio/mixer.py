@@ -5,8 +5,10 @@ each caller frame is mixed with the next 20 ms of agent audio waiting (or silenc
 Agent audio comes in bursts faster than real time, as the platform buffers it; a
 barge-in `clear_agent()` drops what has not "played" yet, as the platform does.
 
-Recording writes a μ-law WAV (8 kHz mono) as it goes and patches the sizes on
-`stop()`; it needs nothing outside Python. Live monitoring pipes the mix to `ffplay`
+Recording writes an 8 kHz mono WAV as it goes and finishes its header on `stop()`:
+16-bit PCM by default (every player and Python's own `wave` read it), or μ-law, the
+call's own bytes, as voice_runtime wrote (`record_format="mulaw"`). It needs nothing
+outside Python. Live monitoring pipes the mix to `ffplay`
 only when it is installed; without it the mixer records and says why it does not play.
 """
 
@@ -18,12 +20,13 @@ import shutil
 import struct
 import subprocess
 import threading
+import wave
 from collections import deque
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Literal
 
 from fsm_voice.audio.frames import mix, pad_to_frame, silence
-from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
+from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, decode
 from fsm_voice.audio.wav import wav_bytes_mulaw
 
 __all__ = ["FFPLAY_ARGS", "AudioMixer", "mix_frames"]
@@ -41,10 +44,19 @@ _HEADER: Final = wav_bytes_mulaw(b"")  # RIFF size at 4, fact samples and data s
 class AudioMixer:
     """Mixes caller and agent audio; records to `record_path`, monitors via ffplay."""
 
-    def __init__(self, record_path: Path | str | None = None, monitor: bool | None = None) -> None:
+    def __init__(
+        self,
+        record_path: Path | str | None = None,
+        monitor: bool | None = None,
+        *,
+        record_format: Literal["pcm16", "mulaw"] = "pcm16",
+    ) -> None:
         from fsm_voice.compat.settings import monitor_enabled
 
+        if record_format not in ("pcm16", "mulaw"):
+            raise ValueError(f"record_format must be 'pcm16' or 'mulaw', got {record_format!r}")
         self.record_path = Path(record_path) if record_path is not None else None
+        self.record_format = record_format
         # voice_runtime monitored by default; VOICE_MONITOR (default off) decides here.
         self.monitor = monitor_enabled() if monitor is None else monitor
         self.monitoring = False  # ffplay is running
@@ -52,16 +64,25 @@ class AudioMixer:
         self.frames_mixed = 0
         self._agent: deque[bytes] = deque()
         self._agent_partial = b""
-        self._file: IO[bytes] | None = None
+        self._file: IO[bytes] | None = None  # μ-law recording
+        self._pcm: wave.Wave_write | None = None  # PCM16 recording
         self._player: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._bytes_written = 0
 
     def start(self) -> None:
-        if self.record_path is not None and self._file is None:
-            self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.record_path.open("wb")
-            self._file.write(_HEADER)
+        path = self.record_path
+        if path is not None and self._file is None and self._pcm is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self.record_format == "mulaw":
+                self._file = path.open("wb")
+                self._file.write(_HEADER)
+            else:
+                pcm = wave.open(str(path), "wb")  # noqa: SIM115  (closed by stop())
+                pcm.setnchannels(1)
+                pcm.setsampwidth(2)
+                pcm.setframerate(SAMPLE_RATE)
+                self._pcm = pcm
         if self.monitor and self._player is None:
             self._start_player()
 
@@ -118,6 +139,8 @@ class AudioMixer:
         if self._file is not None:
             self._file.write(mixed)
             self._bytes_written += len(mixed)
+        elif self._pcm is not None:
+            self._pcm.writeframes(decode(mixed).astype("<i2").tobytes())
         player = self._player
         if player is not None and player.stdin is not None:
             try:
@@ -134,6 +157,9 @@ class AudioMixer:
             if file is not None:
                 _patch_sizes(file, self._bytes_written)
                 file.close()
+            pcm, self._pcm = self._pcm, None
+            if pcm is not None:
+                pcm.close()  # `wave` patches the header sizes itself
             player, self._player = self._player, None
             self.monitoring = False
         if player is not None:
