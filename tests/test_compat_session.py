@@ -11,12 +11,12 @@ from typing import Any
 
 import anyio
 import pytest
+from compat_harness import FRAME, ThreadedServer, frames, in_thread, phone
 
 from fsm_voice.errors import CallNotAnsweredError
 from fsm_voice.session import VoiceSession
 from fsm_voice.simulator.client import dial
 from fsm_voice.stt import ScriptedStt
-from compat_harness import FRAME, ThreadedServer, frames, in_thread, phone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 
