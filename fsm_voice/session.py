@@ -128,11 +128,14 @@ class VoiceSession:
         """Caller audio in (the transport calls it); the oldest frame goes when full."""
         self._call_on_loop(self._put_inbound_now, data)
 
-    def _put_inbound_now(self, data: bytes | None) -> None:
-        if self.inbound.full():
+    def _put_inbound_now(self, data: bytes | None) -> bool:
+        """Queue `data`; True when the oldest frame had to go to make room."""
+        dropped = self.inbound.full()
+        if dropped:
             self.inbound.get_nowait()
             self.inbound_dropped += 1
         self.inbound.put_nowait(data)
+        return dropped
 
     def clear_inbound(self) -> None:
         """Drop caller audio nobody has read yet (e.g. what was said over a prompt)."""

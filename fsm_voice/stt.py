@@ -66,8 +66,12 @@ class SttAdapter:
         """Connect, then feed frames from `inbound_queue` until None; idempotent."""
         if self._feeder is not None:
             return  # a second start must not add a second reader of the same queue
-        while not inbound_queue.empty():  # stale frames (and sentinels) of before
-            inbound_queue.get_nowait()
+        # An end-of-input None left by an earlier call's cleanup would end this feed at
+        # once; audio already queued is this call's and is kept (a tee relies on it).
+        pending = [inbound_queue.get_nowait() for _ in range(inbound_queue.qsize())]
+        for frame in pending:
+            if frame is not None:
+                inbound_queue.put_nowait(frame)
         try:
             await self.recognizer.start(_Listener(self))
         except BaseException:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -194,3 +196,43 @@ async def test_a_secondary_stt_is_teed_and_logged_without_reaching_the_call() ->
     ]
     assert server.events(calls[0], "provider_failed") == []
     assert server.log.call(calls[0]).end_reason == "caller_hangup"  # type: ignore[union-attr]
+
+
+async def test_caller_audio_nobody_reads_is_dropped_oldest_first_and_logged() -> None:
+    session = VoiceSession(inbound=asyncio.Queue(10))
+    with ThreadedServer(session) as server:
+        async with dial(server.url) as sock:
+            sim = phone(sock)
+            async with sim:
+                await in_thread(session.wait_for_ws_connect, 10)
+                await sim.send_audio(frames(30, salt=1))
+                await in_thread(session.send_mark_and_wait, "sync", 30)  # all 30 were read
+                queued = [session.inbound.get_nowait() for _ in range(session.inbound.qsize())]
+        calls = await server.wait_finished(1)
+    assert queued == [frames(30, salt=1)[i * 160 : (i + 1) * 160] for i in range(20, 30)]
+    assert [e.data for e in server.events(calls[0], "inbound_frames_dropped")] == [{"limit": 10}]
+    total = server.events(calls[0], "inbound_frames_dropped_total")
+    assert [e.data for e in total] == [{"frames": 20}]
+
+
+@dataclass
+class TelcoSession(VoiceSession):
+    """voice_runtime's consumer pattern: a dataclass subclass that adds its own state."""
+
+    greeting: str = "hello"
+    served: list[str] = field(default_factory=list)
+
+    def start(self) -> None:  # the consumer's own server start, as in the seed's README
+        self.served.append("started")
+
+
+async def test_a_dataclass_subclass_serves_calls_like_the_seeds_consumers() -> None:
+    session = TelcoSession(greeting="hi")
+    session.start()
+    with ThreadedServer(session) as server:
+        for _ in range(2):
+            async with dial(server.url) as sock, phone(sock):
+                await in_thread(session.wait_for_ws_connect, 10)
+            await server.wait_finished(session.generation)
+    assert (session.greeting, session.served, session.generation) == ("hi", ["started"], 2)
+    assert session.is_disconnected

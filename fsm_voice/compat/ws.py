@@ -92,6 +92,7 @@ class _LiveCall:
         self.loop = asyncio.get_running_loop()
         self._stt_task: asyncio.Task[None] | None = None
         self._ended = False
+        self._dropping = False  # caller frames are being dropped (queue full)
 
     async def run(self) -> None:
         session, call = self.session, self.call
@@ -101,6 +102,7 @@ class _LiveCall:
         if call.call_sid:
             session.call_sid = call.call_sid
         _drain(session.inbound)  # the last call's tail and its end-of-input sentinel
+        session.inbound_dropped = 0
         call.record(
             "runtime",
             "session_attached",
@@ -123,13 +125,22 @@ class _LiveCall:
                 if isinstance(item, _Mark):
                     session._release_mark(item, False)
             session._handle = None
+            if session.inbound_dropped:
+                call.record(
+                    "runtime", "inbound_frames_dropped_total", {"frames": session.inbound_dropped}
+                )
             try:
                 session.signal_disconnected()
             except Exception as e:  # on_disconnected is consumer code
                 self._report("runtime", "on_disconnected_failed", e)
 
     def _caller_frame(self, frame: bytes) -> None:
-        self.session._put_inbound_now(frame)
+        if self.session._put_inbound_now(frame) and not self._dropping:
+            # Nobody reads the caller's audio (no STT): say so once, count the rest.
+            self._dropping = True
+            self.call.record(
+                "runtime", "inbound_frames_dropped", {"limit": self.session.inbound.maxsize}
+            )
         self.session.tap_caller(frame)
 
     async def _pump(self) -> None:
