@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from fsm_voice.session import VoiceSession
 from fsm_voice.simulator.client import dial
 from fsm_voice.stt import ScriptedStt, SttAdapter, create_stt
 from fsm_voice.stt_tee import SttTee
-from fsm_voice.tts import create_tts
+from fsm_voice.tts import TtsAdapter, create_tts
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 
@@ -227,7 +228,9 @@ class TelcoSession(VoiceSession):
 
 
 async def test_a_dataclass_subclass_serves_calls_like_the_seeds_consumers() -> None:
+    ended: list[int] = []
     session = TelcoSession(greeting="hi")
+    session.on_disconnected = lambda: ended.append(session.generation)
     session.start()
     with ThreadedServer(session) as server:
         for _ in range(2):
@@ -236,3 +239,41 @@ async def test_a_dataclass_subclass_serves_calls_like_the_seeds_consumers() -> N
             await server.wait_finished(session.generation)
     assert (session.greeting, session.served, session.generation) == ("hi", ["started"], 2)
     assert session.is_disconnected
+    assert ended == [1, 2]
+
+
+class FailingSynth:
+    """A synthesiser at the outermost seam whose service refuses the request."""
+
+    name = "failing"
+
+    async def start(self) -> None:
+        pass
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        yield b"\xff" * 160
+        raise ConnectionError("quota exceeded")
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_tts_failure_calls_on_error_and_is_logged() -> None:
+    session = VoiceSession()
+    tts = TtsAdapter(synthesizer=FailingSynth())
+    errors: list[str] = []
+    tts.on_error = errors.append
+    with ThreadedServer(session) as server:
+        async with dial(server.url) as sock, phone(sock):
+            await in_thread(session.wait_for_ws_connect, 10)
+            result = await in_thread(tts.speak, "One. Two.", session)
+        calls = await server.wait_finished(1)
+    assert result == {"error": "ConnectionError: quota exceeded", "last_spoken": ""}
+    assert errors == ["ConnectionError: quota exceeded"]
+    failed = server.events(calls[0], "provider_failed")
+    assert [(e.source, e.data) for e in failed] == [
+        ("tts", {"error": "ConnectionError: quota exceeded"})
+    ]

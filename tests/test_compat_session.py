@@ -5,6 +5,7 @@ Each defect test names the voice_runtime behaviour it would catch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from typing import Any
@@ -296,3 +297,28 @@ async def test_barge_in_clears_the_platform_buffer_and_releases_the_mark() -> No
     assert result == [False]
     assert sim.cleared == 1
     assert len(sim.played) < len(audio)
+
+
+async def test_a_transport_reading_the_queues_gets_marks_only_after_their_audio() -> None:
+    # The transport-side API (get_outbound, get_pending_mark, signal_mark_received)
+    # for code that runs its own transport, as voice_runtime's did.
+    session = VoiceSession()
+    session.set_loop(asyncio.get_running_loop())
+    session.signal_ws_connected("MZ1")
+    session.put_outbound_sync(b"\x01" * 160)
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(session.send_mark_and_wait("m")))
+    waiter.start()
+    while session.outbound_pending < 2:
+        await anyio.lowlevel.checkpoint()
+    mark = asyncio.ensure_future(session.get_pending_mark())
+    await anyio.lowlevel.checkpoint()
+    assert not mark.done()  # the audio in front of it has not been taken
+    assert await session.get_outbound() == b"\x01" * 160
+    next_audio = asyncio.ensure_future(session.get_outbound())
+    assert await mark == "m"
+    assert not next_audio.done()  # the mark is never handed out as audio
+    next_audio.cancel()
+    session.signal_mark_received("m")
+    await anyio.to_thread.run_sync(waiter.join)
+    assert result == [True]
