@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -281,13 +282,19 @@ class VoiceSession:
     def is_connected(self) -> bool:
         return self._connected.is_set()
 
-    def _watch_hangup(self, watcher: Callable[[], None]) -> None:
-        """Call `watcher` once when the call ends (at once if it already has)."""
+    def _watch_hangup(self, watcher: Callable[[], None]) -> Callable[[], None]:
+        """Call `watcher` once when the call ends (at once if it already has);
+        returns what un-registers it."""
         with self._lock:
             if not self._disconnected.is_set():
                 self._hangup_watchers.append(watcher)
-                return
+                return functools.partial(self._unwatch_hangup, watcher)
         watcher()
+        return lambda: None
+
+    def _unwatch_hangup(self, watcher: Callable[[], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._hangup_watchers.remove(watcher)
 
     def reset(self) -> None:
         """Forget everything for the next call: stop the STT, drain every queue,

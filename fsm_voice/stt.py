@@ -109,12 +109,13 @@ class SttAdapter:
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 waiter.set_exception(CallHangupError("the call ended while listening"))
 
-        session._watch_hangup(hung_up)
+        unwatch = session._watch_hangup(hung_up)
         try:
             return waiter.result(timeout)
         except concurrent.futures.TimeoutError:
             return None
         finally:
+            unwatch()
             with self._lock, contextlib.suppress(ValueError):
                 self._listeners.remove(waiter)
 
