@@ -1,6 +1,7 @@
-"""Telephone audio: G.711 μ-law, 20 ms frames, WAV files and resampling."""
+"""Telephone audio: G.711 μ-law, 20 ms frames, WAV files, resampling and the mixer."""
 
 from fsm_voice.audio.frames import mix, mix_frames, pad_to_frame, silence, split_frames
+from fsm_voice.audio.mixer import AudioMixer
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, decode, encode
 from fsm_voice.audio.resample import (
     float_to_mulaw_8k,
@@ -25,6 +26,7 @@ __all__ = [
     "FRAME_MS",
     "SAMPLE_RATE",
     "SILENCE_BYTE",
+    "AudioMixer",
     "WavAudio",
     "WavError",
     "decode",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, cast
 
+from fsm_voice.compat.protocols import SttProvider, TtsProvider
 from fsm_voice.providers.base import (
     Grammar,
     SpeechRecognizer,
@@ -30,7 +31,9 @@ __all__ = [
     "SpeechRecognizer",
     "SpeechSynthesizer",
     "SttListener",
+    "SttProvider",
     "Transcript",
+    "TtsProvider",
     "create_recognizer",
     "create_synthesizer",
     "split_sentences",

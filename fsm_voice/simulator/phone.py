@@ -348,6 +348,9 @@ class PhoneSimulator:
     async def _playout(self) -> None:
         """Play received audio at 8 bytes a millisecond, one 160-byte frame at a time."""
         while True:
+            # Checked first: a call that ends with audio still buffered must not spin here.
+            if self.close_code is not None or self._ended_by is not None:
+                return
             while not self._playback.buffered_bytes:
                 if self.close_code is not None or self._ended_by is not None:
                     return

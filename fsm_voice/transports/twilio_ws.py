@@ -157,3 +157,6 @@ class VoiceEndpoint:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+from fsm_voice.compat.ws import register_voice_websocket  # noqa: E402, F401  (voice_runtime name)
