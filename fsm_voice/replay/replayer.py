@@ -19,9 +19,12 @@ from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.providers.base import SpeechRecognizer
+from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.replay.compare import ReplayDivergence, first_divergence
 from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
 from fsm_voice.replay.facts import inbound_facts, split_stt_events
+from fsm_voice.replay.offline import inline_decoder, offline_recognizer, prepare
 from fsm_voice.replay.providers import (
     RecordedHooks,
     RecordedRecognizer,
@@ -40,7 +43,8 @@ from fsm_voice.transports.socket import memory_socket_pair
 
 __all__ = ["ReplayResult", "assert_replays", "replay", "replay_call", "resolve_machine"]
 
-Mode = Literal["recorded"]
+Mode = Literal["recorded", "offline"]
+MODES: tuple[Mode, ...] = ("recorded", "offline")
 Source = Recording | EventLog | str | Path
 MachineArg = MachineSpec | str | Path | None
 
@@ -109,17 +113,32 @@ async def replay_call(
     call_id: str | None = None,
     machine: MachineArg = None,
     mode: Mode = "recorded",
+    decoder: DecoderPool | None = None,
 ) -> ReplayResult:
-    """Replay one recorded call (recorded mode: every provider answers from the log)."""
-    if mode != "recorded":
-        raise ReplayInputError(f"replay mode {mode!r} is not supported yet")
+    """Replay one recorded call.
+
+    recorded mode: every provider answers from the log. offline mode: the offline
+    recogniser (pocketsphinx) re-transcribes the recorded caller audio instead, with
+    `decoder` (default: the process's inline decoder); the other providers still
+    answer from the log.
+    """
+    if mode not in MODES:
+        raise ReplayInputError(f"unknown replay mode {mode!r} (one of: {', '.join(MODES)})")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
-    at_start, _, at_stop = split_stt_events(recording.events)
-    recognizer = RecordedRecognizer(at_start, at_stop)
     events = recording.events
+    recorded: RecordedRecognizer | None = None
+    recognizer: SpeechRecognizer
+    if mode == "offline":
+        decoder = decoder or inline_decoder()
+        await prepare(decoder)
+        recognizer = offline = offline_recognizer(events, clock, decoder)
+        clock.hold_while(lambda: offline.decoding)
+    else:
+        at_start, _, at_stop = split_stt_events(events)
+        recognizer = recorded = RecordedRecognizer(at_start, at_stop)
     agent = conversation_agent(
         spec,
         recognizer=lambda: recognizer,
@@ -127,6 +146,9 @@ async def replay_call(
         telephony=RecordedTelephony(events, clock, 0),
         hooks=RecordedHooks(events, clock, 0),
     )
+    facts = inbound_facts(recording)
+    if mode == "offline":  # the recogniser's outputs are what the replay re-makes
+        facts = [f for f in facts if f.kind != "stt"]
     server_end, phone_end = memory_socket_pair()
     async with anyio.create_task_group() as tg:
         runtime = CallRuntime(
@@ -138,9 +160,9 @@ async def replay_call(
             machine_name=spec.name,
         )
         tg.start_soon(runtime.run)
-        phone = ReplayPhone(phone_end, clock, log, recognizer, runtime.finished)
+        phone = ReplayPhone(phone_end, clock, log, recorded, runtime.finished)
         try:
-            await phone.run(inbound_facts(recording), recording.duration_ms)
+            await phone.run(facts, recording.duration_ms)
         finally:
             await phone_end.drop()  # release our end's streams, whoever closed first
         tg.cancel_scope.cancel()
@@ -164,20 +186,27 @@ def replay(
     call_id: str | None = None,
     machine: MachineArg = None,
     mode: Mode = "recorded",
+    decoder: DecoderPool | None = None,
 ) -> ReplayResult:
     """`replay_call` from synchronous code (not from inside a running event loop)."""
 
     async def run() -> ReplayResult:
-        return await replay_call(source, call_id=call_id, machine=machine, mode=mode)
+        return await replay_call(
+            source, call_id=call_id, machine=machine, mode=mode, decoder=decoder
+        )
 
     return anyio.run(run)
 
 
 def assert_replays(
-    source: Source, call_id: str | None = None, machine: MachineArg = None
+    source: Source,
+    call_id: str | None = None,
+    machine: MachineArg = None,
+    mode: Mode = "recorded",
 ) -> ReplayResult:
-    """Replay in recorded mode; raise `ReplayDivergence` unless every decision matches."""
-    result = replay(source, call_id=call_id, machine=machine)
+    """Replay (recorded mode by default); raise `ReplayDivergence` unless every decision
+    matches."""
+    result = replay(source, call_id=call_id, machine=machine, mode=mode)
     if result.divergence is not None:
         raise result.divergence
     return result
