@@ -1,8 +1,9 @@
 """`fsm-voice replay`: replay recorded calls and report the first differing decision.
 
 Sources: fixture directories (PATH...), and/or calls in an event log (`--db FILE`,
-with `--call ID` repeatable; without `--call`, every call in it). Exit 0 when every
-call replays as recorded, 1 when any diverges (or cannot be replayed).
+with `--call ID` repeatable; without `--call`, every call in it). `--mode offline`
+re-transcribes the caller audio with pocketsphinx instead of replaying transcripts.
+Exit 0 when every call replays as recorded, 1 when any diverges (or cannot be replayed).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.query import open_log
 from fsm_voice.replay.recording import Recording, load_fixture, load_from_log
-from fsm_voice.replay.replayer import ReplayResult, replay_call
+from fsm_voice.replay.replayer import MODES, Mode, ReplayResult, replay_call
 
 __all__ = ["add_replay_command", "run_replay"]
 
 EPILOG = """Example:
   fsm-voice replay replays/*/
   fsm-voice replay --db calls.db --call FV0123... --machine machines/appointment.yaml
-  fsm-voice replay replays/appointment-happy --json"""
+  fsm-voice replay replays/appointment-happy --json
+  fsm-voice replay --mode offline replays/*/"""
 
 
 def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +41,13 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("paths", nargs="*", metavar="PATH", help="fixture directory")
     parser.add_argument("--db", help="an event log to replay calls from")
     parser.add_argument("--call", action="append", help="call id in --db (repeatable)")
-    parser.add_argument("--mode", choices=("recorded",), default="recorded")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="recorded",
+        help="recorded: providers answer from the log (default); "
+        "offline: pocketsphinx re-transcribes the caller audio",
+    )
     parser.add_argument("--machine", help="replay against this machine file instead")
     parser.add_argument("--json", action="store_true", help="one JSON object per call")
 
@@ -61,6 +69,7 @@ def _as_json(result: ReplayResult) -> dict[str, Any]:
         "call_id": result.call_id,
         "origin": result.origin,
         "machine": result.machine,
+        "mode": result.mode,
         "ok": result.ok,
         "compared": result.compared,
         "divergence": divergence.to_dict() if divergence is not None else None,
@@ -71,7 +80,7 @@ def run_replay(args: argparse.Namespace) -> int:
     recordings = _recordings(args)
     ok = True
     for recording in recordings:
-        result = anyio.run(_replay, recording, args.machine)
+        result = anyio.run(_replay, recording, args.machine, args.mode)
         ok = ok and result.ok
         if args.json:
             print(json.dumps(_as_json(result), sort_keys=True, ensure_ascii=False))
@@ -83,5 +92,5 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _replay(recording: Recording, machine: str | None) -> ReplayResult:
-    return await replay_call(recording, machine=machine, mode="recorded")
+async def _replay(recording: Recording, machine: str | None, mode: Mode) -> ReplayResult:
+    return await replay_call(recording, machine=machine, mode=mode)

@@ -41,7 +41,15 @@ from fsm_voice.replay.recording import (
 from fsm_voice.runtime.call import CallRuntime
 from fsm_voice.transports.socket import memory_socket_pair
 
-__all__ = ["ReplayResult", "assert_replays", "replay", "replay_call", "resolve_machine"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "ReplayResult",
+    "assert_replays",
+    "replay",
+    "replay_call",
+    "resolve_machine",
+]
 
 Mode = Literal["recorded", "offline"]
 MODES: tuple[Mode, ...] = ("recorded", "offline")
@@ -59,6 +67,7 @@ class ReplayResult:
     divergence: ReplayDivergence | None
     caller_audio: bytes = b""  # the replayed tracks, chunks concatenated
     agent_audio: bytes = b""
+    mode: Mode = "recorded"
 
     @property
     def ok(self) -> bool:
@@ -177,6 +186,7 @@ async def replay_call(
         comparison.divergence,
         b"".join(c.payload for c in log.audio(recording.call_id, "caller")),
         b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
+        mode,
     )
 
 
