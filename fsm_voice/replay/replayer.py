@@ -39,7 +39,6 @@ from fsm_voice.replay.recording import (
     load_from_log,
 )
 from fsm_voice.runtime.call import CallRuntime
-from fsm_voice.transports.socket import memory_socket_pair
 
 __all__ = [
     "MODES",
@@ -158,22 +157,18 @@ async def replay_call(
     facts = inbound_facts(recording)
     if mode == "offline":  # the recogniser's outputs are what the replay re-makes
         facts = [f for f in facts if f.kind != "stt"]
-    server_end, phone_end = memory_socket_pair()
+    phone = ReplayPhone(facts, recording.duration_ms, clock, log, recorded)
+    runtime = CallRuntime(
+        phone,
+        call_id=recording.call_id,
+        clock=clock,
+        log=log,
+        agent=agent,
+        machine_name=spec.name,
+    )
     async with anyio.create_task_group() as tg:
-        runtime = CallRuntime(
-            server_end,
-            call_id=recording.call_id,
-            clock=clock,
-            log=log,
-            agent=agent,
-            machine_name=spec.name,
-        )
         tg.start_soon(runtime.run)
-        phone = ReplayPhone(phone_end, clock, log, recorded, runtime.finished)
-        try:
-            await phone.run(facts, recording.duration_ms)
-        finally:
-            await phone_end.drop()  # release our end's streams, whoever closed first
+        await phone.run(runtime.finished)
         tg.cancel_scope.cancel()
     replayed = tuple(log.events(recording.call_id))
     comparison = first_divergence(recording.call_id, events, replayed)
