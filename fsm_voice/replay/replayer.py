@@ -98,7 +98,7 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     if isinstance(machine, MachineSpec):
         return machine
     if machine is not None:
-        return load_machine(machine)
+        return _load(Path(machine))
     name = recording.machine
     if not name:
         raise ReplayInputError(f"{recording.origin}: no machine recorded; pass one (--machine)")
@@ -111,8 +111,25 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     for place in places:
         for candidate in (place / f"{name}.yaml", place / f"{name}.yml"):
             if candidate.is_file():
-                return load_machine(candidate)
+                return _load(candidate)
     raise ReplayInputError(f"{recording.origin}: machine {name!r} not found; pass --machine FILE")
+
+
+_specs: dict[tuple[Path, int, int], MachineSpec] = {}
+
+
+def _load(path: Path) -> MachineSpec:
+    """A machine file, parsed once while it stays unchanged (a corpus replays the same
+    few machines over and over; the conversation copies what it changes)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_machine(path)  # let the loader say what is wrong
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size)
+    spec = _specs.get(key)
+    if spec is None:
+        spec = _specs[key] = load_machine(path)
+    return spec
 
 
 async def replay_call(
