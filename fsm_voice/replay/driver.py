@@ -35,9 +35,7 @@ __all__ = ["CountingLog", "ReplayClock", "ReplayPhone"]
 
 _MAX_IDLE = 10_000  # idle loop turns after the close before giving up
 _GRACE_MS = 60_000  # after the recording's end: time for a changed machine to finish
-
-
-_MAX_HELD = 100_000  # loop turns the clock waits for outside work before giving up
+_MAX_HELD = 100_000  # loop turns the clock waits for held work before giving up
 
 
 class ReplayClock(VirtualClock):
@@ -47,7 +45,7 @@ class ReplayClock(VirtualClock):
     decoder), even when every task is blocked: its result must come out at this ms.
     """
 
-    def __init__(self, start_ms: int = 0, wall_start_ms: int = 0) -> None:
+    def __init__(self, start_ms: int, wall_start_ms: int) -> None:
         super().__init__(start_ms, wall_start_ms)
         self._holds: list[Callable[[], bool]] = []
 
