@@ -316,3 +316,17 @@ def test_cli_replays_in_offline_mode(tmp_path: Path, capsys: pytest.CaptureFixtu
     report = json.loads(line)
     assert report["ok"] is False and report["mode"] == "offline"
     assert report["divergence"]["state"] == "greet"
+
+
+def test_offline_mode_without_caller_audio_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixture = tmp_path / "no-audio"
+    fixture.mkdir()
+    (fixture / "events.jsonl").write_text((HAPPY / "events.jsonl").read_text())
+    (fixture / "meta.json").write_text('{"machine": "appointment"}')
+    assert replay(fixture).ok  # recorded mode needs no audio
+    with pytest.raises(ReplayInputError, match="no caller audio"):
+        replay(fixture, mode="offline")
+    assert main(["replay", "--mode", "offline", str(fixture)]) != 0
+    assert "no caller audio" in capsys.readouterr().err

@@ -22,6 +22,7 @@ the recording does not have comes out at once.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -68,20 +69,22 @@ class InlineDecoder(DecoderPool):
     def __init__(self) -> None:
         super().__init__(workers=1)
         self._loaded = False
+        self._loading = threading.Lock()
         self.decoded = 0  # utterances decoded (a test checks the audio was really used)
 
     def load(self) -> None:
         """Load the model and the dictionary now (seconds, once per process)."""
-        if self._loaded:
-            return
-        try:
-            init_worker()
-        except ImportError as error:
-            raise ReplayInputError(
-                f"offline replay needs pocketsphinx: pip install 'fsm-voice[offline]' ({error})"
-            ) from None
-        vocabulary()
-        self._loaded = True
+        with self._loading:  # replays running side by side may ask at once
+            if self._loaded:
+                return
+            try:
+                init_worker()
+            except ImportError as error:
+                raise ReplayInputError(
+                    f"offline replay needs pocketsphinx: pip install 'fsm-voice[offline]' ({error})"
+                ) from None
+            vocabulary()
+            self._loaded = True
 
     async def warm(self) -> None:
         if not self._loaded:  # loaded: no thread hop (the replay's clock stands still)

@@ -157,6 +157,8 @@ async def replay_call(
     recorded: RecordedRecognizer | None = None
     recognizer: SpeechRecognizer
     if mode == "offline":
+        if not recording.caller:
+            raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
         decoder = decoder or inline_decoder()
         await prepare(decoder)
         recognizer = offline = offline_recognizer(events, clock, decoder)
