@@ -134,7 +134,6 @@ class ReplayPhone:
         self._start_ms = 0
         self.close_code: int | None = None
         self.close_reason = ""
-        self.sent = 0  # messages the runtime sent (replay drops them)
         self._reading = False
         self._handover = anyio.Event()  # the reader is gone: run() delivers the rest
 
@@ -163,10 +162,10 @@ class ReplayPhone:
             self._reading = False
 
     async def send(self, text: str | bytes) -> None:
+        """What the runtime sends (agent audio, marks, clear) goes nowhere: the log has it."""
         await anyio.lowlevel.checkpoint()  # as a socket's send does
         if self.close_code is not None:
             raise SocketClosed(self.close_code, self.close_reason)
-        self.sent += 1
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._closed(code, reason)

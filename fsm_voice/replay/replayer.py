@@ -154,18 +154,7 @@ async def replay_call(
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
     events = recording.events
-    recorded: RecordedRecognizer | None = None
-    recognizer: SpeechRecognizer
-    if mode == "offline":
-        if not recording.caller:
-            raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
-        decoder = decoder or inline_decoder()
-        await prepare(decoder)
-        recognizer = offline = offline_recognizer(events, clock, decoder)
-        clock.hold_while(lambda: offline.decoding)
-    else:
-        at_start, _, at_stop = split_stt_events(events)
-        recognizer = recorded = RecordedRecognizer(at_start, at_stop)
+    recognizer, recorded = await _recognizer(mode, recording, clock, decoder)
     agent = conversation_agent(
         spec,
         recognizer=lambda: recognizer,
@@ -174,7 +163,7 @@ async def replay_call(
         hooks=RecordedHooks(events, clock, 0),
     )
     facts = inbound_facts(recording)
-    if mode == "offline":  # the recogniser's outputs are what the replay re-makes
+    if recorded is None:  # the recogniser's outputs are what the replay re-makes
         facts = [f for f in facts if f.kind != "stt"]
     phone = ReplayPhone(facts, recording.duration_ms, clock, log, recorded)
     runtime = CallRuntime(
@@ -202,6 +191,23 @@ async def replay_call(
         b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
         mode,
     )
+
+
+async def _recognizer(
+    mode: Mode, recording: Recording, clock: ReplayClock, decoder: DecoderPool | None
+) -> tuple[SpeechRecognizer, RecordedRecognizer | None]:
+    """The call's recogniser, and the recorded one the phone feeds (recorded mode)."""
+    if mode == "recorded":
+        at_start, _, at_stop = split_stt_events(recording.events)
+        recorded = RecordedRecognizer(at_start, at_stop)
+        return recorded, recorded
+    if not recording.caller:
+        raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
+    decoder = decoder or inline_decoder()
+    await prepare(decoder)
+    offline = offline_recognizer(recording.events, clock, decoder)
+    clock.hold_while(lambda: offline.decoding)  # see replay/offline.py
+    return offline, None
 
 
 def replay(
