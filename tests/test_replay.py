@@ -34,6 +34,7 @@ from fsm_voice.replay import (
     replay,
 )
 from fsm_voice.replay.compare import decisions
+from fsm_voice.replay.driver import ReplayClock
 from fsm_voice.replay.recording import FRAME_BYTES, FRAME_MS, CallerFrames
 from fsm_voice.simulator.caller import ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script
@@ -330,3 +331,24 @@ def test_offline_mode_without_caller_audio_is_a_clear_error(
         replay(fixture, mode="offline")
     assert main(["replay", "--mode", "offline", str(fixture)]) != 0
     assert "no caller audio" in capsys.readouterr().err
+
+
+async def _run_clock_with_held_work(answers: list[bool], order: list[str]) -> int:
+    clock = ReplayClock(0, 0)
+    clock.call_later(10, lambda: order.append("timer fired"))
+
+    def busy() -> bool:
+        order.append("held")
+        return answers.pop(0) if answers else False
+
+    clock.hold_while(busy)
+    await clock.run_to(20, lambda: False)
+    return clock.now_ms()
+
+
+def test_the_replay_clock_fires_no_timer_while_work_is_held() -> None:
+    order: list[str] = []
+    now = anyio.run(_run_clock_with_held_work, [True, True, True], order)
+    # Held three times (a decode still out), then free: only then does time move.
+    assert order[:4] == ["held", "held", "held", "held"] and "timer fired" in order
+    assert order.index("timer fired") == 4 and now == 20
