@@ -173,8 +173,14 @@ async def _wait_all_tasks_blocked() -> None:
     # anyio's version polls every 100 ms of real time; this one only yields, so a
     # virtual-clock test runs as fast as the work it does.
     me = asyncio.current_task()
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(0)
+        # Fast path: a task runs only from the loop's ready queue, so an empty one
+        # means every other task is waiting (the scan below would say the same).
+        # `_ready` is asyncio's own; a loop without it goes straight to the scan.
+        if not getattr(loop, "_ready", True):
+            return
         for task in asyncio.all_tasks():
             if task is me:
                 continue

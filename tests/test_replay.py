@@ -1,4 +1,4 @@
-"""Replay in recorded mode: real recorded calls replay as recorded, and changes show.
+"""Replay: real recorded calls replay as recorded, in both modes, and changes show.
 
 Each call is recorded the way the scripted end-to-end tests run them (runtime,
 conversation machine, phone simulator, caller script, scripted speech, virtual clock)
@@ -8,6 +8,7 @@ and then replayed through a fresh runtime with the recorded providers.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -21,18 +22,25 @@ from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog import SqliteEventLog
 from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.replay import (
+    Recording,
     ReplayDivergence,
+    ReplayInputError,
     assert_replays,
+    load_fixture,
     load_from_log,
     replay,
 )
 from fsm_voice.replay.compare import decisions
+from fsm_voice.replay.driver import ReplayClock
+from fsm_voice.replay.recording import FRAME_BYTES, FRAME_MS, CallerFrames
 from fsm_voice.simulator.caller import ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script
 
 ROOT = Path(__file__).resolve().parent.parent
+MULAW_SILENCE = b"\xff"
 CALLS = {
     "appointment-happy": "appointment",
     "appointment-silent": "appointment",  # noinput escalation, then the fallback
@@ -182,3 +190,165 @@ def test_cli_replays_a_database_and_reports_the_first_divergence(
     assert report["ok"] is False and report["call_id"] == call_id
     assert report["divergence"]["actual"]["data"]["text"] == "Pardon?"
     assert report["divergence"]["expected"]["kind"] == "say_started"
+
+
+# --- offline mode: pocketsphinx re-transcribes the recorded caller audio ---
+# The scripted calls above carry tones, not speech: these use the corpus in replays/,
+# recorded with the offline providers. One inline decoder serves them all.
+
+HAPPY = ROOT / "replays" / "appointment-happy"
+
+
+def _caller_frames(recording: Recording) -> dict[int, bytes]:
+    return {
+        c.t_ms + FRAME_MS * k: c.payload[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
+        for c in recording.caller
+        for k in range(len(c.payload) // FRAME_BYTES)
+    }
+
+
+def _with_caller_audio(recording: Recording, at_ms: int, audio: bytes) -> Recording:
+    """The recording with the caller's frames from `at_ms` on replaced by `audio`."""
+    end_ms = at_ms + len(audio) // FRAME_BYTES * FRAME_MS
+    chunks = []
+    for chunk in recording.caller:
+        payload = bytearray(chunk.payload)
+        for k in range(len(payload) // FRAME_BYTES):
+            t_ms = chunk.t_ms + FRAME_MS * k
+            if at_ms <= t_ms < end_ms:
+                offset = (t_ms - at_ms) // FRAME_MS * FRAME_BYTES
+                payload[k * FRAME_BYTES : (k + 1) * FRAME_BYTES] = audio[
+                    offset : offset + FRAME_BYTES
+                ]
+        chunks.append(CallerFrames(chunk.t_ms, chunk.first_frame, bytes(payload)))
+    return replace(recording, caller=tuple(chunks))
+
+
+def test_offline_mode_replays_to_byte_identical_streams() -> None:
+    first, second = replay(HAPPY, mode="offline"), replay(HAPPY, mode="offline")
+    assert first.ok and first.mode == "offline"
+    assert first.stream_json() == second.stream_json()
+    heard = [e.data["text"] for e in first.events if e.kind == "transcript_committed"]
+    assert heard == ["reschedule", "tuesday", "two o'clock"]
+
+
+def test_offline_mode_hears_what_the_caller_said_not_what_the_log_says() -> None:
+    # The caller's "reschedule" is replaced by the "cancel" of another recorded call:
+    # the log still says "reschedule", the audio now says "cancel".
+    happy = load_fixture(HAPPY)
+    other = _caller_frames(load_fixture(ROOT / "replays" / "appointment-bargein"))
+    cancel = b"".join(frame for t_ms, frame in sorted(other.items()) if 2000 <= t_ms < 2900)
+    said_at = min(t for t in _caller_frames(happy) if t >= 9000)
+    spliced = _with_caller_audio(happy, said_at, cancel + MULAW_SILENCE * (8800 - len(cancel)))
+
+    assert replay(spliced).ok  # recorded mode answers from the log: it cannot tell
+    result = replay(spliced, mode="offline")
+    divergence = result.divergence
+    assert divergence is not None and divergence.state == "greet"
+    assert divergence.expected is not None and divergence.actual is not None
+    assert divergence.expected.kind == divergence.actual.kind == "intent_matched"
+    assert divergence.expected.data["intent"] == "reschedule"
+    assert divergence.actual.data["intent"] == "cancel"
+
+
+def test_offline_mode_with_a_silent_caller_diverges_where_the_caller_spoke() -> None:
+    happy = load_fixture(HAPPY)
+    audio = b"".join(c.payload for c in happy.caller)
+    silent = _with_caller_audio(happy, happy.caller[0].t_ms, MULAW_SILENCE * len(audio))
+    divergence = replay(silent, mode="offline").divergence
+    assert divergence is not None and divergence.expected is not None
+    # The caller's first words cancelled the noinput timer; in silence nothing did.
+    assert divergence.expected.kind == "conversation_timer_cancelled"
+    assert divergence.expected.data["name"] == "noinput"
+    assert divergence.state == "greet"
+
+
+def test_a_changed_prompt_diverges_in_offline_mode_too() -> None:
+    old = "Which day works better?"
+    spec = changed("appointment", old, "What day suits you?")
+    with pytest.raises(ReplayDivergence) as caught:
+        assert_replays(HAPPY, machine=spec, mode="offline")
+    divergence = caught.value
+    (said,) = [
+        e for e in load_fixture(HAPPY).events if e.kind == "say_started" and old in e.data["text"]
+    ]
+    assert divergence.seq == said.seq and divergence.state == "pick_day"
+    assert divergence.actual is not None and divergence.actual.kind == "say_started"
+    assert "What day suits you?" in divergence.actual.data["text"]
+
+
+def test_a_changed_grammar_changes_what_offline_mode_hears() -> None:
+    # Without the "two o'clock" hint the grammar has no phrase for what was said.
+    old = "hints: [nine o'clock, eleven o'clock, two o'clock, four o'clock]"
+    spec = changed("appointment", old, "hints: [nine o'clock, eleven o'clock, four o'clock]")
+    result = replay(HAPPY, machine=spec, mode="offline")
+    assert result.divergence is not None and result.divergence.state == "pick_time"
+    heard = [e.data["text"] for e in result.events if e.kind == "transcript_committed"]
+    assert heard[:2] == ["reschedule", "tuesday"] and heard[2] != "two o'clock"
+
+
+def test_decoding_in_a_process_pool_replays_the_same_as_inline() -> None:
+    # The pool answers in real time; the replay clock holds still until it has,
+    # so the stream cannot depend on how fast the worker was.
+    pool = DecoderPool(workers=1)
+    try:
+        pooled = replay(ROOT / "replays" / "survey-nomatch", mode="offline", decoder=pool)
+    finally:
+        pool.shutdown()
+    inline = replay(ROOT / "replays" / "survey-nomatch", mode="offline")
+    assert pooled.ok and pooled.stream_json() == inline.stream_json()
+
+
+def test_an_unknown_mode_is_a_clear_error() -> None:
+    with pytest.raises(ReplayInputError, match="unknown replay mode 'live'"):
+        replay(HAPPY, mode="live")  # type: ignore[arg-type]
+
+
+def test_cli_replays_in_offline_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--mode", "offline", str(HAPPY)]) == 0
+    assert capsys.readouterr().out.startswith("ok ")
+
+    machine = tmp_path / "appointment.yaml"
+    text = (ROOT / "machines" / "appointment.yaml").read_text()
+    machine.write_text(text.replace("cancel: [cancel, cancel it]", "cancel: [reschedule]", 1))
+    args = ["replay", "--mode", "offline", "--json", "--machine", str(machine), str(HAPPY)]
+    assert main(args) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    report = json.loads(line)
+    assert report["ok"] is False and report["mode"] == "offline"
+    assert report["divergence"]["state"] == "greet"
+
+
+def test_offline_mode_without_caller_audio_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixture = tmp_path / "no-audio"
+    fixture.mkdir()
+    (fixture / "events.jsonl").write_text((HAPPY / "events.jsonl").read_text())
+    (fixture / "meta.json").write_text('{"machine": "appointment"}')
+    assert replay(fixture).ok  # recorded mode needs no audio
+    with pytest.raises(ReplayInputError, match="no caller audio"):
+        replay(fixture, mode="offline")
+    assert main(["replay", "--mode", "offline", str(fixture)]) != 0
+    assert "no caller audio" in capsys.readouterr().err
+
+
+async def _run_clock_with_held_work(answers: list[bool], order: list[str]) -> int:
+    clock = ReplayClock(0, 0)
+    clock.call_later(10, lambda: order.append("timer fired"))
+
+    def busy() -> bool:
+        order.append("held")
+        return answers.pop(0) if answers else False
+
+    clock.hold_while(busy)
+    await clock.run_to(20, lambda: False)
+    return clock.now_ms()
+
+
+def test_the_replay_clock_fires_no_timer_while_work_is_held() -> None:
+    order: list[str] = []
+    now = anyio.run(_run_clock_with_held_work, [True, True, True], order)
+    # Held three times (a decode still out), then free: only then does time move.
+    assert order[:4] == ["held", "held", "held", "held"] and "timer fired" in order
+    assert order.index("timer fired") == 4 and now == 20

@@ -1,8 +1,9 @@
 """`fsm-voice replay`: replay recorded calls and report the first differing decision.
 
 Sources: fixture directories (PATH...), and/or calls in an event log (`--db FILE`,
-with `--call ID` repeatable; without `--call`, every call in it). Exit 0 when every
-call replays as recorded, 1 when any diverges (or cannot be replayed).
+with `--call ID` repeatable; without `--call`, every call in it). `--mode offline`
+re-transcribes the caller audio with pocketsphinx instead of replaying transcripts.
+Exit 0 when every call replays as recorded, 1 when any diverges (or cannot be replayed).
 
 `--inject KIND@MS` (repeatable) injects faults (see `fsm_voice.replay.faults`): the
 faulted run differs from the recording by design, so it is reported, not failed;
@@ -25,7 +26,7 @@ from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.query import open_log
 from fsm_voice.replay.faults import Fault, parse_fault
 from fsm_voice.replay.recording import Recording, load_fixture, load_from_log
-from fsm_voice.replay.replayer import ReplayResult, replay_call
+from fsm_voice.replay.replayer import MODES, Mode, ReplayResult, replay_call
 
 __all__ = ["add_replay_command", "run_replay"]
 
@@ -33,7 +34,8 @@ EPILOG = """Example:
   fsm-voice replay replays/*/
   fsm-voice replay --db calls.db --call FV0123... --machine machines/appointment.yaml
   fsm-voice replay replays/appointment-happy --json
-  fsm-voice replay replays/appointment-happy --inject stt_drop@9500 --save-as /tmp/stt-drop"""
+  fsm-voice replay replays/appointment-happy --inject stt_drop@9500 --save-as /tmp/stt-drop
+  fsm-voice replay --mode offline replays/*/"""
 
 
 def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +48,13 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("paths", nargs="*", metavar="PATH", help="fixture directory")
     parser.add_argument("--db", help="an event log to replay calls from")
     parser.add_argument("--call", action="append", help="call id in --db (repeatable)")
-    parser.add_argument("--mode", choices=("recorded",), default="recorded")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="recorded",
+        help="recorded: providers answer from the log (default); "
+        "offline: pocketsphinx re-transcribes the caller audio",
+    )
     parser.add_argument("--machine", help="replay against this machine file instead")
     parser.add_argument("--json", action="store_true", help="one JSON object per call")
     parser.add_argument(
@@ -77,6 +85,7 @@ def _as_json(result: ReplayResult) -> dict[str, Any]:
         "call_id": result.call_id,
         "origin": result.origin,
         "machine": result.machine,
+        "mode": result.mode,
         "ok": result.ok,
         "compared": result.compared,
         "divergence": divergence.to_dict() if divergence is not None else None,
@@ -90,7 +99,7 @@ def run_replay(args: argparse.Namespace) -> int:
         raise FsmVoiceError(f"--save-as takes one call, not {len(recordings)}")
     ok = True
     for recording in recordings:
-        result = anyio.run(_replay, recording, args.machine, faults)
+        result = anyio.run(_replay, recording, args.machine, args.mode, faults)
         if args.save_as:
             assert result.log is not None
             export_fixture(result.log, result.call_id, Path(args.save_as))
@@ -133,5 +142,7 @@ def _report_faulted(result: ReplayResult, faults: list[Fault], args: argparse.Na
         print(f"  saved as {args.save_as} (replay it: fsm-voice replay {args.save_as})")
 
 
-async def _replay(recording: Recording, machine: str | None, faults: list[Fault]) -> ReplayResult:
-    return await replay_call(recording, machine=machine, mode="recorded", faults=faults)
+async def _replay(
+    recording: Recording, machine: str | None, mode: Mode, faults: list[Fault]
+) -> ReplayResult:
+    return await replay_call(recording, machine=machine, mode=mode, faults=faults)

@@ -1,12 +1,15 @@
 """Replay recorded calls on a virtual clock and compare what the machines decided.
 
 See README "Replay". `assert_replays(path_or_log, call_id=None, machine=None)` is the
-pytest one-liner; `replay`/`replay_call` return a `ReplayResult`.
+pytest one-liner; `replay`/`replay_call` return a `ReplayResult`. `mode="offline"`
+re-transcribes the recorded caller audio with pocketsphinx (see `replay.offline`).
 """
 
 from fsm_voice.replay.compare import ReplayDivergence
 from fsm_voice.replay.recording import Recording, ReplayInputError, load_fixture, load_from_log
 from fsm_voice.replay.replayer import (
+    MODES,
+    Mode,
     ReplayResult,
     assert_replays,
     replay,
@@ -15,6 +18,8 @@ from fsm_voice.replay.replayer import (
 )
 
 __all__ = [
+    "MODES",
+    "Mode",
     "Recording",
     "ReplayDivergence",
     "ReplayInputError",

@@ -129,10 +129,17 @@ def _start(d: dict[str, Any]) -> dict[str, Any]:
 
 def _caller_frames(recording: Recording) -> list[Fact]:
     facts: list[Fact] = []
-    for run in recording.caller:
-        payload = run.payload
-        for k in range(0, len(payload) // FRAME_BYTES):
-            frame = payload[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
-            t_ms = run.t_ms + FRAME_MS * k
-            facts.append(Fact(t_ms, None, "media", payload=frame, frame=run.first_frame + k))
+    for run in recording.caller:  # (a comprehension: a five-minute call has 15,000 frames)
+        payload, t0, first = run.payload, run.t_ms, run.first_frame
+        facts.extend(
+            Fact(
+                t0 + FRAME_MS * k,
+                None,
+                "media",
+                None,
+                payload[k * FRAME_BYTES : (k + 1) * FRAME_BYTES],
+                first + k,
+            )
+            for k in range(len(payload) // FRAME_BYTES)
+        )
     return facts

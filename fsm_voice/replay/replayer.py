@@ -20,11 +20,14 @@ from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.providers.base import SpeechRecognizer
+from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.replay.compare import ReplayDivergence, first_divergence
 from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
 from fsm_voice.replay.facts import split_stt_events
 from fsm_voice.replay.fault_replay import ReplayFaults
 from fsm_voice.replay.faults import Fault
+from fsm_voice.replay.offline import inline_decoder, offline_recognizer, prepare
 from fsm_voice.replay.providers import (
     RecordedHooks,
     RecordedRecognizer,
@@ -39,11 +42,19 @@ from fsm_voice.replay.recording import (
     load_from_log,
 )
 from fsm_voice.runtime.call import CallRuntime
-from fsm_voice.transports.socket import memory_socket_pair
 
-__all__ = ["ReplayResult", "assert_replays", "replay", "replay_call", "resolve_machine"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "ReplayResult",
+    "assert_replays",
+    "replay",
+    "replay_call",
+    "resolve_machine",
+]
 
-Mode = Literal["recorded"]
+Mode = Literal["recorded", "offline"]
+MODES: tuple[Mode, ...] = ("recorded", "offline")
 Source = Recording | EventLog | str | Path
 MachineArg = MachineSpec | str | Path | None
 
@@ -59,6 +70,7 @@ class ReplayResult:
     caller_audio: bytes = b""  # the replayed tracks, chunks concatenated
     agent_audio: bytes = b""
     log: EventLog | None = None  # the replay's log (export it: a faulted run's fixture)
+    mode: Mode = "recorded"
 
     @property
     def ok(self) -> bool:
@@ -90,7 +102,7 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     if isinstance(machine, MachineSpec):
         return machine
     if machine is not None:
-        return load_machine(machine)
+        return _load(Path(machine))
     name = recording.machine
     if not name:
         raise ReplayInputError(f"{recording.origin}: no machine recorded; pass one (--machine)")
@@ -103,8 +115,25 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     for place in places:
         for candidate in (place / f"{name}.yaml", place / f"{name}.yml"):
             if candidate.is_file():
-                return load_machine(candidate)
+                return _load(candidate)
     raise ReplayInputError(f"{recording.origin}: machine {name!r} not found; pass --machine FILE")
+
+
+_specs: dict[tuple[Path, int, int], MachineSpec] = {}
+
+
+def _load(path: Path) -> MachineSpec:
+    """A machine file, parsed once while it stays unchanged (a corpus replays the same
+    few machines over and over; the conversation copies what it changes)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_machine(path)  # let the loader say what is wrong
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size)
+    spec = _specs.get(key)
+    if spec is None:
+        spec = _specs[key] = load_machine(path)
+    return spec
 
 
 async def replay_call(
@@ -114,22 +143,26 @@ async def replay_call(
     machine: MachineArg = None,
     mode: Mode = "recorded",
     faults: Sequence[Fault] = (),
+    decoder: DecoderPool | None = None,
 ) -> ReplayResult:
-    """Replay one recorded call (recorded mode: every provider answers from the log).
+    """Replay one recorded call.
 
-    `faults` are injected at their times (see `fsm_voice.replay.faults`); the run
-    then differs from the recording by design, and `log` holds it for export.
+    recorded mode: every provider answers from the log. offline mode: the offline
+    recogniser (pocketsphinx) re-transcribes the recorded caller audio instead, with
+    `decoder` (default: the process's inline decoder); the other providers still
+    answer from the log. `faults` are injected at their times (see
+    `fsm_voice.replay.faults`); the run then differs from the recording by design,
+    and `log` holds it for export.
     """
-    if mode != "recorded":
-        raise ReplayInputError(f"replay mode {mode!r} is not supported yet")
+    if mode not in MODES:
+        raise ReplayInputError(f"unknown replay mode {mode!r} (one of: {', '.join(MODES)})")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
     faulted = ReplayFaults(recording, faults)
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
-    at_start, _, at_stop = split_stt_events(recording.events)
-    recognizer = RecordedRecognizer(at_start, at_stop)
     events = recording.events
+    recognizer, recorded = await _recognizer(mode, recording, clock, decoder)
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
@@ -139,23 +172,22 @@ async def replay_call(
         live_streams=faulted.live_streams(),
     )
     agent = faulted.agent(agent)
-    server_end, phone_end = memory_socket_pair()
+    facts = faulted.facts
+    if recorded is None:  # the recogniser's outputs are what the replay re-makes
+        facts = [f for f in facts if f.kind != "stt"]
+    phone = ReplayPhone(facts, recording.duration_ms, clock, log, recorded)
+    runtime = CallRuntime(
+        phone,
+        call_id=recording.call_id,
+        clock=clock,
+        log=log,
+        agent=agent,
+        machine_name=spec.name,
+    )
     async with anyio.create_task_group() as tg:
-        runtime = CallRuntime(
-            server_end,
-            call_id=recording.call_id,
-            clock=clock,
-            log=log,
-            agent=agent,
-            machine_name=spec.name,
-        )
         tg.start_soon(runtime.run)
         faulted.attach(tg, agent, clock)
-        phone = ReplayPhone(phone_end, clock, log, recognizer, runtime.finished)
-        try:
-            await phone.run(faulted.facts, recording.duration_ms)
-        finally:
-            await phone_end.drop()  # release our end's streams, whoever closed first
+        await phone.run(runtime.finished)
         tg.cancel_scope.cancel()
     faulted.merge_into(log)
     replayed = tuple(log.events(recording.call_id))
@@ -170,7 +202,25 @@ async def replay_call(
         b"".join(c.payload for c in log.audio(recording.call_id, "caller")),
         b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
         log,
+        mode,
     )
+
+
+async def _recognizer(
+    mode: Mode, recording: Recording, clock: ReplayClock, decoder: DecoderPool | None
+) -> tuple[SpeechRecognizer, RecordedRecognizer | None]:
+    """The call's recogniser, and the recorded one the phone feeds (recorded mode)."""
+    if mode == "recorded":
+        at_start, _, at_stop = split_stt_events(recording.events)
+        recorded = RecordedRecognizer(at_start, at_stop)
+        return recorded, recorded
+    if not recording.caller:
+        raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
+    decoder = decoder or inline_decoder()
+    await prepare(decoder)
+    offline = offline_recognizer(recording.events, clock, decoder)
+    clock.hold_while(lambda: offline.decoding)  # see replay/offline.py
+    return offline, None
 
 
 def replay(
@@ -180,20 +230,27 @@ def replay(
     machine: MachineArg = None,
     mode: Mode = "recorded",
     faults: Sequence[Fault] = (),
+    decoder: DecoderPool | None = None,
 ) -> ReplayResult:
     """`replay_call` from synchronous code (not from inside a running event loop)."""
 
     async def run() -> ReplayResult:
-        return await replay_call(source, call_id=call_id, machine=machine, mode=mode, faults=faults)
+        return await replay_call(
+            source, call_id=call_id, machine=machine, mode=mode, faults=faults, decoder=decoder
+        )
 
     return anyio.run(run)
 
 
 def assert_replays(
-    source: Source, call_id: str | None = None, machine: MachineArg = None
+    source: Source,
+    call_id: str | None = None,
+    machine: MachineArg = None,
+    mode: Mode = "recorded",
 ) -> ReplayResult:
-    """Replay in recorded mode; raise `ReplayDivergence` unless every decision matches."""
-    result = replay(source, call_id=call_id, machine=machine)
+    """Replay (recorded mode by default); raise `ReplayDivergence` unless every decision
+    matches."""
+    result = replay(source, call_id=call_id, machine=machine, mode=mode)
     if result.divergence is not None:
         raise result.divergence
     return result
