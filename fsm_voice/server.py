@@ -7,6 +7,7 @@ import gc
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import uvicorn
@@ -23,6 +24,9 @@ from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
+if TYPE_CHECKING:
+    from fsm_voice.twilio.webhooks import TwilioService
+
 MAX_MESSAGE_BYTES = 256 * 1024  # Twilio's messages are < 1 KiB; refuse floods early
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
@@ -37,8 +41,10 @@ def create_app(
     ids: IdSource | None = None,
     config: CallConfig | None = None,
     on_call: Callable[[CallHandle], None] | None = None,
+    twilio: TwilioService | None = None,
 ) -> Starlette:
-    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`."""
+    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`; with `twilio`,
+    also Twilio's webhooks (`/twiml`, `/status`, `/amd`) and REST-first hangups."""
     endpoint = VoiceEndpoint(
         log=log,
         clock=clock or SystemClock(),
@@ -53,10 +59,31 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
-    app = _App(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
+    routes = [WebSocketRoute("/voice", endpoint), Route("/health", health)]
+    if twilio is not None:
+        routes += _twilio_routes(twilio, endpoint, log, machine_name)
+    app = _App(routes=routes)
     app.state.voice = endpoint
     app.voice = endpoint
     return app
+
+
+def _twilio_routes(
+    twilio: TwilioService, endpoint: VoiceEndpoint, log: EventLog, machine_name: str | None
+) -> list[Route]:
+    """Twilio's webhook routes; every new call is also attached to them."""
+    from fsm_voice.twilio.webhooks import TwilioWebhooks
+
+    hooks = TwilioWebhooks(twilio, endpoint, log, endpoint.clock, endpoint.ids, machine_name)
+    user_on_call = endpoint.on_call
+
+    def on_call(call: CallHandle) -> None:
+        hooks.attach(call)
+        if user_on_call is not None:
+            user_on_call(call)
+
+    endpoint.on_call = on_call
+    return hooks.routes()
 
 
 class _App(Starlette):

@@ -130,6 +130,7 @@ class ConversationRunner:
             call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
             call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
             self.dispatch(ev.CallConnected(self._call_variables()))
+            call.on_notice(self._on_notice)
             await call.wait_ended()
             # The caller may hang up while an SMS is in flight: give it a bounded time
             # (on the call's clock) to finish and be logged before everything stops.
@@ -163,6 +164,11 @@ class ConversationRunner:
         }
 
     # --- events in ---
+
+    def _on_notice(self, kind: str, data: dict[str, Any]) -> None:
+        """Platform facts from outside the stream (webhooks) the machine can branch on."""
+        if kind == "amd":
+            self.dispatch(ev.AnsweringMachineDetected(str(data.get("answered_by", "unknown"))))
 
     def dispatch(self, event: ev.ConversationEvent) -> None:
         """Queue an event; process the queue unless already inside it (no re-entry)."""
