@@ -11,6 +11,7 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -124,12 +125,14 @@ class TwilioWebhooks:
         if form is None:
             return _forbidden()
         call_sid = form.get("CallSid", "")
-        verdict = {
-            "answered_by": form.get("AnsweredBy", "unknown"),
-            "detection_ms": form.get("MachineDetectionDuration"),
-        }
+        verdict = _present(
+            {
+                "answered_by": form.get("AnsweredBy", "unknown"),
+                "detection_ms": form.get("MachineDetectionDuration"),
+            }
+        )
         if call_sid:
-            self.legs.record(call_sid, "answering_machine_detected", _present(verdict))
+            self.legs.record(call_sid, "answering_machine_detected", verdict)
             call = self._live_call(call_sid)
             if call is not None:
                 call.notify("amd", verdict)
@@ -142,7 +145,10 @@ class TwilioWebhooks:
     # --- helpers ---
 
     async def _verified_form(self, request: Request) -> dict[str, str] | None:
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        # Twilio posts application/x-www-form-urlencoded (parsed here: Starlette's
+        # form parser needs python-multipart for any form).
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
         if not self.settings.verify_signatures:
             return form
         path = request.url.path
