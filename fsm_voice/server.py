@@ -25,7 +25,7 @@ from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
 if TYPE_CHECKING:
-    from fsm_voice.twilio.webhooks import TwilioService
+    from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
 
 MAX_MESSAGE_BYTES = 256 * 1024  # Twilio's messages are < 1 KiB; refuse floods early
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
@@ -60,18 +60,21 @@ def create_app(
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
     routes = [WebSocketRoute("/voice", endpoint), Route("/health", health)]
+    hooks = None
     if twilio is not None:
-        routes += _twilio_routes(twilio, endpoint, log, machine_name)
+        hooks = _twilio_webhooks(twilio, endpoint, log, machine_name)
+        routes += hooks.routes()
     app = _App(routes=routes)
+    app.state.twilio = hooks
     app.state.voice = endpoint
     app.voice = endpoint
     return app
 
 
-def _twilio_routes(
+def _twilio_webhooks(
     twilio: TwilioService, endpoint: VoiceEndpoint, log: EventLog, machine_name: str | None
-) -> list[Route]:
-    """Twilio's webhook routes; every new call is also attached to them."""
+) -> TwilioWebhooks:
+    """Twilio's webhooks; every new call is also attached to them."""
     from fsm_voice.twilio.webhooks import TwilioWebhooks
 
     hooks = TwilioWebhooks(twilio, endpoint, log, endpoint.clock, endpoint.ids, machine_name)
@@ -83,7 +86,7 @@ def _twilio_routes(
             user_on_call(call)
 
     endpoint.on_call = on_call
-    return hooks.routes()
+    return hooks
 
 
 class _App(Starlette):

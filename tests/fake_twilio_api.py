@@ -108,6 +108,10 @@ class FakeTwilioApi:
         self.messages: list[dict[str, Any]] = []
         self.callbacks: list[Callback] = []
         self.stall: anyio.Event | None = None  # set: requests wait for it (timeouts)
+        # Faults: every call update answers this (status, code, message) instead ...
+        self.update_error: tuple[int, int, str] | None = None
+        # ... or a REST hangup completes the call but leaves its stream open.
+        self.closes_stream_on_hangup = True
         self._ids = itertools.count(1)
         self._tg: TaskGroup | None = None
         base = API.format(account=account_sid)
@@ -150,13 +154,16 @@ class FakeTwilioApi:
         if refused is not None:
             return refused
         call = self.calls.get(request.path_params["sid"])
+        if self.update_error is not None:
+            return _error(*self.update_error)
         if call is None:
             return _error(404, 20404, "The requested resource was not found")
         if call.status not in ("queued", "ringing", "in-progress"):
             return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
         if _one(form, "Status") == "completed":
             call.status = "completed"
-            self._end_stream(call, "rest_hangup")
+            if self.closes_stream_on_hangup:
+                self._end_stream(call, "rest_hangup")
         elif _one(form, "Twiml"):
             call.redirects.append(_one(form, "Twiml"))
             self._end_stream(call, "redirect")  # <Connect> ends when the call moves on

@@ -465,7 +465,9 @@ class CallRuntime:
     async def _hang_up_remotely(self, code: int, reason: str) -> None:
         """REST first; Twilio then closes the stream. If it does not within the hangup
         grace (`hangup_grace_ms`, on the call clock), the call ends and `run` closes the
-        socket. A failed request closes the socket at once."""
+        socket. A failed request closes the socket at once. When Twilio closes the
+        stream before its HTTP answer arrives, the call ends without waiting for it
+        (`remote_hangup_done` is then not logged)."""
         assert self.remote_hangup is not None and self.call_sid is not None
         self.record("runtime", "remote_hangup_requested", {"call_sid": self.call_sid})
         try:

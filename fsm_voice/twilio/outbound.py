@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fsm_voice.clock import IdSource
 from fsm_voice.security import call_token
+from fsm_voice.twilio.rest import TwilioRest
 from fsm_voice.twilio.settings import TwilioSettings
 from fsm_voice.twilio.twiml import stream_twiml
 
@@ -28,7 +29,9 @@ def stream_for_call(
 
     `call_id` and `token` (an HMAC of the call id) let `/voice` check that the stream
     belongs to a call we answered or placed; `machine` names the conversation;
-    `caller`/`called` are the numbers (Twilio's `start` message has none).
+    `caller`/`called` are the numbers (Twilio's `start` message has none): `caller`
+    is always the person on the line, so a machine's `sms` (to `{caller}` by default)
+    reaches them whichever way the call went.
     """
     parameters = {"call_id": call_id, "token": call_token(settings.token_key, call_id)}
     if machine:
@@ -54,13 +57,15 @@ def place_call(
     ids: IdSource,
     *,
     amd: bool = False,
+    rest: TwilioRest | None = None,
 ) -> OutboundCall:
     """Create the call over REST (blocking: run it in a thread from async code)."""
     call_id = ids.new_id("FV")
+    # The person we dial is the "caller" of the conversation (see stream_for_call).
     twiml, parameters = stream_for_call(
-        settings, call_id, machine, caller=settings.from_number, called=to
+        settings, call_id, machine, caller=to, called=settings.from_number
     )
-    call_sid = settings.rest().create_call(
+    call_sid = (rest or settings.rest()).create_call(
         to,
         twiml,
         settings.webhook_url(STATUS_PATH),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -65,6 +66,8 @@ class TwilioWebhooks:
         self._machine = machine_name
         self._pending_amd: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.final_status: dict[str, str] = {}  # CallSid → Twilio's final status
+        self._final_waiters: dict[str, anyio.Event] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -80,6 +83,12 @@ class TwilioWebhooks:
         task = asyncio.get_running_loop().create_task(self._deliver_pending(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def wait_final(self, call_sid: str) -> str:
+        """Wait for Twilio's final status of `call_sid` (completed, busy, no-answer…)."""
+        if call_sid not in self.final_status:
+            await self._final_waiters.setdefault(call_sid, anyio.Event()).wait()
+        return self.final_status[call_sid]
 
     # --- routes ---
 
@@ -118,6 +127,10 @@ class TwilioWebhooks:
             self.legs.record(call_sid, "call_status_received", _present(data))
             if status in FINAL_STATUSES:
                 self.legs.finish(call_sid, status, form.get("CallDuration"))
+                self.final_status[call_sid] = status
+                waiter = self._final_waiters.pop(call_sid, None)
+                if waiter is not None:
+                    waiter.set()
         return Response(status_code=204)
 
     async def amd(self, request: Request) -> Response:

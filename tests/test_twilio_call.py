@@ -1,0 +1,221 @@
+"""Outbound calls end to end: `fsm-voice call`'s function against the fake Twilio API.
+
+Real sockets on 127.0.0.1 all the way: the SDK creates the call at the fake, the fake
+answers like a phone (signed callbacks, the phone simulator on `/voice` with the
+TwiML's parameters, a caller script), the conversation runs with the scripted
+providers (tones of a speech-like length, shortened so a call takes a few seconds),
+its SMS goes through the fake's Messages endpoint and its hangup goes REST-first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fsm_voice.clock import CountingIds, SystemClock
+from fsm_voice.commands.call import OutboundResult, run_outbound_call
+from fsm_voice.conversation.loader import load_machine, load_machine_text
+from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
+from fsm_voice.security import Secret, call_token_valid
+from fsm_voice.simulator.caller_script import CallerScript, load_caller_script, parse_caller_script
+from fsm_voice.twilio.settings import TwilioSettings
+from tests.fake_twilio_api import Answer, FakeTwilioApi, reserved_port
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "AC" + "3" * 32
+TOKEN = "call-test-token"
+PATIENT = "+15550123"
+
+
+def fast_voice() -> ScriptedSynthesizer:
+    return ScriptedSynthesizer(ms_per_char=8, min_ms=200)
+
+
+@dataclass
+class Outcome:
+    result: OutboundResult
+    fake: FakeTwilioApi
+    log: MemoryEventLog
+
+    def stream_events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        assert self.result.stream_call_id is not None
+        return [e.data for e in self.log.events(self.result.stream_call_id, kind=kind)]
+
+    def stream_kinds(self) -> list[str]:
+        assert self.result.stream_call_id is not None
+        return [e.kind for e in self.log.events(self.result.stream_call_id)]
+
+
+async def outbound(
+    spec: MachineSpec,
+    script: CallerScript,
+    *,
+    heard: Sequence[str] | None = None,
+    answered_by: str = "human",
+    amd: bool = False,
+    fault: dict[str, Any] | None = None,
+) -> Outcome:
+    clock = SystemClock()
+    lines = list(heard if heard is not None else script.lines())
+    fake = FakeTwilioApi(
+        ACCOUNT, TOKEN, clock, answer=Answer(script, fast_voice(), answered_by=answered_by)
+    )
+    for name, value in (fault or {}).items():
+        setattr(fake, name, value)
+    log = MemoryEventLog()
+    async with fake.running() as api_base:
+        with reserved_port() as port:
+            settings = TwilioSettings(
+                account_sid=ACCOUNT,
+                auth_token=Secret(TOKEN),
+                from_number="+15550100",
+                public_url=f"http://127.0.0.1:{port}",
+                api_base=api_base,
+            )
+            result = await run_outbound_call(
+                settings,
+                spec,
+                PATIENT,
+                log,
+                recognizer=lambda: ScriptedRecognizer(lines),
+                synthesizer=fast_voice(),
+                amd=amd,
+                port=port,
+                clock=clock,
+                ids=CountingIds(),
+            )
+        for call in fake.calls.values():
+            await call.done.wait()
+    return Outcome(result, fake, log)
+
+
+async def test_outbound_appointment_call_end_to_end() -> None:
+    spec = load_machine(ROOT / "machines" / "appointment.yaml")
+    script = load_caller_script(ROOT / "callers" / "appointment-happy.yaml")
+    outcome = await outbound(spec, script)
+    result, fake = outcome.result, outcome.fake
+
+    # The call was created through the SDK with TwiML that streams back to /voice.
+    (call,) = fake.calls.values()
+    assert result.call_sid == call.sid and call.to == PATIENT
+    params = call.stream_parameters
+    assert params["call_id"] == result.call_id and params["machine"] == "appointment"
+    assert call_token_valid(Secret(TOKEN), result.call_id, params["token"])
+    assert call.result is not None and call.result.failure is None
+
+    # The conversation ran to its end state and texted the patient through the fake.
+    ended = outcome.stream_events("conversation_ended")
+    assert ended and ended[-1]["state"] == "rescheduled"
+    (message,) = fake.messages
+    assert message["to"] == PATIENT
+    assert message["body"] == "Riverside Clinic: your appointment is now tuesday at two o'clock."
+    (sms,) = [e for e in outcome.stream_events("action_completed") if "sid" in e["result"]]
+    assert sms["ok"] and sms["result"]["message_sid"] == message["sid"]
+    assert sms["result"]["status"] == "queued"
+
+    # The hangup went REST-first, and the fake (like Twilio) then closed the stream.
+    assert call.ended_by == "rest_hangup"
+    hangup = fake.requests_to(f"/Calls/{call.sid}.json")
+    assert [r.one("Status") for r in hangup] == ["completed"]
+    assert outcome.stream_events("remote_hangup_requested") == [{"call_sid": call.sid}]
+    # Twilio may close the stream before its HTTP answer arrives: the call then ends
+    # at once and the answer is not waited for; when it came first, it is logged.
+    assert outcome.stream_events("remote_hangup_done") in ([], [{"outcome": "completed"}])
+    assert "socket_close_failed" not in outcome.stream_kinds()
+    assert result.end_reason == "conversation:rescheduled"
+
+    # Twilio's status callbacks were signed, accepted and logged under the CallSid.
+    assert {c.status_code for c in fake.callbacks} == {204}
+    statuses = [e.data["status"] for e in outcome.log.events(call.sid)]
+    assert statuses == ["queued", "ringing", "in-progress", "completed"]
+    assert result.status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("fault", "logged", "ended_by"),
+    [
+        # REST fails (a server error at Twilio): we close the stream at once.
+        ({"update_error": (500, 20500, "Internal Server Error")}, "remote_hangup_failed", None),
+        # The call was already over (21220): nothing will close the stream but us.
+        (
+            {"update_error": (400, 21220, "Call is not in-progress.")},
+            "remote_hangup_done",
+            {"outcome": "already_ended"},
+        ),
+        # Twilio accepted the hangup but never closed the stream: the hangup grace ends
+        # the call and the runtime closes the socket.
+        ({"closes_stream_on_hangup": False}, "remote_hangup_done", {"outcome": "completed"}),
+    ],
+)
+async def test_the_stream_is_closed_by_us_when_twilio_does_not(
+    fault: dict[str, Any], logged: str, ended_by: dict[str, str] | None
+) -> None:
+    spec = load_machine(ROOT / "machines" / "appointment.yaml")
+    script = load_caller_script(ROOT / "callers" / "appointment-confirm.yaml")
+    outcome = await outbound(spec, script, fault=fault)
+    (call,) = outcome.fake.calls.values()
+    assert call.ended_by == "stream_closed"  # by our side, not by the fake's REST hangup
+    events = outcome.stream_events(logged)
+    assert len(events) == 1
+    if ended_by is not None:
+        assert events[0] == ended_by
+    else:
+        assert "20500" in events[0]["error"]
+    assert outcome.result.end_reason == "conversation:confirmed"
+    assert outcome.stream_events("conversation_ended")[-1]["state"] == "confirmed"
+
+
+AMD_MACHINE = """
+name: amd-branch
+initial: waiting
+states:
+  waiting:
+    actions:
+      - timer: {name: give_up, after_ms: 20000}
+    on:
+      amd_machine: {goto: voicemail, when: "answered_by != 'fax'"}
+      amd_human: human
+      give_up: human
+  voicemail:
+    actions:
+      - say: "Please call the clinic back."
+      - hangup: voicemail
+  human:
+    actions:
+      - say: "Hello, this is the clinic."
+      - hangup: human
+"""
+
+LISTENER = """
+name: amd-listener
+machine: amd-branch
+steps:
+  - wait_prompt: {timeout_ms: 20000}
+"""
+
+
+@pytest.mark.parametrize(
+    ("answered_by", "end_state"),
+    [("machine_end_beep", "voicemail"), ("human", "human"), ("unknown", "human")],
+)
+async def test_the_amd_verdict_lets_the_machine_branch(answered_by: str, end_state: str) -> None:
+    spec = load_machine_text(AMD_MACHINE, ROOT / "tests" / "amd-branch.yaml")
+    script = parse_caller_script(LISTENER, "amd-listener.yaml")
+    outcome = await outbound(spec, script, heard=[], answered_by=answered_by, amd=True)
+    (call,) = outcome.fake.calls.values()
+    assert call.form["MachineDetection"] == ["Enable"] and call.form["AsyncAmd"] == ["true"]
+    detected = outcome.stream_events("answering_machine_detected")
+    assert detected == [{"answered_by": answered_by}]
+    ended = outcome.stream_events("conversation_ended")
+    assert ended[-1]["state"] == end_state
+    assert outcome.result.end_reason == f"conversation:{end_state}"
+    leg = [e.data for e in outcome.log.events(call.sid, kind="answering_machine_detected")]
+    assert leg == [{"answered_by": answered_by, "detection_ms": "1200"}]
