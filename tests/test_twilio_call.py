@@ -14,18 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.commands.call import OutboundResult, run_outbound_call
 from fsm_voice.conversation.loader import load_machine, load_machine_text
 from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.errors import ConfigError, MissingStreamUrlError
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.security import Secret, call_token_valid
 from fsm_voice.simulator.caller_script import CallerScript, load_caller_script, parse_caller_script
+from fsm_voice.transport import create_transport, get_sms_transport
+from fsm_voice.transports.twilio_call import (
+    build_stream_twiml,
+    build_stream_xml,
+    initiate_outbound_call,
+)
 from fsm_voice.twilio.settings import TwilioSettings
-from tests.fake_twilio_api import Answer, FakeTwilioApi, reserved_port
+from tests.fake_twilio_api import Answer, FakeTwilioApi, reserved_port, stream_of
 
 pytestmark = pytest.mark.anyio
 
@@ -219,3 +228,67 @@ async def test_the_amd_verdict_lets_the_machine_branch(answered_by: str, end_sta
     assert outcome.result.end_reason == f"conversation:{end_state}"
     leg = [e.data for e in outcome.log.events(call.sid, kind="answering_machine_detected")]
     assert leg == [{"answered_by": answered_by, "detection_ms": "1200"}]
+
+
+# --- the voice_runtime-compatible API (fsm_voice.transports.twilio_call, .transport) ---
+
+ENV = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT,
+    "TWILIO_AUTH_TOKEN": TOKEN,
+    "TWILIO_PHONE_NUMBER": "+15550100",
+}
+
+
+def test_initiate_outbound_call_needs_a_stream_url() -> None:
+    with pytest.raises(MissingStreamUrlError, match="VOICE_STREAM_URL"):
+        initiate_outbound_call("+15550199", environ=ENV)
+
+
+def test_missing_credentials_are_named() -> None:
+    env = {"VOICE_STREAM_URL": "wss://h.test/voice", "TWILIO_ACCOUNT_SID": ACCOUNT}
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER"):
+        initiate_outbound_call("+15550199", environ=env)
+
+
+async def test_initiate_outbound_call_streams_to_voice_stream_url() -> None:
+    fake = FakeTwilioApi(ACCOUNT, TOKEN, SystemClock())
+    async with fake.running() as api_base:
+        env = ENV | {"VOICE_STREAM_URL": "wss://h.test/voice"}
+        sid = await anyio.to_thread.run_sync(
+            lambda: initiate_outbound_call(
+                "+15550199", environ=env, api_base=api_base, parameters={"machine": "survey"}
+            )
+        )
+    call = fake.calls[sid]
+    url, params = stream_of(call.twiml)
+    assert url == "wss://h.test/voice" and params["machine"] == "survey"
+    assert call_token_valid(Secret(TOKEN), params["call_id"], params["token"])
+    assert build_stream_xml is build_stream_twiml
+    assert stream_of(build_stream_twiml("wss://other.test/voice")) == ("wss://other.test/voice", {})
+
+
+async def test_sms_transport_returns_sid_status_and_recipient() -> None:
+    fake = FakeTwilioApi(ACCOUNT, TOKEN, SystemClock())
+    async with fake.running() as api_base:
+        sms = get_sms_transport(environ=ENV, api_base=api_base)
+        result = await anyio.to_thread.run_sync(
+            lambda: sms.send_sms(to="+358401234567", body="Your appointment is confirmed.")
+        )
+        transport = create_transport("twilio", environ=ENV, api_base=api_base)
+        env_url = ENV | {"VOICE_STREAM_URL": "wss://h.test/voice"}
+        calling = create_transport(environ=env_url, api_base=api_base)
+        sid = await anyio.to_thread.run_sync(calling.initiate_call, "+15550199")
+        assert await anyio.to_thread.run_sync(transport.hangup, sid) == "completed"
+        assert await anyio.to_thread.run_sync(transport.hangup, sid) == "already_ended"
+    (message,) = fake.messages
+    assert result == {"message_sid": message["sid"], "status": "queued", "to": "+358401234567"}
+
+
+def test_unknown_transports_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="choose from twilio"):
+        get_sms_transport("carrier-pigeon")
+    with pytest.raises(ConfigError, match="choose from twilio"):
+        create_transport("sip")
+    # Credentials are read on first use, not when the transport is made.
+    with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID"):
+        get_sms_transport(environ={}).send_sms("+15550199", "hi")
