@@ -39,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--providers", default="offline", choices=("offline", "scripted"))
     serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
+    serve.add_argument(
+        "--twilio",
+        action="store_true",
+        help="also answer Twilio's webhooks: /twiml (inbound calls), /status, /amd",
+    )
+    from fsm_voice.commands.call import add_call_command, add_twilio_options
+
+    add_twilio_options(serve)
 
     simulate = sub.add_parser(
         "simulate",
@@ -116,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     turns.add_argument("--rounds", type=int, default=1, help="times to run each caller script")
     turns.add_argument("--script", action="append", help="caller script name (repeatable)")
 
+    add_call_command(sub, DEFAULT_DB)
+
     from fsm_voice.commands.query_cli import add_query_commands
 
     add_query_commands(sub, DEFAULT_DB)
@@ -139,9 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        from fsm_voice.commands.call import twilio_service_from_args
         from fsm_voice.commands.serve import serve
 
-        return serve(args.host, args.port, Path(args.db), args.machine, args.fd, args.providers)
+        twilio = twilio_service_from_args(args) if args.twilio else None
+        return serve(
+            args.host, args.port, Path(args.db), args.machine, args.fd, args.providers, twilio
+        )
+    if args.command == "call":
+        from fsm_voice.commands.call import run_call_command
+
+        return run_call_command(args)
     if args.command == "simulate":
         from fsm_voice.commands.simulate import simulate
 

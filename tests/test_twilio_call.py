@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from fsm_voice.cli import main
 from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.commands.call import OutboundResult, run_outbound_call
 from fsm_voice.conversation.loader import load_machine, load_machine_text
@@ -292,3 +293,35 @@ def test_unknown_transports_are_config_errors() -> None:
     # Credentials are read on first use, not when the transport is made.
     with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID"):
         get_sms_transport(environ={}).send_sms("+15550199", "hi")
+
+
+# --- the command line ---
+
+
+def test_call_refuses_a_number_that_is_not_e164(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "machines/appointment.yaml", "--to", "555-0199"]) == 2
+    assert "E.164" in capsys.readouterr().out
+
+
+def test_call_names_the_missing_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("VOICE_STREAM_URL", raising=False)
+    monkeypatch.delenv("VOICE_PUBLIC_URL", raising=False)
+    machine = str(ROOT / "machines" / "appointment.yaml")
+    assert main(["call", machine, "--to", "+15550199"]) == 1
+    out = capsys.readouterr().out
+    assert "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER, VOICE_PUBLIC_URL" in out
+
+
+def test_settings_derive_the_webhook_base_from_the_stream_url() -> None:
+    env = ENV | {"VOICE_STREAM_URL": "wss://voice.example.test/voice"}
+    settings = TwilioSettings.from_env(env)
+    assert settings.webhook_url("/twiml") == "https://voice.example.test/twiml"
+    assert settings.voice_url == "wss://voice.example.test/voice"
+    assert "call-test-token" not in repr(settings)
+    public = TwilioSettings.from_env(ENV, public_url="https://pub.example.test/")
+    assert public.voice_url == "wss://pub.example.test/voice"
+    assert public.webhook_url("/amd") == "https://pub.example.test/amd"

@@ -10,6 +10,9 @@ after the stream ended).
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +35,16 @@ from fsm_voice.twilio.outbound import OutboundCall, place_call
 from fsm_voice.twilio.settings import TwilioSettings
 from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
 
-__all__ = ["OutboundResult", "call", "run_outbound_call"]
+__all__ = [
+    "OutboundResult",
+    "add_call_command",
+    "call",
+    "run_call_command",
+    "run_outbound_call",
+    "twilio_service_from_args",
+]
 
+_E164 = re.compile(r"\+[1-9]\d{6,14}\Z")
 FINAL_STATUS_WAIT_MS = 10_000  # after the stream ends, how long Twilio may take to say so
 
 
@@ -196,3 +207,63 @@ def _report(result: OutboundResult, db: Path) -> None:
         ]
     for command in commands:
         print(f"  {command}")
+
+
+def add_call_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], db: str) -> None:
+    """Register `fsm-voice call`."""
+    parser = sub.add_parser(
+        "call",
+        help="place an outbound call through Twilio and serve its conversation",
+        epilog="Example:\n  fsm-voice call machines/appointment.yaml --to +15551234567 "
+        "--public-url https://voice.example.com --amd\n"
+        "(credentials: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("machine", type=Path, metavar="MACHINE", help="a machines/*.yaml file")
+    parser.add_argument("--to", required=True, help="the number to call (E.164: +15551234567)")
+    add_twilio_options(parser)
+    parser.add_argument("--amd", action="store_true", help="answering-machine detection (async)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
+    parser.add_argument("--db", default=db, help="event log (default: %(default)s)")
+    parser.add_argument("--providers", default="offline", choices=("offline", "scripted"))
+
+
+def add_twilio_options(parser: argparse.ArgumentParser) -> None:
+    """--public-url and the signature dev switch (shared by `call` and `serve`)."""
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get("VOICE_PUBLIC_URL"),
+        help="the https URL Twilio reaches this server at; webhook signatures are checked "
+        "against it (default: $VOICE_PUBLIC_URL, or derived from $VOICE_STREAM_URL)",
+    )
+    parser.add_argument(
+        "--no-verify-signatures",
+        action="store_true",
+        help="development only: accept webhooks without a valid X-Twilio-Signature",
+    )
+
+
+def run_call_command(args: argparse.Namespace) -> int:
+    if not _E164.match(args.to):
+        print(f"fsm-voice call: --to must be an E.164 number like +15551234567, not {args.to!r}")
+        return 2
+    return call(
+        args.machine,
+        args.to,
+        Path(args.db),
+        public_url=args.public_url,
+        amd=args.amd,
+        host=args.host,
+        port=args.port,
+        providers=args.providers,
+        verify_signatures=not args.no_verify_signatures,
+    )
+
+
+def twilio_service_from_args(args: argparse.Namespace) -> TwilioService:
+    """Twilio for `fsm-voice serve --twilio` (inbound calls through `/twiml`)."""
+    settings = TwilioSettings.from_env(
+        public_url=args.public_url, verify_signatures=not args.no_verify_signatures
+    )
+    return TwilioService.from_settings(settings)
