@@ -21,7 +21,10 @@ import pytest
 from fsm_voice.cli import main
 from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.commands.call import OutboundResult, run_outbound_call
+from fsm_voice.conversation import effects as fx
+from fsm_voice.conversation import events as ev
 from fsm_voice.conversation.loader import load_machine, load_machine_text
+from fsm_voice.conversation.machine import ConversationMachine
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.errors import ConfigError, MissingStreamUrlError
 from fsm_voice.eventlog.memory import MemoryEventLog
@@ -325,3 +328,31 @@ def test_settings_derive_the_webhook_base_from_the_stream_url() -> None:
     public = TwilioSettings.from_env(ENV, public_url="https://pub.example.test/")
     assert public.voice_url == "wss://pub.example.test/voice"
     assert public.webhook_url("/amd") == "https://pub.example.test/amd"
+
+
+# --- the AMD event in the pure conversation machine ---
+
+
+@pytest.mark.parametrize(
+    ("answered_by", "state", "event"),
+    [
+        ("machine_start", "voicemail", "amd_machine"),
+        ("machine_end_silence", "voicemail", "amd_machine"),
+        ("fax", "waiting", "amd_machine"),  # the `when` excludes fax: no handler taken
+        ("human", "human", "amd_human"),
+        ("unknown", "human", "amd_human"),
+    ],
+)
+def test_amd_verdicts_map_to_events_and_set_answered_by(
+    answered_by: str, state: str, event: str
+) -> None:
+    machine = ConversationMachine(load_machine_text(AMD_MACHINE, Path("amd.yaml")))
+    machine.handle(ev.CallConnected({}))
+    verdict = ev.AnsweringMachineDetected(answered_by)
+    assert verdict.event == event
+    effects = machine.handle(verdict)
+    assert machine.variables["answered_by"] == answered_by
+    assert machine.state == state
+    if state == "waiting":
+        notes = [e.details for e in effects if isinstance(e, fx.Note)]
+        assert {"event": "amd_machine", "state": "waiting"} in notes
