@@ -52,6 +52,7 @@ class Answer:
     script: CallerScript
     voice: SpeechSynthesizer
     answered_by: str = "human"  # the AMD verdict, when the call asked for detection
+    unanswered: str | None = None  # e.g. "no-answer" or "busy": it rings, nobody picks up
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,10 @@ class FakeTwilioApi:
         try:
             await self._status(call, "initiated")
             await self._status(call, "ringing")
+            if answer.unanswered is not None:
+                call.status = answer.unanswered
+                await self._status(call, "completed")  # the final callback, with that status
+                return
             call.status = "in-progress"
             await self._status(call, "answered")
             url, call.stream_parameters = stream_of(call.twiml)
@@ -281,6 +286,8 @@ class FakeTwilioApi:
         if not url or event not in call.form.get("StatusCallbackEvent", [event]):
             return
         status = {"initiated": "queued", "answered": "in-progress"}.get(event, event)
+        if event == "completed":
+            status = call.status
         params = {"AccountSid": self.account_sid, "CallSid": call.sid, "CallStatus": status}
         if status == "completed":
             params["CallDuration"] = "1"

@@ -75,11 +75,15 @@ async def outbound(
     answered_by: str = "human",
     amd: bool = False,
     fault: dict[str, Any] | None = None,
+    unanswered: str | None = None,
 ) -> Outcome:
     clock = SystemClock()
     lines = list(heard if heard is not None else script.lines())
     fake = FakeTwilioApi(
-        ACCOUNT, TOKEN, clock, answer=Answer(script, fast_voice(), answered_by=answered_by)
+        ACCOUNT,
+        TOKEN,
+        clock,
+        answer=Answer(script, fast_voice(), answered_by=answered_by, unanswered=unanswered),
     )
     for name, value in (fault or {}).items():
         setattr(fake, name, value)
@@ -184,6 +188,19 @@ async def test_the_stream_is_closed_by_us_when_twilio_does_not(
         assert "20500" in events[0]["error"]
     assert outcome.result.end_reason == "conversation:confirmed"
     assert outcome.stream_events("conversation_ended")[-1]["state"] == "confirmed"
+
+
+async def test_an_unanswered_call_ends_on_its_final_status() -> None:
+    spec = load_machine(ROOT / "machines" / "appointment.yaml")
+    script = load_caller_script(ROOT / "callers" / "appointment-happy.yaml")
+    outcome = await outbound(spec, script, unanswered="no-answer")
+    assert outcome.result.status == "no-answer"
+    assert outcome.result.stream_call_id is None and outcome.result.end_reason is None
+    (call,) = outcome.fake.calls.values()
+    assert call.sim is None  # no stream was ever opened
+    leg = outcome.log.call(call.sid)
+    assert leg is not None and leg.outcome == "no-answer"
+    assert outcome.fake.messages == []
 
 
 AMD_MACHINE = """

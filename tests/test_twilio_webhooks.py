@@ -21,7 +21,7 @@ from fsm_voice.simulator.phone import PhoneSimulator
 from fsm_voice.simulator.signature import SIGNATURE_HEADER, twilio_signature
 from fsm_voice.twilio.settings import TwilioSettings
 from fsm_voice.twilio.webhooks import TwilioService
-from tests.fake_twilio_api import stream_of
+from tests.fake_twilio_api import reserved_port, stream_of
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +237,36 @@ async def _until(ready: Any) -> None:
     with anyio.fail_after(10):  # a bound, not a timing assertion: a hang fails
         while not ready():
             await anyio.lowlevel.checkpoint()
+
+
+async def test_an_inbound_stream_carries_the_twiml_parameters() -> None:
+    """/twiml's TwiML, followed like Twilio does: the stream arrives bound to the call."""
+    with reserved_port() as port:
+        local = replace(SETTINGS, public_url=f"http://127.0.0.1:{port}")
+        log = MemoryEventLog()
+        calls: list[CallHandle] = []
+        app = create_app(
+            log,
+            machine_name="appointment",
+            clock=SystemClock(),
+            ids=CountingIds(),
+            on_call=calls.append,
+            twilio=TwilioService.from_settings(local),
+        )
+        async with serve_in_background(app, port=port):
+            path = "/twiml"
+            headers = {SIGNATURE_HEADER: twilio_signature(TOKEN, local.base_url + path, INBOUND)}
+            async with httpx.AsyncClient() as client:
+                response = await client.post(local.base_url + path, data=INBOUND, headers=headers)
+            url, params = stream_of(response.text)
+            assert url == f"ws://127.0.0.1:{port}/voice"
+            async with (
+                dial(url, auth_token=TOKEN) as sock,
+                PhoneSimulator(
+                    sock, SystemClock(), CountingIds(), custom_parameters=params, call_sid=CALL_SID
+                ),
+            ):
+                await _until(lambda: bool(calls))
+                await calls[0].wait_connected()
+                assert calls[0].custom_parameters == params
+                assert calls[0].call_sid == CALL_SID
