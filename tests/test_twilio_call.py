@@ -203,6 +203,32 @@ async def test_an_unanswered_call_ends_on_its_final_status() -> None:
     assert outcome.fake.messages == []
 
 
+TRANSFER_MACHINE = """
+name: front-desk
+initial: hello
+states:
+  hello:
+    actions:
+      - say: "Connecting you to the front desk."
+      - transfer: "+15550142"
+"""
+
+
+async def test_a_transfer_redirects_the_call_and_does_not_hang_it_up() -> None:
+    spec = load_machine_text(TRANSFER_MACHINE, ROOT / "tests" / "front-desk.yaml")
+    script = parse_caller_script(LISTENER.replace("amd-branch", "front-desk"), "l.yaml")
+    outcome = await outbound(spec, script, heard=[])
+    (call,) = outcome.fake.calls.values()
+    assert call.redirects == [
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Dial>+15550142</Dial></Response>'
+    ]
+    assert call.ended_by == "redirect"  # Twilio ended the stream for the <Dial>
+    updates = outcome.fake.requests_to(f"/Calls/{call.sid}.json")
+    assert [r.one("Status") for r in updates] == [None]  # the redirect; no Status=completed
+    (transfer,) = outcome.stream_events("action_completed")
+    assert transfer["ok"] and transfer["result"]["status"] == "redirected"
+
+
 AMD_MACHINE = """
 name: amd-branch
 initial: waiting

@@ -113,7 +113,7 @@ class ConversationRunner:
         self._timers: dict[str, TimerHandle] = {}
         self._prompts: dict[str, _Prompt] = {}
         self._tg: TaskGroup | None = None
-        self._actions: list[anyio.Event] = []  # SMS in flight
+        self._actions: list[anyio.Event] = []  # SMS and transfers in flight
         self._base = Path(spec.path).parent
 
     # --- lifecycle ---
@@ -358,11 +358,18 @@ class ConversationRunner:
 
     async def _transfer(self, action_id: int, to: str) -> None:
         await self._actions_settled()
+        # Kept like an SMS in flight: the platform ends the stream as it redirects the
+        # call, often before its answer arrives, and the result must still be logged.
+        done = anyio.Event()
+        self._actions.append(done)
         try:
             result = await self._telephony.transfer(self.call.call_sid, to)
             self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
         except Exception as error:
             self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
+        finally:
+            done.set()
+            self._actions.remove(done)
         await self.call.hangup("conversation:transferred")
 
 
