@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     from fsm_voice.commands.serve import add_security_arguments
 
     add_security_arguments(serve, os.environ)
+    serve.add_argument(
+        "--twilio",
+        action="store_true",
+        help="also answer Twilio's webhooks: /twiml (inbound calls), /status, /amd "
+        "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER; webhooks live at "
+        "the https twin of --public-url)",
+    )
+    from fsm_voice.commands.call import add_call_command
 
     simulate = sub.add_parser(
         "simulate",
@@ -121,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     turns.add_argument("--rounds", type=int, default=1, help="times to run each caller script")
     turns.add_argument("--script", action="append", help="caller script name (repeatable)")
 
+    add_call_command(sub, DEFAULT_DB)
+
     from fsm_voice.commands.query_cli import add_query_commands
 
     add_query_commands(sub, DEFAULT_DB)
@@ -144,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        from fsm_voice.commands.call import twilio_service_from_args
         from fsm_voice.commands.serve import serve, server_settings
 
         security, limits = server_settings(args)
+        twilio = twilio_service_from_args(args, security) if args.twilio else None
         return serve(
             args.host,
             args.port,
@@ -156,7 +168,12 @@ def _run(args: argparse.Namespace) -> int:
             args.providers,
             security=security,
             limits=limits,
+            twilio=twilio,
         )
+    if args.command == "call":
+        from fsm_voice.commands.call import run_call_command
+
+        return run_call_command(args)
     if args.command == "simulate":
         from fsm_voice.commands.simulate import simulate
 

@@ -2,10 +2,12 @@
 
     FsmVoiceError
     ├── ConfigError              bad configuration or a missing optional extra
+    │   └── MissingStreamUrlError  no VOICE_STREAM_URL for an outbound call (voice_runtime name)
     ├── CallNotAnsweredError     the stream did not connect in time (voice_runtime name)
     ├── CallHangupError          the call ended while the code was waiting on it
     ├── SocketClosed             the peer's socket is gone (carries the close code)
     ├── EventLogError            the event log could not be opened or written
+    ├── TwilioApiError           Twilio's REST API refused a request or could not be reached
     └── InvalidTransition        an event a machine cannot take in its state
 
 Outside errors are translated where they enter (`raise ... from e`); a failure that
@@ -21,6 +23,13 @@ class FsmVoiceError(Exception):
 
 class ConfigError(FsmVoiceError):
     """Bad configuration, or an optional extra that is not installed."""
+
+
+class MissingStreamUrlError(ConfigError):
+    """An outbound call needs the public `/voice` URL: VOICE_STREAM_URL or an argument."""
+
+    def __init__(self) -> None:
+        super().__init__("no stream URL: set VOICE_STREAM_URL or pass stream_url")
 
 
 class CallNotAnsweredError(FsmVoiceError):
@@ -46,6 +55,23 @@ class SocketClosed(FsmVoiceError):
 
 class EventLogError(FsmVoiceError):
     """The event log could not be opened, read or written."""
+
+
+class TwilioApiError(FsmVoiceError):
+    """Twilio's REST API answered with an error, or could not be reached (`status` None).
+
+    `code` is Twilio's error code (20404 not found, 21220 call not in progress, 20003
+    authentication failed, ...). Messages never carry credentials.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        where = f"HTTP {status}" if status is not None else "unreachable"
+        super().__init__(
+            f"Twilio API {where}" + (f" (code {code})" if code else "") + f": {message}"
+        )
+        self.status = status
+        self.code = code
+        self.message = message
 
 
 class InvalidTransition(FsmVoiceError):

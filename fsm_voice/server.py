@@ -7,6 +7,7 @@ import gc
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import uvicorn
@@ -22,6 +23,9 @@ from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
+
+if TYPE_CHECKING:
+    from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
 
 MAX_MESSAGE_BYTES = Limits().max_message_bytes  # Twilio's messages are < 1 KiB
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
@@ -39,8 +43,10 @@ def create_app(
     on_call: Callable[[CallHandle], None] | None = None,
     security: SecuritySettings | None = None,
     limits: Limits | None = None,
+    twilio: TwilioService | None = None,
 ) -> Starlette:
-    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`.
+    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`; with `twilio`,
+    also Twilio's webhooks (`/twiml`, `/status`, `/amd`) and REST-first hangups.
 
     `security` checks every upgrade and per-call token (None: no checks, for tests and
     embedding); `limits` bound message size, concurrent calls, call length and idle
@@ -67,10 +73,34 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(endpoint.calls)})
 
-    app = _App(routes=[WebSocketRoute("/voice", endpoint), Route("/health", health)])
+    routes = [WebSocketRoute("/voice", endpoint), Route("/health", health)]
+    hooks = None
+    if twilio is not None:
+        hooks = _twilio_webhooks(twilio, endpoint, log, machine_name)
+        routes += hooks.routes()
+    app = _App(routes=routes)
+    app.state.twilio = hooks
     app.state.voice = endpoint
     app.voice = endpoint
     return app
+
+
+def _twilio_webhooks(
+    twilio: TwilioService, endpoint: VoiceEndpoint, log: EventLog, machine_name: str | None
+) -> TwilioWebhooks:
+    """Twilio's webhooks; every new call is also attached to them."""
+    from fsm_voice.twilio.webhooks import TwilioWebhooks
+
+    hooks = TwilioWebhooks(twilio, endpoint, log, endpoint.clock, endpoint.ids, machine_name)
+    user_on_call = endpoint.on_call
+
+    def on_call(call: CallHandle) -> None:
+        hooks.attach(call)
+        if user_on_call is not None:
+            user_on_call(call)
+
+    endpoint.on_call = on_call
+    return hooks
 
 
 class _App(Starlette):

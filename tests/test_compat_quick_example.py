@@ -1,9 +1,10 @@
 """voice_runtime's README Quick Example, Twilio REST included, against local fakes.
 
-MERGE GUARD: the `importorskip` below is temporary. `initiate_outbound_call` and the
-fake Twilio REST API (which answers a created call by dialling the stream URL with the
-phone simulator) come from the twilio-rest branch; once merged, remove the guard and
-point `answering_twilio` at that fake (the one marked place below).
+`initiate_outbound_call` goes through the real `twilio` SDK to `tests/fake_twilio_api.py`
+(a local HTTP fake of Twilio's API, reached via TWILIO_API_BASE), which answers the
+call the way Twilio does: it dials the TwiML's stream URL with the phone simulator,
+signed, with the call's `<Parameter>`s, and the callee says "Yes, I am fine." after
+the greeting.
 
 The example's code is kept as written except: imports (`voice_runtime` → `fsm_voice`),
 providers "offline", loopback and a port of our own instead of 0.0.0.0:8080, a socket
@@ -13,10 +14,6 @@ bound up front instead of `time.sleep(1)`, the server stopped at the end, and
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("fsm_voice.transports.twilio_call")  # temporary merge guard
-
 import asyncio
 import contextlib
 import socket
@@ -24,28 +21,61 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+from anyio.from_thread import BlockingPortal
+import pytest
 import uvicorn
 from fastapi import FastAPI
-from fsm_voice.transports.twilio_call import initiate_outbound_call
 
+from fsm_voice.clock import SystemClock
+from fsm_voice.providers import create_synthesizer
 from fsm_voice.session import VoiceSession
+from fsm_voice.simulator.caller_script import parse_caller_script
 from fsm_voice.stt import create_stt
+from fsm_voice.transports.twilio_call import initiate_outbound_call
 from fsm_voice.transports.twilio_ws import register_voice_websocket
 from fsm_voice.tts import create_tts
+from tests.fake_twilio_api import Answer, FakeTwilioApi
 
 pytestmark = [pytest.mark.real_server, pytest.mark.slow]
 
+ACCOUNT = "AC" + "7" * 32
+TOKEN = "quick-example-token"
+
+CALLEE = """
+name: quick-example-callee
+machine: quick-example
+steps:
+  - wait_prompt: {timeout_ms: 30000}
+  - silence: {ms: 1500}
+  - say: "Yes, I am fine."
+  - silence: {ms: 2000}
+"""
+
 
 @contextlib.contextmanager
-def answering_twilio(monkeypatch: pytest.MonkeyPatch, stream_url: str) -> Iterator[object]:
-    """The fake Twilio REST API; a created call is answered by the phone simulator,
-    which says "Yes, I am fine." once the greeting has played. (Integrator: wire the
-    twilio-rest branch's fake here.)"""
-    from fsm_voice import testing
-
-    monkeypatch.setenv("VOICE_STREAM_URL", stream_url)
-    with testing.fake_twilio_rest(monkeypatch, answer_with="Yes, I am fine.") as fake:  # type: ignore[attr-defined]
-        yield fake
+def answering_twilio(
+    monkeypatch: pytest.MonkeyPatch, stream_url: str
+) -> Iterator[tuple[FakeTwilioApi, BlockingPortal]]:
+    """The fake Twilio API on a loop of its own (the example's code is threaded)."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        voice = create_synthesizer("offline", deterministic=True)
+        portal.call(voice.start)
+        callee = Answer(parse_caller_script(CALLEE, "callee.yaml"), voice)
+        fake = FakeTwilioApi(ACCOUNT, TOKEN, SystemClock(), answer=callee)
+        try:
+            with portal.wrap_async_context_manager(fake.running()) as api_base:
+                for name, value in {
+                    "TWILIO_ACCOUNT_SID": ACCOUNT,
+                    "TWILIO_AUTH_TOKEN": TOKEN,
+                    "TWILIO_PHONE_NUMBER": "+15550100",
+                    "TWILIO_API_BASE": api_base,
+                    "VOICE_STREAM_URL": stream_url,
+                }.items():
+                    monkeypatch.setenv(name, value)
+                yield fake, portal
+        finally:
+            portal.call(voice.stop)
 
 
 def test_quick_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +85,8 @@ def test_quick_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     listener.listen(8)
     servers: list[uvicorn.Server] = []
     url = f"ws://127.0.0.1:{listener.getsockname()[1]}/voice"
-    with answering_twilio(monkeypatch, url):
+    with answering_twilio(monkeypatch, url) as (twilio, portal):
+        # --- the Quick Example -----------------------------------------------------
         # 1. Create session and start WebSocket server
         session = VoiceSession()
         app = FastAPI()
@@ -97,10 +128,21 @@ def test_quick_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         # 5. Hang up
         session.request_disconnect()
+        # --- end of the Quick Example ----------------------------------------------
 
+        call = twilio.calls[call_sid]
+        portal.call(_wait, call.done)  # Twilio's side of the call is over too
         servers[0].should_exit = True
         server_thread.join(timeout=30)
     listener.close()
-    assert call_sid and session.call_sid == call_sid
+    assert call.to == "+358401234567"
+    assert call.stream_parameters["call_id"] and call.stream_parameters["token"]
+    assert call.sim is not None and call.sim.marks_echoed[0] == "after-greeting"
     assert heard and heard[0].strip()
     assert session.is_disconnected
+    assert call.sim.close_code == 1000
+
+
+async def _wait(done: anyio.Event) -> None:
+    with anyio.fail_after(30):
+        await done.wait()

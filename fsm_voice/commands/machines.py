@@ -61,7 +61,9 @@ async def build_providers(kind: str, caller_lines: Sequence[str] = ()) -> Provid
     return Providers(recognizer, synthesizer, synthesizer, SimulatedTelephony())
 
 
-def machine_agent(path: Path, kind: str) -> tuple[Agent, str, str]:
+def machine_agent(
+    path: Path, kind: str, telephony: Telephony | None = None
+) -> tuple[Agent, str, str]:
     """A conversation agent for the machine file at `path` (for `fsm-voice serve`).
 
     Providers start with the first call (the runner starts them; starting is
@@ -74,7 +76,7 @@ def machine_agent(path: Path, kind: str) -> tuple[Agent, str, str]:
         spec,
         recognizer=lambda: create_recognizer(kind),
         synthesizer=create_synthesizer(kind),
-        telephony=SimulatedTelephony(),
+        telephony=telephony or SimulatedTelephony(),
     )
     return agent, spec.name, spec.version
 

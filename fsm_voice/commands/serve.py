@@ -13,7 +13,9 @@ from fsm_voice.errors import ConfigError
 from fsm_voice.runtime.config import Limits, SecuritySettings, env_flag
 
 if TYPE_CHECKING:
+    from fsm_voice.conversation.telephony import Telephony
     from fsm_voice.runtime.call import Agent
+    from fsm_voice.twilio.webhooks import TwilioService
 
 # The server, the log and the agents load in `serve()`: every `fsm-voice` command
 # builds this parser, and most of them never serve.
@@ -119,7 +121,9 @@ def startup_warnings(security: SecuritySettings) -> list[str]:
     return []
 
 
-def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str, str | None]:
+def resolve_agent(
+    machine: str, providers: str = "offline", telephony: Telephony | None = None
+) -> tuple[Agent, str, str | None]:
     """The agent for `--machine`: a built-in name or a conversation machine file."""
     from fsm_voice.agents import BUILTIN
 
@@ -128,7 +132,7 @@ def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str,
     if machine.endswith((".yaml", ".yml")):
         from fsm_voice.commands.machines import machine_agent
 
-        return machine_agent(Path(machine), providers)
+        return machine_agent(Path(machine), providers, telephony)
     known = ", ".join(sorted(BUILTIN))
     raise ConfigError(f"unknown machine {machine!r} (a machines/*.yaml file, or built in: {known})")
 
@@ -143,6 +147,7 @@ def serve(
     security: SecuritySettings | None = None,
     limits: Limits | None = None,
     stderr: TextIO | None = None,
+    twilio: TwilioService | None = None,
 ) -> int:
     security = security if security is not None else SecuritySettings.from_env()
     for warning in startup_warnings(security):
@@ -150,12 +155,16 @@ def serve(
     from fsm_voice.eventlog.sqlite import SqliteEventLog
     from fsm_voice.server import create_app, run_server
 
-    agent, name, version = resolve_agent(machine, providers)
+    telephony = twilio.telephony if twilio is not None else None
+    agent, name, version = resolve_agent(machine, providers, telephony)
     log = SqliteEventLog(db)
     try:
         where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"
         checks = "signatures checked" if security.verifies else "signatures NOT checked"
         print(f"fsm-voice: serving {where} ({name}, {checks}), log in {db}", flush=True)
+        if twilio is not None:
+            hooks = twilio.settings.webhook_url("/twiml")
+            print(f"fsm-voice: Twilio webhooks on, point the number's voice URL at {hooks}")
         app = create_app(
             log,
             agent=agent,
@@ -163,6 +172,7 @@ def serve(
             machine_version=version,
             security=security,
             limits=limits,
+            twilio=twilio,
         )
         run_server(app, host, port, fd)
     finally:

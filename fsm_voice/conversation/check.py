@@ -50,6 +50,7 @@ BUILTIN_VARIABLES = frozenset(
         "noinput_count",
         "nomatch_count",
         "error",
+        "answered_by",  # set with the amd_human / amd_machine events (Twilio's AMD)
     }
 )
 _INPUT_EVENTS = ("noinput", "nomatch")

@@ -102,6 +102,24 @@ class CallerHungUp(ConversationEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AnsweringMachineDetected(ConversationEvent):
+    """Twilio's answering-machine verdict (async AMD): `answered_by` is its AnsweredBy,
+    one of human, machine_start, machine_end_beep, machine_end_silence,
+    machine_end_other, fax, unknown. The machine takes it as `amd_human` or
+    `amd_machine`, with the variable `answered_by` set for conditions."""
+
+    kind: ClassVar[str] = "answering_machine_detected"
+    answered_by: str = "unknown"
+
+    @property
+    def event(self) -> str:
+        # "unknown" means detection could not decide (often a quiet human): treated
+        # as a human, so an undecided call is never handled as voicemail.
+        machine = self.answered_by.startswith("machine") or self.answered_by == "fax"
+        return "amd_machine" if machine else "amd_human"
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderFailed(ConversationEvent):
     """A provider or transport failure the runtime could not recover from."""
 

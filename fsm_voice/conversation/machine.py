@@ -134,6 +134,9 @@ class ConversationMachine:
             case ev.ProviderFailed(provider=provider, reason=reason):
                 self.variables["error"] = f"{provider}: {reason}"
                 self._take("error")
+            case ev.AnsweringMachineDetected(answered_by=answered_by):
+                self.variables["answered_by"] = answered_by
+                self._take(event.event)
             case ev.ActionCompleted():
                 pass  # the result is in the log as the event itself
             case _:

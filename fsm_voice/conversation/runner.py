@@ -139,7 +139,7 @@ class ConversationRunner:
         self._timers: dict[str, TimerHandle] = {}
         self._prompts: dict[str, _Prompt] = {}
         self._tg: TaskGroup | None = None
-        self._actions: list[anyio.Event] = []  # SMS in flight
+        self._actions: list[anyio.Event] = []  # SMS and transfers in flight
         self._base = Path(spec.path).parent
 
     # --- lifecycle ---
@@ -156,6 +156,7 @@ class ConversationRunner:
             call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
             call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
             self.dispatch(ev.CallConnected(self._call_variables()))
+            call.on_notice(self._on_notice)
             await call.wait_ended()
             # The caller may hang up while an SMS is in flight: give it a bounded time
             # (on the call's clock) to finish and be logged before everything stops.
@@ -189,6 +190,11 @@ class ConversationRunner:
         }
 
     # --- events in ---
+
+    def _on_notice(self, kind: str, data: dict[str, Any]) -> None:
+        """Platform facts from outside the stream (webhooks) the machine can branch on."""
+        if kind == "amd":
+            self.dispatch(ev.AnsweringMachineDetected(str(data.get("answered_by", "unknown"))))
 
     def dispatch(self, event: ev.ConversationEvent) -> None:
         """Queue an event; process the queue unless already inside it (no re-entry)."""
@@ -395,11 +401,18 @@ class ConversationRunner:
 
     async def _transfer(self, action_id: int, to: str) -> None:
         await self._actions_settled()
+        # Kept like an SMS in flight: the platform ends the stream as it redirects the
+        # call, often before its answer arrives, and the result must still be logged.
+        done = anyio.Event()
+        self._actions.append(done)
         try:
             result = await self._telephony.transfer(self.call.call_sid, to)
             self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
         except Exception as error:
             self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
+        finally:
+            done.set()
+            self._actions.remove(done)
         await self.call.hangup("conversation:transferred")
 
 

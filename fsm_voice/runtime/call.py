@@ -38,7 +38,7 @@ from fsm_voice.runtime.guards import LimitWatch, stream_token_problem
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
-from fsm_voice.transports.socket import CLOSE_TOO_BIG, MessageSocket
+from fsm_voice.transports.socket import CLOSE_NORMAL, CLOSE_TOO_BIG, MessageSocket
 from fsm_voice.transports.twilio_protocol import (
     Envelope,
     Media,
@@ -49,6 +49,9 @@ from fsm_voice.transports.twilio_protocol import (
 )
 
 Agent = Callable[[CallHandle], Awaitable[None]]
+# Ends the call at the platform (Twilio REST `Status=completed`) given its call sid;
+# returns how it went ("completed", "already_ended", ...).
+RemoteHangup = Callable[[str], Awaitable[str]]
 
 _AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
@@ -110,6 +113,7 @@ class CallRuntime:
         self._dropped_agent_frames = 0
         self.frames_in = 0
         self.frames_out = 0
+        self.remote_hangup: RemoteHangup | None = None  # set through the handle
 
     # --- lifecycle ---
     async def run(self) -> str:
@@ -213,7 +217,10 @@ class CallRuntime:
         elif isinstance(effect, fx.StartAgent):
             self._start_agent()
         elif isinstance(effect, fx.CloseSocket):
-            self._spawn(self._close_socket, effect.code, effect.reason)
+            if self._hangs_up_remotely(effect):
+                self._spawn(self._hang_up_remotely, effect.code, effect.reason)
+            else:
+                self._spawn(self._close_socket, effect.code, effect.reason)
         elif isinstance(effect, fx.EndCall):
             self._end(effect.reason)
 
@@ -496,6 +503,37 @@ class CallRuntime:
         timer.cancel()
         if not self._agent_done.is_set():
             self.record("runtime", "agent_cancelled", {"grace_ms": self.config.agent_grace_ms})
+
+    def _hangs_up_remotely(self, effect: fx.CloseSocket) -> bool:
+        """An agent's hangup of a platform call goes through the platform first.
+
+        Closing a `<Connect><Stream>` socket only ends the stream: Twilio then runs the
+        TwiML after `<Connect>`. Ending the call over REST ends it for the caller too.
+        """
+        return (
+            self.remote_hangup is not None
+            and self.call_sid is not None
+            and effect.code == CLOSE_NORMAL
+            and self.machine.state == HANGUP_REQUESTED
+        )
+
+    async def _hang_up_remotely(self, code: int, reason: str) -> None:
+        """REST first; Twilio then closes the stream. If it does not within the hangup
+        grace (`hangup_grace_ms`, on the call clock), the call ends and `run` closes the
+        socket. A failed request closes the socket at once. When Twilio closes the
+        stream before its HTTP answer arrives, the call ends without waiting for it
+        (`remote_hangup_done` is then not logged)."""
+        assert self.remote_hangup is not None and self.call_sid is not None
+        self.record("runtime", "remote_hangup_requested", {"call_sid": self.call_sid})
+        try:
+            outcome = await self.remote_hangup(self.call_sid)
+        except Exception as e:  # the platform is unreachable: end the stream ourselves
+            self.record("runtime", "remote_hangup_failed", {"error": f"{type(e).__name__}: {e}"})
+            await self._close_socket(code, reason)
+            return
+        self.record("runtime", "remote_hangup_done", {"outcome": outcome})
+        if outcome != "completed":  # nothing at the platform will close the stream
+            await self._close_socket(code, reason)
 
     async def _close_socket(self, code: int, reason: str) -> None:
         try:

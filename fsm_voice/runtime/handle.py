@@ -18,7 +18,10 @@ from fsm_voice.errors import CallHangupError, CallNotAnsweredError
 from fsm_voice.eventlog.records import Source
 
 if TYPE_CHECKING:
-    from fsm_voice.runtime.call import CallRuntime
+    from fsm_voice.runtime.call import CallRuntime, RemoteHangup
+
+# A platform notice for the code driving a call: (kind, data), e.g. ("amd", {...}).
+NoticeCallback = Callable[[str, dict[str, Any]], None]
 
 T = TypeVar("T")
 
@@ -77,6 +80,8 @@ class CallHandle:
         self._audio_callbacks: list[Callable[[bytes], None]] = []
         self._dtmf_callbacks: list[Callable[[str], None]] = []
         self._end_callbacks: list[Callable[[str], None]] = []
+        self._notice_callbacks: list[NoticeCallback] = []
+        self._notices: list[tuple[str, dict[str, Any]]] = []
         self._audio_subs: list[_Subscription[bytes]] = []
         self._dtmf_subs: list[_Subscription[str]] = []
         self._connected: asyncio.Future[None] = loop.create_future()
@@ -211,6 +216,24 @@ class CallHandle:
             callback(self._ended.result())
         else:
             self._end_callbacks.append(callback)
+
+    # --- the platform around the stream ---
+    def use_remote_hangup(self, hangup: RemoteHangup) -> None:
+        """End this call at the platform (REST) when hanging up, before closing the
+        stream; see `CallRuntime._hang_up_remotely`."""
+        self._runtime.remote_hangup = hangup
+
+    def notify(self, kind: str, data: dict[str, Any]) -> None:
+        """A fact from the platform outside the stream (webhooks call it, on the loop)."""
+        self._notices.append((kind, data))
+        for callback in self._notice_callbacks:
+            callback(kind, data)
+
+    def on_notice(self, callback: NoticeCallback) -> None:
+        """Platform notices: those already received at once, then each as it comes."""
+        self._notice_callbacks.append(callback)
+        for kind, data in self._notices:
+            callback(kind, data)
 
     # --- the same, from other threads ---
     def _run_sync(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
