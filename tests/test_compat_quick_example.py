@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-from anyio.from_thread import BlockingPortal
 import pytest
 import uvicorn
+from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI
 
 from fsm_voice.clock import SystemClock

@@ -4,9 +4,10 @@
     xml = build_stream_twiml("wss://example.ngrok.io/voice")   # for an inbound webhook
 
 Credentials come from TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER (and
-optionally TWILIO_REGION, TWILIO_EDGE, TWILIO_HTTP_TIMEOUT_S, TWILIO_API_BASE); the stream URL from `stream_url` or
-VOICE_STREAM_URL. The TwiML carries a fresh `call_id` and its stream `token` (signed
-with the stream key `/voice` checks with), so a `/voice` that checks tokens accepts the stream.
+optionally TWILIO_REGION, TWILIO_EDGE, TWILIO_HTTP_TIMEOUT_S, TWILIO_API_BASE); the
+stream URL from `stream_url` or VOICE_STREAM_URL. The TwiML carries a fresh `call_id`
+and its stream `token` (signed with the stream key `/voice` checks with), so a
+`/voice` that checks tokens accepts the stream.
 """
 
 from __future__ import annotations
