@@ -17,7 +17,9 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from twilio.request_validator import RequestValidator
 
@@ -26,6 +28,7 @@ __all__ = [
     "call_token",
     "call_token_valid",
     "mask_phone",
+    "mask_phone_values",
     "twilio_signature_valid",
 ]
 
@@ -90,6 +93,22 @@ def mask_phone(number: str, keep: int = 4) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+# A whole string that is a phone number: +358 40 1234567, (415) 555-0100, 0401234567.
+_PHONE = re.compile(r"\+?[0-9(][0-9 ().-]{5,}[0-9]")
+
+
+def mask_phone_values(value: Any) -> Any:
+    """`value` with every string that is a phone number masked, at any depth (for log
+    payloads: conversation variables, SMS recipients, transfer targets)."""
+    if isinstance(value, str):
+        return mask_phone(value) if _PHONE.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {k: mask_phone_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_phone_values(v) for v in value]
+    return value
 
 
 def call_token(key: Secret, call_id: str) -> str:

@@ -43,7 +43,8 @@ async def test_handshake_binds_the_stream_and_starts_the_agent() -> None:
     async with in_process_call(agent, custom_parameters={"machine": "echo", "token": "t1"}) as c:
         await c.runtime.handle.wait_connected(1000)
         assert c.runtime.handle.state == "listening"
-    assert started == [(c.sim.stream_sid, c.sim.call_sid, {"machine": "echo", "token": "t1"})]
+    # the stream token is the runtime's credential, not call data: the agent never sees it
+    assert started == [(c.sim.stream_sid, c.sim.call_sid, {"machine": "echo"})]
     events = call_events(c.log, c.runtime.call_id)
     assert [e.kind for e in events][:6] == [
         "socket_opened",

@@ -11,6 +11,7 @@ from fsm_voice.security import (
     call_token,
     call_token_valid,
     mask_phone,
+    mask_phone_values,
     twilio_signature_valid,
 )
 from fsm_voice.simulator.signature import twilio_signature
@@ -76,3 +77,18 @@ def test_simulator_signature_is_accepted_for_a_websocket_upgrade() -> None:
     url = "wss://voice.example.com/voice"
     assert twilio_signature_valid(token, url, None, twilio_signature("tok", url))
     assert not twilio_signature_valid(token, url, None, twilio_signature("other", url))
+
+
+def test_mask_phone_values_masks_numbers_at_any_depth_and_nothing_else() -> None:
+    data = {
+        "variables": {"caller": "+15550123", "called": "(415) 555-0100", "slot": "tuesday"},
+        "to": ["+358401234567", "12#"],
+        "count": 15550123,
+        "digits": "1234",
+    }
+    assert mask_phone_values(data) == {
+        "variables": {"caller": "+****0123", "called": "(***) ***-0100", "slot": "tuesday"},
+        "to": ["+********4567", "12#"],
+        "count": 15550123,
+        "digits": "1234",
+    }

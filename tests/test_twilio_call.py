@@ -9,6 +9,7 @@ its SMS goes through the fake's Messages endpoint and its hangup goes REST-first
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ async def outbound(
     amd: bool = False,
     fault: dict[str, Any] | None = None,
     unanswered: str | None = None,
+    mask_phone_numbers: bool = False,
 ) -> Outcome:
     clock = SystemClock()
     lines = list(heard if heard is not None else script.lines())
@@ -109,6 +111,7 @@ async def outbound(
                 port=port,
                 clock=clock,
                 ids=CountingIds(),
+                mask_phone_numbers=mask_phone_numbers,
             )
         for call in fake.calls.values():
             await call.done.wait()
@@ -400,3 +403,18 @@ def test_amd_verdicts_map_to_events_and_set_answered_by(
     if state == "waiting":
         notes = [e.details for e in effects if isinstance(e, fx.Note)]
         assert {"event": "amd_machine", "state": "waiting"} in notes
+
+
+async def test_no_token_and_no_unmasked_number_reaches_the_log() -> None:
+    spec = load_machine(ROOT / "machines" / "appointment.yaml")
+    script = load_caller_script(ROOT / "callers" / "appointment-happy.yaml")
+    outcome = await outbound(spec, script, mask_phone_numbers=True)
+    (call,) = outcome.fake.calls.values()
+    assert outcome.fake.messages[0]["to"] == PATIENT  # the SMS still went to the number
+    token = call.stream_parameters["token"]
+    calls = outcome.log.calls()
+    logged = [json.dumps(e.data) for c in calls for e in outcome.log.events(c.call_id)]
+    logged += [json.dumps([c.from_number, c.to_number, c.custom_parameters]) for c in calls]
+    assert any("+****0123" in line for line in logged)  # masked numbers are there
+    leaks = [line for line in logged if token in line or TOKEN in line or "5550123" in line]
+    assert logged and not leaks

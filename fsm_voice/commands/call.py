@@ -72,6 +72,7 @@ async def run_outbound_call(
     clock: Clock | None = None,
     ids: IdSource | None = None,
     on_placed: Callable[[OutboundCall], None] | None = None,
+    mask_phone_numbers: bool = False,
 ) -> OutboundResult:
     """Serve `spec`, place the call to `to`, and run until it is over."""
     clock = clock or SystemClock()
@@ -100,7 +101,7 @@ async def run_outbound_call(
         clock=clock,
         ids=ids,
         on_call=on_call,
-        security=settings.security(),
+        security=settings.security(mask_phone_numbers=mask_phone_numbers),
         twilio=service,
     )
     hooks: TwilioWebhooks = app.state.twilio

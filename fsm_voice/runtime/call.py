@@ -44,6 +44,7 @@ from fsm_voice.transports.twilio_protocol import (
     Media,
     OutboundEncoder,
     Violation,
+    is_secret_parameter,
     loggable_parameters,
     parse_message,
 )
@@ -405,7 +406,9 @@ class CallRuntime:
                 return
             self.call_sid = event.call_sid or None
             params = event.custom_parameters
-            self.custom_parameters = dict(params)  # the agent's own; the log's are masked
+            # the agent's own, without our stream token (a credential, not call data);
+            # the log's are masked
+            self.custom_parameters = {k: v for k, v in params.items() if not is_secret_parameter(k)}
             logged = loggable_parameters(params, mask_phone_numbers=self.config.mask_phone_numbers)
             self._logged_parameters = logged
             self._encoder = OutboundEncoder(event.stream_sid)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from fsm_voice.clock import Clock
 from fsm_voice.errors import CallHangupError, CallNotAnsweredError
 from fsm_voice.eventlog.records import Source
+from fsm_voice.security import mask_phone_values
 
 if TYPE_CHECKING:
     from fsm_voice.runtime.call import CallRuntime, RemoteHangup
@@ -123,7 +124,12 @@ class CallHandle:
         return self._runtime.t_ms()
 
     def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
-        """Append an event to this call's log (providers and conversations use it)."""
+        """Append an event to this call's log (providers and conversations use it).
+
+        With `mask_phone_numbers` configured, phone numbers anywhere in `data` reach the
+        log masked: conversations carry them in variables, SMS and transfers."""
+        if self._runtime.config.mask_phone_numbers:
+            data = mask_phone_values(data)
         self._runtime.record(source, kind, data)
 
     @property
