@@ -30,6 +30,7 @@ from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.errors import ConfigError, MissingStreamUrlError
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
+from fsm_voice.replay import replay_call
 from fsm_voice.runtime.config import derive_stream_key
 from fsm_voice.security import Secret, call_token_valid
 from fsm_voice.simulator.caller_script import CallerScript, load_caller_script, parse_caller_script
@@ -159,6 +160,10 @@ async def test_outbound_appointment_call_end_to_end() -> None:
     assert statuses == ["queued", "ringing", "in-progress", "completed"]
     assert result.status == "completed"
 
+    # The Twilio call replays: SMS result and REST-first hangup answered from the log.
+    replayed = await replay_call(outcome.log, call_id=result.stream_call_id, machine=spec)
+    assert replayed.ok, replayed.divergence
+
 
 @pytest.mark.parametrize(
     ("fault", "logged", "ended_by"),
@@ -279,6 +284,13 @@ async def test_the_amd_verdict_lets_the_machine_branch(answered_by: str, end_sta
     assert outcome.result.end_reason == f"conversation:{end_state}"
     leg = [e.data for e in outcome.log.events(call.sid, kind="answering_machine_detected")]
     assert leg == [{"answered_by": answered_by, "detection_ms": "1200"}]
+    # The verdict is an input of the stream's call: a replay delivers it again.
+    stream_call = outcome.result.stream_call_id
+    assert outcome.stream_events("platform_notice") == [
+        {"notice": "amd", "answered_by": answered_by, "detection_ms": "1200"}
+    ]
+    replayed = await replay_call(outcome.log, call_id=stream_call, machine=spec)
+    assert replayed.ok, replayed.divergence
 
 
 # --- the voice_runtime-compatible API (fsm_voice.transports.twilio_call, .transport) ---

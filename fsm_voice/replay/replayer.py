@@ -7,10 +7,10 @@ raises `ReplayDivergence` on the first differing decision: the pytest one-liner.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -184,6 +184,8 @@ async def replay_call(
         agent=agent,
         machine_name=spec.name,
     )
+    _deliver_notices(recording, runtime, clock)
+    _answer_remote_hangups(recording, runtime, clock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)
         faulted.attach(tg, agent, clock)
@@ -204,6 +206,46 @@ async def replay_call(
         log,
         mode,
     )
+
+
+def _deliver_notices(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
+    """Platform notices from outside the stream (e.g. Twilio's answering-machine
+    verdict), delivered again at their recorded times."""
+
+    def deliver(kind: str, data: dict[str, Any]) -> Callable[[], None]:
+        return lambda: runtime.handle.notify(kind, data)
+
+    for event in recording.events:
+        if event.kind == "platform_notice":
+            data = dict(event.data)
+            kind = str(data.pop("notice"))
+            clock.call_later(event.t_ms - clock.now_ms(), deliver(kind, data))
+
+
+class RecordedHangupFailure(Exception):
+    """A REST hangup that failed in the recording fails again in the replay."""
+
+
+def _answer_remote_hangups(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
+    """A call hung up REST-first (Twilio) is hung up the same way in the replay: the
+    platform's answers (`remote_hangup_done`/`_failed`) come from the log at their times;
+    without an answer in the log (Twilio closed the stream first), none comes."""
+    if not any(e.kind == "remote_hangup_requested" for e in recording.events):
+        return
+    kinds = ("remote_hangup_done", "remote_hangup_failed")
+    answers = iter([e for e in recording.events if e.kind in kinds])
+
+    async def hangup(call_sid: str) -> str:
+        answer = next(answers, None)
+        if answer is None:
+            await anyio.Event().wait()  # the stream closes first; this is cancelled
+        assert answer is not None
+        await clock.sleep(max(0, answer.t_ms - clock.now_ms()))
+        if answer.kind == "remote_hangup_failed":
+            raise RecordedHangupFailure(str(answer.data.get("error", "")))
+        return str(answer.data["outcome"])
+
+    runtime.remote_hangup = hangup
 
 
 async def _recognizer(

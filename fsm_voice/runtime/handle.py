@@ -230,7 +230,11 @@ class CallHandle:
         self._runtime.remote_hangup = hangup
 
     def notify(self, kind: str, data: dict[str, Any]) -> None:
-        """A fact from the platform outside the stream (webhooks call it, on the loop)."""
+        """A fact from the platform outside the stream (webhooks call it, on the loop).
+
+        Logged as `platform_notice` (an input, like a transcript): replay delivers it
+        again at its time."""
+        self.record("runtime", "platform_notice", {"notice": kind, **data})
         self._notices.append((kind, data))
         for callback in self._notice_callbacks:
             callback(kind, data)
