@@ -190,7 +190,9 @@ class FakeElevenLabs:
         audio = tone(self.ms_per_char * max(1, len(record.text)))
         return StreamingResponse(self._tts_body(record, audio, stall=action == "stall"))
 
-    async def _tts_body(self, record: TtsRequest, audio: bytes, *, stall: bool) -> AsyncIterator[bytes]:
+    async def _tts_body(
+        self, record: TtsRequest, audio: bytes, *, stall: bool
+    ) -> AsyncIterator[bytes]:
         try:
             for start in range(0, len(audio), self.chunk_bytes):
                 if self.tts_paced:
@@ -233,9 +235,16 @@ class FakeElevenLabs:
         if plan == "ok":
             config = {"sample_rate": 8000, "audio_format": session.query.get("audio_format")}
             await socket.send_json(
-                {"message_type": "session_started", "session_id": f"s{session.index}", "config": config}
+                {
+                    "message_type": "session_started",
+                    "session_id": f"s{session.index}",
+                    "config": config,
+                }
             )
-        tasks = {asyncio.ensure_future(self._read(session)), asyncio.ensure_future(self._write(session))}
+        tasks = {
+            asyncio.ensure_future(self._read(session)),
+            asyncio.ensure_future(self._write(session)),
+        }
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             task.cancel()
@@ -267,11 +276,19 @@ class FakeElevenLabs:
                 session.messages += 1
                 for event in vad.feed(audio):
                     if event == "started":
-                        session.outbox.put_nowait({"message_type": "partial_transcript", "text": "…"})
+                        session.outbox.put_nowait(
+                            {"message_type": "partial_transcript", "text": "…"}
+                        )
                     else:
-                        text = self.script[self._utterances] if self._utterances < len(self.script) else ""
+                        text = (
+                            self.script[self._utterances]
+                            if self._utterances < len(self.script)
+                            else ""
+                        )
                         self._utterances += 1
-                        session.outbox.put_nowait({"message_type": "committed_transcript", "text": text})
+                        session.outbox.put_nowait(
+                            {"message_type": "committed_transcript", "text": text}
+                        )
                 limit = self.session_limit_ms
                 if limit is not None and len(session.audio) >= limit * SAMPLE_RATE // 1000:
                     session.outbox.put_nowait(

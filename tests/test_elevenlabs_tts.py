@@ -43,11 +43,16 @@ async def fake() -> AsyncIterator[tuple[FakeElevenLabs, str]]:
         yield server, base_url
 
 
-def synth(base_url: str, seen: Seen, clock: VirtualClock | None = None, **kw: object) -> ElevenLabsSynthesizer:
+def synth(
+    base_url: str, seen: Seen, clock: VirtualClock | None = None, **kw: object
+) -> ElevenLabsSynthesizer:
     options: dict[str, object] = {"api_key": API_KEY, "base_url": base_url, "environ": {}}
     options.update(kw)
     return ElevenLabsSynthesizer(
-        clock=clock, on_state=seen.on_state, on_error=seen.on_error, **options  # type: ignore[arg-type]
+        clock=clock,
+        on_state=seen.on_state,
+        on_error=seen.on_error,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -204,7 +209,15 @@ async def test_a_stalled_request_times_out_on_the_clock_and_recovers(
     await tts.stop()
 
 
-@pytest.mark.parametrize(("status", "kind", "fatal"), [(500, "http_500", False), (429, "http_429", False), (402, "http_402", True), (422, "http_422", True)])
+@pytest.mark.parametrize(
+    ("status", "kind", "fatal"),
+    [
+        (500, "http_500", False),
+        (429, "http_429", False),
+        (402, "http_402", True),
+        (422, "http_422", True),
+    ],
+)
 async def test_http_errors_reach_the_machine_and_on_error(
     fake: tuple[FakeElevenLabs, str], status: int, kind: str, fatal: bool
 ) -> None:
@@ -221,7 +234,9 @@ async def test_http_errors_reach_the_machine_and_on_error(
     await tts.stop()
 
 
-async def test_a_bad_key_is_fatal_and_a_new_start_recovers(fake: tuple[FakeElevenLabs, str]) -> None:
+async def test_a_bad_key_is_fatal_and_a_new_start_recovers(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
     server, base_url = fake
     seen = Seen()
     tts = synth(base_url, seen, VirtualClock(), api_key="wrong")

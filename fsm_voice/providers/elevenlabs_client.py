@@ -20,6 +20,7 @@ Wire facts this relies on (ElevenLabs API reference, and the SDK's own code):
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -29,8 +30,8 @@ import httpx
 from elevenlabs.client import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.realtime import AudioFormat, CommitStrategy, RealtimeConnection, ScribeRealtime
-from elevenlabs.realtime.scribe import RealtimeAudioOptions
 from elevenlabs.realtime.connection import RealtimeEvents
+from elevenlabs.realtime.scribe import RealtimeAudioOptions
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from fsm_voice.errors import FsmVoiceError
@@ -151,7 +152,9 @@ class TtsClient:
             # retries are off (max_retries=0 below): the provider machine owns retrying.
             self._http = httpx.AsyncClient(timeout=60)
             self._client = AsyncElevenLabs(
-                api_key=self.settings.key(), base_url=self.settings.base_url, httpx_client=self._http
+                api_key=self.settings.key(),
+                base_url=self.settings.base_url,
+                httpx_client=self._http,
             )
         return self._client
 
@@ -176,7 +179,9 @@ class TtsClient:
         except ApiError as exc:
             raise _http_error(exc.status_code, exc.body) from exc
         except httpx.HTTPError as exc:
-            raise ElevenLabsError("connection", f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            raise ElevenLabsError(
+                "connection", f"{type(exc).__name__}: {exc}", retryable=True
+            ) from exc
 
     async def aclose(self) -> None:
         http, self._http, self._client = self._http, None, None
@@ -212,10 +217,9 @@ class ScribeSession:
             raise ElevenLabsError("socket_closed", type(exc).__name__, retryable=True) from exc
 
     async def close(self) -> None:
-        try:
+        # Already gone is fine: closing is best effort.
+        with contextlib.suppress(WebSocketException, OSError, RuntimeError):
             await self._connection.close()
-        except (WebSocketException, OSError, RuntimeError):
-            pass  # already gone: closing is best effort
 
 
 async def open_scribe(
@@ -246,7 +250,9 @@ async def open_scribe(
         status = exc.response.status_code
         raise _handshake_error(status) from exc
     except (WebSocketException, OSError) as exc:
-        raise ElevenLabsError("connect_failed", f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        raise ElevenLabsError(
+            "connect_failed", f"{type(exc).__name__}: {exc}", retryable=True
+        ) from exc
 
     for event in _FORWARDED:
         connection.on(event, lambda data, kind=event.value: on_message(kind, data))
@@ -254,7 +260,7 @@ async def open_scribe(
     def generic_error(data: dict[str, Any]) -> None:
         kind = data.get("message_type")
         if kind is None:  # the SDK's own report: the socket failed under it
-            on_message("socket_error", data)
+            on_message("socket_closed", data)
         elif kind == "error":
             on_message("error", data)
 
