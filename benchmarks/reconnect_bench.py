@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fsm_voice.clock import RandomIds, perf_ms  # noqa: E402
-from fsm_voice.providers.base import Transcript  # noqa: E402
-from fsm_voice.providers.elevenlabs_stt import ElevenLabsRecognizer  # noqa: E402
-from tests.fake_elevenlabs import API_KEY, FakeElevenLabs, silence  # noqa: E402
+from fsm_voice.clock import RandomIds, perf_ms
+from fsm_voice.providers.base import Transcript
+from fsm_voice.providers.elevenlabs_stt import ElevenLabsRecognizer
+from tests.fake_elevenlabs import API_KEY, FakeElevenLabs, silence
 
 
 class _Quiet:
