@@ -16,6 +16,7 @@ import pytest
 
 from fsm_voice.clock import VirtualClock
 from fsm_voice.providers import create_recognizer
+from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import Transcript
 from fsm_voice.providers.elevenlabs_client import ElevenLabsSettings
 from fsm_voice.providers.elevenlabs_stt import ElevenLabsRecognizer
@@ -410,3 +411,22 @@ def test_the_registry_builds_it_from_env_and_kwargs() -> None:
     assert stt.settings.language_code == "sv" and stt.settings.stt_model == "scribe_x"
     assert "k" not in repr(stt.settings.api_key)
     assert ElevenLabsSettings.from_env({}).language_code == "fi"
+
+
+def test_the_machine_renews_without_counting_or_reporting() -> None:
+    machine = pm.ProviderMachine("stt:test")
+    assert machine.fire(pm.Renew("idle")).effects == ()  # nothing to renew yet
+    machine.fire(pm.Start())
+    machine.fire(pm.Connected())
+    step = machine.fire(pm.Renew("session time limit"))
+    assert (step.dest, machine.state) == ("reconnecting", "reconnecting")
+    assert step.effects == (pm.ScheduleRetry(1, 0, "session time limit"),)
+    assert machine.retries == 0
+    assert machine.fire(pm.Retry()).effects == (pm.Connect(1),)
+
+
+def test_the_machine_can_retry_at_once_then_back_off() -> None:
+    machine = pm.ProviderMachine("stt:test", immediate_first_retry=True, max_retries=4)
+    assert [machine.retry_delay_ms(n) for n in (1, 2, 3, 4)] == [0, 1000, 2000, 4000]
+    plain = pm.ProviderMachine("stt:test")
+    assert [plain.retry_delay_ms(n) for n in (1, 2, 3)] == [1000, 2000, 4000]
