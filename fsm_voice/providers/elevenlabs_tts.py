@@ -183,6 +183,9 @@ class ElevenLabsSynthesizer:
         except ElevenLabsError as error:
             queue.put_nowait(error)
             return
+        except Exception as exc:  # an SDK surprise must fail the sentence, not hang it
+            queue.put_nowait(ElevenLabsError("unexpected", repr(exc), retryable=True))
+            return
         queue.put_nowait(None)
 
     # --- the provider machine ---
