@@ -130,7 +130,8 @@ class FakeElevenLabs:
         self._session_plan.extend(actions)
 
     def plan_tts(self, *actions: tuple[str, int]) -> None:
-        """How the next TTS requests go: ("fail", status) or ("stall", 0)."""
+        """How the next TTS requests go: ("fail", status), ("stall", 0) (silent after
+        the first chunk) or ("cut", 0) (the connection breaks after the first chunk)."""
         self._tts_plan.extend(actions)
 
     def release(self, chunks: int = 1) -> None:
@@ -188,17 +189,19 @@ class FakeElevenLabs:
         if action == "fail":
             return JSONResponse({"detail": f"fake failure {status}"}, status_code=status)
         audio = tone(self.ms_per_char * max(1, len(record.text)))
-        return StreamingResponse(self._tts_body(record, audio, stall=action == "stall"))
+        return StreamingResponse(self._tts_body(record, audio, action))
 
     async def _tts_body(
-        self, record: TtsRequest, audio: bytes, *, stall: bool
+        self, record: TtsRequest, audio: bytes, action: str
     ) -> AsyncIterator[bytes]:
         try:
             for start in range(0, len(audio), self.chunk_bytes):
                 if self.tts_paced:
                     await self._tts_gate.acquire()
-                elif start and stall:
+                elif start and action == "stall":
                     await asyncio.Event().wait()  # never set: the client must time out
+                elif start and action == "cut":
+                    raise ConnectionResetError("fake: the connection breaks mid-body")
                 chunk = audio[start : start + self.chunk_bytes]
                 record.sent_bytes += len(chunk)
                 yield chunk

@@ -279,3 +279,20 @@ async def test_no_key_is_a_clear_error_at_start() -> None:
     with pytest.raises(ElevenLabsError, match="ELEVENLABS_API_KEY is not set"):
         await tts.start()
     assert seen.names() == ["connecting", "error"]
+
+
+async def test_a_connection_cut_mid_body_is_a_retryable_error(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
+    server, base_url = fake
+    seen = Seen()
+    tts = synth(base_url, seen, VirtualClock())
+    server.plan_tts(("cut", 0))
+    chunks = tts.synthesize("This one breaks.")
+    with anyio.fail_after(GUARD_S):
+        assert await chunks.__anext__()  # the first chunk came through
+        with pytest.raises(ElevenLabsError) as caught:
+            await chunks.__anext__()
+    assert caught.value.kind == "connection" and caught.value.retryable
+    assert seen.errors[-1][1] is False and seen.names()[-1] == "reconnecting"
+    await tts.stop()
