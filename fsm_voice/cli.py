@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="serve the /voice Media Streams WebSocket",
-        epilog="Example:\n  fsm-voice serve --port 8080 --db calls.db --machine echo",
+        epilog="Example:\n  fsm-voice serve --port 8080 --db calls.db --machine echo\n"
+        "  TWILIO_AUTH_TOKEN=… fsm-voice serve --public-url wss://voice.example.com/voice "
+        "--mask-phone-numbers --max-calls 200",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1")
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--providers", default="offline", choices=("offline", "scripted"))
     serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
+    from fsm_voice.commands.serve import add_security_arguments
+
+    add_security_arguments(serve, os.environ)
 
     simulate = sub.add_parser(
         "simulate",
@@ -139,9 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        from fsm_voice.commands.serve import serve
+        from fsm_voice.commands.serve import serve, server_settings
 
-        return serve(args.host, args.port, Path(args.db), args.machine, args.fd, args.providers)
+        security, limits = server_settings(args)
+        return serve(
+            args.host,
+            args.port,
+            Path(args.db),
+            args.machine,
+            args.fd,
+            args.providers,
+            security=security,
+            limits=limits,
+        )
     if args.command == "simulate":
         from fsm_voice.commands.simulate import simulate
 

@@ -19,11 +19,11 @@ from starlette.types import Receive, Scope, Send
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
-MAX_MESSAGE_BYTES = 256 * 1024  # Twilio's messages are < 1 KiB; refuse floods early
+MAX_MESSAGE_BYTES = Limits().max_message_bytes  # Twilio's messages are < 1 KiB
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
 
@@ -37,13 +37,27 @@ def create_app(
     ids: IdSource | None = None,
     config: CallConfig | None = None,
     on_call: Callable[[CallHandle], None] | None = None,
+    security: SecuritySettings | None = None,
+    limits: Limits | None = None,
 ) -> Starlette:
-    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`."""
+    """The ASGI app: `/voice` (Media Streams WebSocket) and `/health`.
+
+    `security` checks every upgrade and per-call token (None: no checks, for tests and
+    embedding); `limits` bound message size, concurrent calls, call length and idle
+    streams (None: `Limits()`, which bounds only the message size).
+    """
+    call_config = config or CallConfig()
+    if security is not None:
+        call_config = security.apply_to(call_config)
+    if limits is not None:
+        call_config = limits.apply_to(call_config)
     endpoint = VoiceEndpoint(
         log=log,
         clock=clock or SystemClock(),
         ids=ids or RandomIds(),
-        config=config or CallConfig(),
+        config=call_config,
+        security=security,
+        limits=limits or Limits(),
         agent=agent,
         machine_name=machine_name,
         machine_version=machine_version,
@@ -76,11 +90,13 @@ class _App(Starlette):
 
 
 def uvicorn_config(app: Starlette, **overrides: object) -> uvicorn.Config:
+    voice = getattr(app, "voice", None)
+    max_size = voice.limits.max_message_bytes if voice is not None else MAX_MESSAGE_BYTES
     options: dict[str, object] = {
         "loop": "uvloop",
         "http": "httptools",
         "ws": "websockets-sansio",
-        "ws_max_size": MAX_MESSAGE_BYTES,
+        "ws_max_size": max_size,  # a bigger message closes its socket with 1009
         "log_level": "warning",
         "lifespan": "off",
     }

@@ -50,6 +50,12 @@ TABLE: list[tuple[str, ev.CallEvent, str, list[str]]] = [
     ("connecting", ev.DtmfReceived("1"), "connecting", ["ReportViolation"]),
     ("connecting", ev.MarkRequested(7, "m", 100), "connecting", ["ReleaseMark"]),
     ("connecting", ev.ConnectTimedOut(), "ended", ["CloseSocket", "CancelTimer", "EndCall"]),
+    (
+        "connecting",
+        ev.StreamRejected("stream_token_invalid"),
+        "hangup_requested",
+        ["CancelTimer", "CloseSocket", "StartTimer"],
+    ),
     ("connecting", ev.StreamStopped(), "ended", ["CancelTimer", "EndCall"]),
     ("connecting", ev.SocketClosed(1006), "ended", ["CancelTimer", "EndCall"]),
     ("listening", ev.Connected(), "listening", ["ReportViolation"]),
@@ -147,6 +153,7 @@ ALL_EVENTS: list[ev.CallEvent] = [
     ev.HangupTimedOut(),
     ev.FatalError("f"),
     ev.ViolationLimitReached(1),
+    ev.StreamRejected("stream_token_invalid"),
 ]
 
 
@@ -294,3 +301,11 @@ def test_fire_walks_the_same_table_as_transitions_own_trigger(seed: int) -> None
 def test_a_table_refuses_an_edge_to_an_unknown_state() -> None:
     with pytest.raises(ValueError, match="unknown state 'nowhere'"):
         PureMachine("m", ["a", "b"], "a", [Edge("go", "a", "nowhere")])
+
+
+def test_a_rejected_stream_closes_with_policy_code_and_never_goes_live() -> None:
+    machine = machine_in("connecting")
+    step = machine.fire(ev.StreamRejected("stream_token_invalid"))
+    assert fx.CloseSocket(1008, "stream_token_invalid") in step.effects
+    assert machine.stream_sid is None
+    assert machine.fire(START).dest == "hangup_requested"  # a later start cannot revive it

@@ -145,7 +145,7 @@ async def test_registry_creates_scripted_providers_without_importing_offline_one
     assert "piper" not in sys.modules or "fsm_voice.providers.offline_tts" in sys.modules
     with pytest.raises(ValueError, match="unknown STT provider 'nope'"):
         create_recognizer("nope")
-    with pytest.raises(ValueError, match="known: offline, scripted"):
+    with pytest.raises(ValueError, match="known: azure, elevenlabs, offline, scripted"):
         create_synthesizer("nope")
 
 

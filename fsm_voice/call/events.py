@@ -164,3 +164,18 @@ class ViolationLimitReached(CallEvent):
 
     trigger: ClassVar[str] = "violation_limit_reached"
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRejected(CallEvent):
+    """A `start` the server refuses (its per-call token does not match): close 1008.
+
+    Stands in for the `stream_started` it replaces, so the rejected start's parameters
+    (and its token) never reach the log or the agent.
+    """
+
+    trigger: ClassVar[str] = "stream_rejected"
+    source: ClassVar[str] = "transport"
+    reason: str
+    stream_sid: str = ""
+    call_sid: str = ""

@@ -8,6 +8,7 @@
         │                                                      (audio → speaking)
         └─ any open state ──hangup_requested──▶ hangup_requested ──socket closed──▶ ended
            any open state ──stop / socket closed──▶ ended;  fatal_error ──▶ error
+           connecting ──stream_rejected (bad stream token)──▶ hangup_requested, close 1008
 
 "listening" means the platform has confirmed playing everything we sent; "speaking"
 means agent audio was queued after the last mark; "awaiting_mark" means marks are
@@ -109,6 +110,9 @@ class CallMachine:
         detail = f"streamSid {e.stream_sid} while {self.stream_sid} is active"
         self._emit(fx.ReportViolation("duplicate_start", detail))
         self._hang_up(ev.HangupRequested("protocol_violation"), code=CLOSE_POLICY)
+
+    def _reject_stream(self, e: ev.StreamRejected) -> None:
+        self._hang_up(ev.HangupRequested(e.reason), code=CLOSE_POLICY)
 
     def _media_before_start(self, _: ev.MediaReceived) -> None:
         self._emit(fx.ReportViolation("media_before_start"))
@@ -221,6 +225,7 @@ def _edges() -> list[Edge]:
         Edge("stream_started", LIVE, None, [m._same_stream], [m._duplicate_start]),
         Edge("stream_started", LIVE, HANGUP_REQUESTED, effects=[m._foreign_start]),
         Edge("stream_started", HANGUP_REQUESTED, None, effects=[m._duplicate_start]),
+        Edge("stream_rejected", CONNECTING, HANGUP_REQUESTED, effects=[m._reject_stream]),
         Edge("media_received", CONNECTING, None, effects=[m._media_before_start]),
         Edge("dtmf_received", LIVE, None, effects=[m._deliver_dtmf]),
         Edge("dtmf_received", CONNECTING, None, effects=[m._dtmf_before_start]),

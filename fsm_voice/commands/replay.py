@@ -3,6 +3,10 @@
 Sources: fixture directories (PATH...), and/or calls in an event log (`--db FILE`,
 with `--call ID` repeatable; without `--call`, every call in it). Exit 0 when every
 call replays as recorded, 1 when any diverges (or cannot be replayed).
+
+`--inject KIND@MS` (repeatable) injects faults (see `fsm_voice.replay.faults`): the
+faulted run differs from the recording by design, so it is reported, not failed;
+`--save-as DIR` exports it as a new fixture, which replays like any other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import anyio
 
 from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.query import open_log
+from fsm_voice.replay.faults import Fault, parse_fault
 from fsm_voice.replay.recording import Recording, load_fixture, load_from_log
 from fsm_voice.replay.replayer import ReplayResult, replay_call
 
@@ -26,7 +32,8 @@ __all__ = ["add_replay_command", "run_replay"]
 EPILOG = """Example:
   fsm-voice replay replays/*/
   fsm-voice replay --db calls.db --call FV0123... --machine machines/appointment.yaml
-  fsm-voice replay replays/appointment-happy --json"""
+  fsm-voice replay replays/appointment-happy --json
+  fsm-voice replay replays/appointment-happy --inject stt_drop@9500 --save-as /tmp/stt-drop"""
 
 
 def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +49,15 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("--mode", choices=("recorded",), default="recorded")
     parser.add_argument("--machine", help="replay against this machine file instead")
     parser.add_argument("--json", action="store_true", help="one JSON object per call")
+    parser.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="KIND@MS",
+        help="inject a fault at MS into the call (repeatable): stt_drop, twilio_drop,"
+        " mark_lost, duplicate_stream, hangup_in_prompt",
+    )
+    parser.add_argument("--save-as", metavar="DIR", help="export the replayed call as a fixture")
 
 
 def _recordings(args: argparse.Namespace) -> list[Recording]:
@@ -68,10 +84,19 @@ def _as_json(result: ReplayResult) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    faults = [parse_fault(text) for text in args.inject]
     recordings = _recordings(args)
+    if args.save_as and len(recordings) != 1:
+        raise FsmVoiceError(f"--save-as takes one call, not {len(recordings)}")
     ok = True
     for recording in recordings:
-        result = anyio.run(_replay, recording, args.machine)
+        result = anyio.run(_replay, recording, args.machine, faults)
+        if args.save_as:
+            assert result.log is not None
+            export_fixture(result.log, result.call_id, Path(args.save_as))
+        if faults:  # differing from the recording is the point; the run itself is the result
+            _report_faulted(result, faults, args)
+            continue
         ok = ok and result.ok
         if args.json:
             print(json.dumps(_as_json(result), sort_keys=True, ensure_ascii=False))
@@ -83,5 +108,30 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _replay(recording: Recording, machine: str | None) -> ReplayResult:
-    return await replay_call(recording, machine=machine, mode="recorded")
+def _report_faulted(result: ReplayResult, faults: list[Fault], args: argparse.Namespace) -> None:
+    injected = [e.data for e in result.events if e.kind == "fault_injected"]
+    ended = next((e.data for e in result.events if e.kind == "conversation_ended"), {})
+    call = result.log.call(result.call_id) if result.log is not None else None
+    summary = {
+        "call_id": result.call_id,
+        "origin": result.origin,
+        "faults": [str(f) for f in faults],
+        "injected": injected,
+        "end_reason": call.end_reason if call is not None else None,
+        "end_state": ended.get("state"),
+        "as_recorded_until": result.divergence.seq if result.divergence is not None else None,
+        "saved_as": args.save_as,
+    }
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, ensure_ascii=False))
+        return
+    print(f"faulted   {result.origin}: {', '.join(summary['faults'])}")
+    for data in injected:
+        print(f"  injected {json.dumps(data, sort_keys=True, ensure_ascii=False)}")
+    print(f"  call ended: {summary['end_reason']}, conversation in {summary['end_state']}")
+    if args.save_as:
+        print(f"  saved as {args.save_as} (replay it: fsm-voice replay {args.save_as})")
+
+
+async def _replay(recording: Recording, machine: str | None, faults: list[Fault]) -> ReplayResult:
+    return await replay_call(recording, machine=machine, mode="recorded", faults=faults)

@@ -1,18 +1,128 @@
-"""`fsm-voice serve`."""
+"""`fsm-voice serve`, with its security and limit options."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from fsm_voice.agents import BUILTIN
 from fsm_voice.errors import ConfigError
-from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.call import Agent
-from fsm_voice.server import create_app, run_server
+from fsm_voice.runtime.config import Limits, SecuritySettings, env_flag
+
+if TYPE_CHECKING:
+    from fsm_voice.runtime.call import Agent
+
+# The server, the log and the agents load in `serve()`: every `fsm-voice` command
+# builds this parser, and most of them never serve.
+
+__all__ = ["add_security_arguments", "serve", "server_settings", "startup_warnings"]
+
+MAX_CALL_SECONDS = 4 * 3600  # Twilio's own cap on a call's length
+IDLE_TIMEOUT_SECONDS = 15.0  # Twilio sends media every 20 ms: this much silence is a dead peer
+MAX_CALLS = 1000
+
+
+def add_security_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """`serve`'s security and limit options; each falls back to an environment variable.
+
+    The auth token and the stream key are read from the environment only: a value on
+    the command line would show in `ps` and in shell history.
+    """
+    env = environ.get
+    group = parser.add_argument_group(
+        "security (TWILIO_AUTH_TOKEN and FSM_VOICE_STREAM_KEY come from the environment)"
+    )
+    group.add_argument(
+        "--public-url",
+        default=env("VOICE_STREAM_URL"),
+        help="the public wss:// URL Twilio streams to, which it signs "
+        "(env VOICE_STREAM_URL; default: wss:// + the Host header + the path)",
+    )
+    group.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        default=env_flag(env("FSM_VOICE_INSECURE", "")),
+        help="DEVELOPMENT ONLY: accept unsigned upgrades and starts without a stream token "
+        "(env FSM_VOICE_INSECURE=1)",
+    )
+    group.add_argument(
+        "--mask-phone-numbers",
+        action="store_true",
+        default=env_flag(env("FSM_VOICE_MASK_PHONE_NUMBERS", "")),
+        help="log phone numbers as +********4567 (env FSM_VOICE_MASK_PHONE_NUMBERS=1)",
+    )
+    limits = parser.add_argument_group("limits (0: none)")
+    limits.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(env("FSM_VOICE_MAX_MESSAGE_BYTES", Limits().max_message_bytes)),
+        help="a bigger WebSocket message closes its socket with 1009 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-calls",
+        type=int,
+        default=int(env("FSM_VOICE_MAX_CALLS", MAX_CALLS)),
+        help="concurrent calls; one more upgrade gets HTTP 503 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=float(env("FSM_VOICE_MAX_CALL_SECONDS", MAX_CALL_SECONDS)),
+        help="a call is hung up after this long (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--idle-timeout-seconds",
+        type=float,
+        default=float(env("FSM_VOICE_IDLE_TIMEOUT_SECONDS", IDLE_TIMEOUT_SECONDS)),
+        help="a stream that sends nothing for this long is hung up (default: %(default)s)",
+    )
+
+
+def server_settings(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[SecuritySettings, Limits]:
+    """The settings `serve` runs with: parsed options over the environment's secrets."""
+    from_env = SecuritySettings.from_env(os.environ if environ is None else environ)
+    security = SecuritySettings(
+        auth_token=from_env.auth_token,
+        public_url=args.public_url or None,
+        stream_key=from_env.stream_key,
+        insecure_dev=args.insecure_dev,
+        mask_phone_numbers=args.mask_phone_numbers,
+    )
+    if security.public_url is not None and not security.public_url.startswith("wss://"):
+        raise ConfigError(f"--public-url must be a wss:// URL, not {security.public_url!r}")
+    limits = Limits(
+        max_message_bytes=args.max_message_bytes,
+        max_concurrent_calls=args.max_calls,
+        max_call_ms=round(args.max_call_seconds * 1000),
+        idle_stream_ms=round(args.idle_timeout_seconds * 1000),
+    )
+    return security, limits
+
+
+def startup_warnings(security: SecuritySettings) -> list[str]:
+    """What `serve` must shout before it takes calls unchecked."""
+    if security.insecure_dev:
+        return [
+            "WARNING: --insecure-dev: X-Twilio-Signature and stream tokens are NOT checked; "
+            "anyone who reaches /voice can open a call. Never run this in production."
+        ]
+    if security.auth_token is None:
+        return [
+            "WARNING: TWILIO_AUTH_TOKEN is not set: /voice upgrades are NOT verified. "
+            "Set it in production (and VOICE_STREAM_URL to the public wss:// URL)."
+        ]
+    return []
 
 
 def resolve_agent(machine: str, providers: str = "offline") -> tuple[Agent, str, str | None]:
     """The agent for `--machine`: a built-in name or a conversation machine file."""
+    from fsm_voice.agents import BUILTIN
+
     if machine in BUILTIN:
         return BUILTIN[machine], machine, None
     if machine.endswith((".yaml", ".yml")):
@@ -30,13 +140,30 @@ def serve(
     machine: str,
     fd: int | None = None,
     providers: str = "offline",
+    security: SecuritySettings | None = None,
+    limits: Limits | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
+    security = security if security is not None else SecuritySettings.from_env()
+    for warning in startup_warnings(security):
+        print(f"fsm-voice serve: {warning}", file=stderr or sys.stderr, flush=True)
+    from fsm_voice.eventlog.sqlite import SqliteEventLog
+    from fsm_voice.server import create_app, run_server
+
     agent, name, version = resolve_agent(machine, providers)
     log = SqliteEventLog(db)
     try:
         where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"
-        print(f"fsm-voice: serving {where} ({name}), log in {db}", flush=True)
-        app = create_app(log, agent=agent, machine_name=name, machine_version=version)
+        checks = "signatures checked" if security.verifies else "signatures NOT checked"
+        print(f"fsm-voice: serving {where} ({name}, {checks}), log in {db}", flush=True)
+        app = create_app(
+            log,
+            agent=agent,
+            machine_name=name,
+            machine_version=version,
+            security=security,
+            limits=limits,
+        )
         run_server(app, host, port, fd)
     finally:
         log.close()

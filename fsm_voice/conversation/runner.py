@@ -31,6 +31,7 @@ from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, res
 from fsm_voice.conversation.machine import ConversationMachine
 from fsm_voice.conversation.payload import snapshot
 from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.providers.base import (
     Grammar,
@@ -42,10 +43,22 @@ from fsm_voice.providers.base import (
 from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 
-__all__ = ["ConversationRunner", "HookCaller", "conversation_agent", "run_hook"]
+__all__ = [
+    "MARK_WATCHDOG_MARGIN_MS",
+    "ConversationRunner",
+    "HookCaller",
+    "conversation_agent",
+    "run_hook",
+]
 
 _SILENCE = 0xFF
+_BYTES_PER_MS = 8  # 8 kHz μ-law: one byte per sample
 ACTION_GRACE_MS = 5_000  # how long an SMS in flight may outlive the call
+# Mark watchdog: a prompt's mark that the platform never echoes (a lost message, a
+# platform bug) would hold the prompt, and so the conversation, forever. Each mark
+# times out once all the audio queued before it has had time to play (it plays at
+# real time, so never later than that) plus this margin for the platform's latency.
+MARK_WATCHDOG_MARGIN_MS = 3_000
 # Events whose facts another source already logged (stt, transport): not logged twice.
 _LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
 
@@ -65,18 +78,28 @@ def conversation_agent(
     synthesizer: SpeechSynthesizer,
     telephony: Telephony | None = None,
     hooks: HookCaller = run_hook,
+    live_streams: LiveStreams | None = None,
 ) -> Agent:
     """An `Agent` that holds each call's conversation with `spec`.
 
     `hooks` replaces how hooks run (replay answers them from the recording).
+    `live_streams` is the set of Twilio calls being served (shared by every call of
+    the agent unless given): a second stream for a call already live is refused.
     """
     shared_telephony = telephony or SimulatedTelephony()
+    streams = live_streams if live_streams is not None else LiveStreams()
 
     async def agent(call: CallHandle) -> None:
-        runner = ConversationRunner(
-            call, spec, recognizer(), synthesizer, shared_telephony, hooks=hooks
-        )
-        await runner.run()
+        if not streams.claim(call):
+            await call.hangup("duplicate_stream")
+            return
+        try:
+            runner = ConversationRunner(
+                call, spec, recognizer(), synthesizer, shared_telephony, hooks=hooks
+            )
+            await runner.run()
+        finally:
+            streams.release(call)
 
     return agent
 
@@ -88,6 +111,7 @@ class _Prompt:
     marks: list[asyncio.Future[MarkOutcome]] = field(default_factory=list)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     stopped: bool = False
+    queued_bytes: int = 0  # agent audio sent for this prompt so far
 
 
 class ConversationRunner:
@@ -100,9 +124,11 @@ class ConversationRunner:
         telephony: Telephony,
         *,
         hooks: HookCaller = run_hook,
+        mark_margin_ms: int = MARK_WATCHDOG_MARGIN_MS,
     ) -> None:
         self.call = call
         self._hooks = hooks
+        self._mark_margin_ms = mark_margin_ms
         self.spec = spec
         self.machine = ConversationMachine(spec)
         self._recognizer = recognizer
@@ -241,7 +267,11 @@ class ConversationRunner:
         try:
             with prompt.scope:
                 await body(prompt, arg)
-                await asyncio.gather(*prompt.marks, return_exceptions=True)
+                # `asyncio.wait`, not `gather`: cancelling a gather cancels the marks
+                # too, and a gather cancelled with some marks already released can
+                # escape the prompt's scope and end the whole conversation.
+                if prompt.marks:
+                    await asyncio.wait(prompt.marks)
         except Exception as error:  # a synthesis failure must not hang the state
             self.call.record(
                 "tts", "synthesis_failed", {"error": f"{type(error).__name__}: {error}"}
@@ -291,14 +321,27 @@ class ConversationRunner:
             data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent, "pieces": pieces}
             self.call.record("tts", "sentence_synthesized", data)
             prompt.sentences.append(sentence)
-            prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.{len(prompt.marks)}"))
+            prompt.queued_bytes += sent
+            self._mark(prompt)
 
     async def _play_file(self, prompt: _Prompt, path: str) -> None:
         audio = read_wav_as_mulaw_8k(self._base / path)
         self.call.record("tts", "first_audio_sent", {"prompt_id": prompt.prompt_id})
         self.call.send_audio_nowait(audio)
         prompt.sentences.append(path)
-        prompt.marks.append(self.call.mark(f"{prompt.prompt_id}.0"))
+        prompt.queued_bytes += len(audio)
+        self._mark(prompt)
+
+    def _mark(self, prompt: _Prompt) -> None:
+        """Queue the mark after the sentence just sent, with its watchdog.
+
+        Every byte of the prompt so far is at most that many ms of playing ahead of
+        the mark (what already played only makes it sooner), so the timeout is never
+        shorter than the playback, whatever the synthesiser's pace.
+        """
+        timeout_ms = prompt.queued_bytes // _BYTES_PER_MS + self._mark_margin_ms
+        name = f"{prompt.prompt_id}.{len(prompt.marks)}"
+        prompt.marks.append(self.call.mark(name, timeout_ms))
 
     def _stop_prompt(self, prompt_id: str) -> None:
         prompt = self._prompts.get(prompt_id)

@@ -7,6 +7,7 @@ raises `ReplayDivergence` on the first differing decision: the pytest one-liner.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,9 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.replay.compare import ReplayDivergence, first_divergence
 from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
-from fsm_voice.replay.facts import inbound_facts, split_stt_events
+from fsm_voice.replay.facts import split_stt_events
+from fsm_voice.replay.fault_replay import ReplayFaults
+from fsm_voice.replay.faults import Fault
 from fsm_voice.replay.providers import (
     RecordedHooks,
     RecordedRecognizer,
@@ -55,6 +58,7 @@ class ReplayResult:
     divergence: ReplayDivergence | None
     caller_audio: bytes = b""  # the replayed tracks, chunks concatenated
     agent_audio: bytes = b""
+    log: EventLog | None = None  # the replay's log (export it: a faulted run's fixture)
 
     @property
     def ok(self) -> bool:
@@ -109,12 +113,18 @@ async def replay_call(
     call_id: str | None = None,
     machine: MachineArg = None,
     mode: Mode = "recorded",
+    faults: Sequence[Fault] = (),
 ) -> ReplayResult:
-    """Replay one recorded call (recorded mode: every provider answers from the log)."""
+    """Replay one recorded call (recorded mode: every provider answers from the log).
+
+    `faults` are injected at their times (see `fsm_voice.replay.faults`); the run
+    then differs from the recording by design, and `log` holds it for export.
+    """
     if mode != "recorded":
         raise ReplayInputError(f"replay mode {mode!r} is not supported yet")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
+    faulted = ReplayFaults(recording, faults)
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
     at_start, _, at_stop = split_stt_events(recording.events)
@@ -122,11 +132,13 @@ async def replay_call(
     events = recording.events
     agent = conversation_agent(
         spec,
-        recognizer=lambda: recognizer,
+        recognizer=faulted.recognizer(lambda: recognizer),
         synthesizer=RecordedSynthesizer(recorded_sentences(events, recording.agent), clock, 0),
         telephony=RecordedTelephony(events, clock, 0),
         hooks=RecordedHooks(events, clock, 0),
+        live_streams=faulted.live_streams(),
     )
+    agent = faulted.agent(agent)
     server_end, phone_end = memory_socket_pair()
     async with anyio.create_task_group() as tg:
         runtime = CallRuntime(
@@ -138,12 +150,14 @@ async def replay_call(
             machine_name=spec.name,
         )
         tg.start_soon(runtime.run)
+        faulted.attach(tg, agent, clock)
         phone = ReplayPhone(phone_end, clock, log, recognizer, runtime.finished)
         try:
-            await phone.run(inbound_facts(recording), recording.duration_ms)
+            await phone.run(faulted.facts, recording.duration_ms)
         finally:
             await phone_end.drop()  # release our end's streams, whoever closed first
         tg.cancel_scope.cancel()
+    faulted.merge_into(log)
     replayed = tuple(log.events(recording.call_id))
     comparison = first_divergence(recording.call_id, events, replayed)
     return ReplayResult(
@@ -155,6 +169,7 @@ async def replay_call(
         comparison.divergence,
         b"".join(c.payload for c in log.audio(recording.call_id, "caller")),
         b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
+        log,
     )
 
 
@@ -164,11 +179,12 @@ def replay(
     call_id: str | None = None,
     machine: MachineArg = None,
     mode: Mode = "recorded",
+    faults: Sequence[Fault] = (),
 ) -> ReplayResult:
     """`replay_call` from synchronous code (not from inside a running event loop)."""
 
     async def run() -> ReplayResult:
-        return await replay_call(source, call_id=call_id, machine=machine, mode=mode)
+        return await replay_call(source, call_id=call_id, machine=machine, mode=mode, faults=faults)
 
     return anyio.run(run)
 

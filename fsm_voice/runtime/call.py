@@ -10,6 +10,7 @@ other calls except the read-only config, the clock and the log writer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -20,21 +21,30 @@ from anyio.abc import TaskGroup
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
-from fsm_voice.call.machine import AWAITING_MARK, HANGUP_REQUESTED, LISTENING, LIVE, CallMachine
+from fsm_voice.call.machine import (
+    AWAITING_MARK,
+    CONNECTING,
+    HANGUP_REQUESTED,
+    LISTENING,
+    LIVE,
+    CallMachine,
+)
 from fsm_voice.clock import Clock, TimerHandle
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.guards import LimitWatch, stream_token_problem
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
-from fsm_voice.transports.socket import MessageSocket
+from fsm_voice.transports.socket import CLOSE_TOO_BIG, MessageSocket
 from fsm_voice.transports.twilio_protocol import (
     Envelope,
     Media,
     OutboundEncoder,
     Violation,
+    loggable_parameters,
     parse_message,
 )
 
@@ -56,6 +66,7 @@ class CallRuntime:
         agent: Agent | None = None,
         machine_name: str | None = None,
         machine_version: str | None = None,
+        admission: dict[str, Any] | None = None,
     ) -> None:
         self.call_id = call_id
         self.clock = clock
@@ -72,6 +83,9 @@ class CallRuntime:
         self._agent = agent
         self._machine_name = machine_name
         self._machine_version = machine_version
+        self._admission = admission  # how the upgrade was let in (logged first)
+        self._logged_parameters: dict[str, str] = {}  # custom parameters as the log shows them
+        self._limits = LimitWatch(clock, self.config, self._limit_reached)
         self._loop = asyncio.get_running_loop()
         self.handle = CallHandle(self, self._loop)
         self._t0 = clock.now_ms()
@@ -108,11 +122,14 @@ class CallRuntime:
                 machine_version=self._machine_version,
             )
         )
+        if self._admission is not None:
+            self.record("runtime", "upgrade_accepted", self._admission)
         if self._agent is None:
             self._agent_done.set()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.dispatch(ev.SocketOpened())
+            self._limits.start()
             tg.start_soon(self._read_loop)
             tg.start_soon(self._write_loop)
             await self._ended.wait()
@@ -233,11 +250,17 @@ class CallRuntime:
 
     def _start_agent(self) -> None:
         self.handle._set_connected()
+        logged = self._logged_parameters
         self._log.update_call(
             self.call_id,
             stream_sid=self.machine.stream_sid,
             call_sid=self.call_sid,
-            custom_parameters=self.custom_parameters,
+            custom_parameters=logged,
+            **{
+                column: logged[name]
+                for column, name in (("from_number", "From"), ("to_number", "To"))
+                if name in logged
+            },
         )
         if self._agent is not None:
             self._spawn(self._run_agent)
@@ -245,6 +268,7 @@ class CallRuntime:
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
+        self._limits.stop()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -258,6 +282,21 @@ class CallRuntime:
     def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "the call is not running"
         self._tg.start_soon(func, *args)
+
+    # --- limits ---
+    def _limit_reached(self, limit: str, value_ms: int, reason: str) -> None:
+        if self.machine.state not in (CONNECTING, *LIVE):
+            return  # already ending: the end has its own reason
+        self.record("runtime", "limit_reached", {"limit": limit, "limit_ms": value_ms})
+        self.dispatch(ev.HangupRequested(reason))
+
+    def _message_too_big(self) -> None:
+        max_bytes = self.config.max_message_bytes
+        self.record(
+            "runtime", "limit_reached", {"limit": "max_message_bytes", "max_bytes": max_bytes}
+        )
+        # The socket is already closed: the hangup only names the end reason.
+        self.dispatch(ev.HangupRequested("message_too_big"))
 
     # --- requests from the handle (on the loop) ---
     def queue_audio(self, mulaw: bytes) -> bool:
@@ -298,12 +337,16 @@ class CallRuntime:
 
     # --- tasks ---
     async def _read_loop(self) -> None:
+        now_ms, limits = self.clock.now_ms, self._limits
         while True:
             try:
                 message = await self._socket.receive()
             except SocketClosed as e:
+                if e.code == CLOSE_TOO_BIG:  # the server refused an oversized message
+                    self._message_too_big()
                 self.dispatch(ev.SocketClosed(e.code))
                 return
+            limits.last_inbound_ms = now_ms()
             parsed = parse_message(message)
             if type(parsed) is Media:
                 self._on_media(parsed)
@@ -320,10 +363,12 @@ class CallRuntime:
                 self._violation(parsed.reason, parsed.detail)
 
     def _on_media(self, media: Media) -> None:
-        if self.machine.state not in _AUDIO_STATES:
+        started = self.machine.stream_sid
+        # No started stream (none yet, or its start was rejected): no audio gets in.
+        if started is None or self.machine.state not in _AUDIO_STATES:
             self.dispatch(ev.MediaReceived(media.track, media.chunk or 0))
             return
-        if media.stream_sid is not None and media.stream_sid != self.machine.stream_sid:
+        if media.stream_sid is not None and media.stream_sid != started:
             self._violation("stream_sid_mismatch", f"media for {media.stream_sid}")
             return
         self._check_sequence(media.sequence_number)
@@ -346,9 +391,19 @@ class CallRuntime:
             self._violation("stream_sid_mismatch", f"{event.trigger} for {envelope.stream_sid}")
             return
         if isinstance(event, ev.StreamStarted) and started is None:
+            rejection = stream_token_problem(self.config.stream_key, event.custom_parameters)
+            self._check_sequence(envelope.sequence_number)
+            if rejection is not None:
+                self.dispatch(ev.StreamRejected(rejection, event.stream_sid, event.call_sid))
+                return
             self.call_sid = event.call_sid or None
-            self.custom_parameters = dict(event.custom_parameters)
+            params = event.custom_parameters
+            self.custom_parameters = dict(params)  # the agent's own; the log's are masked
+            logged = loggable_parameters(params, mask_phone_numbers=self.config.mask_phone_numbers)
+            self._logged_parameters = logged
             self._encoder = OutboundEncoder(event.stream_sid)
+            self.dispatch(dataclasses.replace(event, custom_parameters=logged))
+            return
         self._check_sequence(envelope.sequence_number)
         self.dispatch(event)
 

@@ -1,8 +1,24 @@
-"""Per-call settings: read-only, shared by every call of a server."""
+"""Server and per-call settings: read-only, shared by every call of a server.
+
+- `CallConfig`: what each `CallRuntime` needs (timeouts, limits, the stream-token key).
+- `Limits`: the abuse limits of a server, as a user sets them.
+- `SecuritySettings`: who may open `/voice`, and what the log may show.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from fsm_voice.errors import ConfigError
+from fsm_voice.security import Secret
+
+__all__ = ["CallConfig", "Limits", "SecuritySettings", "derive_stream_key", "env_flag"]
+
+_STREAM_KEY_LABEL = b"fsm-voice stream token key v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +33,112 @@ class CallConfig:
     max_violations: int = 100  # protocol violations on one socket before we close it
     audio_chunk_frames: int = 50  # frames per recorded audio chunk (50 × 20 ms = 1 s)
     max_buffered_frames: int = 3_000  # per caller-audio subscriber (60 s) before dropping
+    max_message_bytes: int = 256 * 1024  # the server closes a bigger message with 1009
+    max_call_ms: int = 0  # the call is hung up this long after the socket opened; 0: never
+    idle_stream_ms: int = 0  # no inbound message for this long hangs up; 0: never
+    # With a key, `start` must carry <Parameter>s `call_id` and `token` that
+    # `security.call_token_valid` accepts, or the socket is closed with 1008.
+    stream_key: Secret | None = None
+    mask_phone_numbers: bool = False  # phone numbers reach the log as +********4567
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one server lets a caller (or an attacker) use. 0 means no limit."""
+
+    max_message_bytes: int = 256 * 1024  # Twilio's messages are < 1 KiB; closes with 1009
+    max_concurrent_calls: int = 0  # one more upgrade is refused with HTTP 503
+    max_call_ms: int = 0  # Twilio's own cap on a call is 4 hours
+    idle_stream_ms: int = 0  # Twilio sends media every 20 ms: seconds of nothing is dead
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_concurrent_calls", "max_call_ms", "idle_stream_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"limit {name} must be ≥ 0, not {getattr(self, name)}")
+        if self.max_message_bytes == 0:
+            raise ConfigError("limit max_message_bytes must be > 0")
+
+    def apply_to(self, config: CallConfig) -> CallConfig:
+        """`config` with this server's per-call limits."""
+        return replace(
+            config,
+            max_message_bytes=self.max_message_bytes,
+            max_call_ms=self.max_call_ms,
+            idle_stream_ms=self.idle_stream_ms,
+        )
+
+
+def derive_stream_key(auth_token: Secret) -> Secret:
+    """The stream-token key derived from the auth token, when none is configured.
+
+    A separate key (not the auth token itself), so a stream token never acts as an
+    oracle for the account's credential. Everything that issues tokens (the TwiML) and
+    everything that checks them (`/voice`) derives the same key from the same token.
+    """
+    digest = hmac.new(auth_token.reveal().encode(), _STREAM_KEY_LABEL, hashlib.sha256)
+    return Secret(digest.hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """Who may open `/voice` and what reaches the log.
+
+    With an `auth_token`, every upgrade must carry a valid `X-Twilio-Signature` over
+    `public_url` (the `wss://` URL Twilio was given; without it, `wss://` + the Host
+    header + the path) or it is refused with 403 before the socket is accepted.
+    `insecure_dev` turns the signature and stream-token checks off, loudly: a warning
+    at startup and an `upgrade_accepted` event with `"verified": false` on every call.
+    """
+
+    auth_token: Secret | None = None
+    public_url: str | None = None
+    stream_key: Secret | None = None  # None: derived from the auth token
+    insecure_dev: bool = False
+    mask_phone_numbers: bool = False
+
+    @property
+    def verifies(self) -> bool:
+        """Whether upgrades are checked (a token is configured and not switched off)."""
+        return self.auth_token is not None and not self.insecure_dev
+
+    @property
+    def effective_stream_key(self) -> Secret | None:
+        """The key `start` tokens are checked with; None when they are not checked."""
+        if self.insecure_dev:
+            return None
+        if self.stream_key is not None:
+            return self.stream_key
+        return derive_stream_key(self.auth_token) if self.auth_token is not None else None
+
+    @property
+    def unverified_reason(self) -> str | None:
+        """Why upgrades are not checked, or None when they are."""
+        if self.insecure_dev:
+            return "insecure_dev"
+        return None if self.auth_token is not None else "no_auth_token"
+
+    def apply_to(self, config: CallConfig) -> CallConfig:
+        """`config` with this server's stream key and phone masking."""
+        return replace(
+            config,
+            stream_key=self.effective_stream_key,
+            mask_phone_numbers=self.mask_phone_numbers,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SecuritySettings:
+        """TWILIO_AUTH_TOKEN, VOICE_STREAM_URL, FSM_VOICE_STREAM_KEY, FSM_VOICE_INSECURE=1,
+        FSM_VOICE_MASK_PHONE_NUMBERS=1."""
+        env = os.environ if environ is None else environ
+        return cls(
+            auth_token=Secret.from_env("TWILIO_AUTH_TOKEN", env),
+            public_url=env.get("VOICE_STREAM_URL") or None,
+            stream_key=Secret.from_env("FSM_VOICE_STREAM_KEY", env),
+            insecure_dev=env_flag(env.get("FSM_VOICE_INSECURE", "")),
+            mask_phone_numbers=env_flag(env.get("FSM_VOICE_MASK_PHONE_NUMBERS", "")),
+        )
+
+
+def env_flag(value: str) -> bool:
+    """An on/off environment variable: 1, true, yes or on (any case) is on."""
+    return value.strip().lower() in ("1", "true", "yes", "on")

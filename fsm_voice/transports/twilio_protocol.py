@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from fsm_voice.call import events as ev
+from fsm_voice.security import mask_phone
 
-__all__ = ["Media", "OutboundEncoder", "Violation", "parse_message"]
+__all__ = [
+    "Media",
+    "OutboundEncoder",
+    "Violation",
+    "is_secret_parameter",
+    "loggable_parameters",
+    "parse_message",
+]
 
 MAX_MEDIA_PAYLOAD_BYTES = 64 * 1024  # Twilio sends 160-byte frames; refuse absurd ones
 
@@ -212,3 +222,37 @@ class OutboundEncoder:
 
     def clear(self) -> str:
         return self._clear
+
+
+# <Parameter> names whose values are credentials: the per-call `token` we issue, and
+# whatever a user passes that looks like one. Never logged, never handed to the agent.
+_SECRET_NAME = re.compile(r"token|secret|passw|signature|credential|api_?key|auth", re.I)
+# Twilio's own names for the caller and the called number, and ours.
+_PHONE_NAMES = frozenset(("from", "to", "caller", "called", "forwardedfrom"))
+_PHONE_VALUE = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
+
+
+def is_secret_parameter(name: str) -> bool:
+    """Whether a custom parameter named `name` holds a credential."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def loggable_parameters(
+    params: Mapping[str, str], *, mask_phone_numbers: bool = False
+) -> dict[str, str]:
+    """`params` as the event log may show them.
+
+    Credentials become `****`; with `mask_phone_numbers`, the caller/called numbers
+    (and any value shaped like a phone number) keep only their last four digits.
+    """
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if is_secret_parameter(name):
+            out[name] = "****"
+        elif mask_phone_numbers and (
+            name.lower() in _PHONE_NAMES or _PHONE_VALUE.fullmatch(value) is not None
+        ):
+            out[name] = mask_phone(value)
+        else:
+            out[name] = value
+    return out

@@ -1,7 +1,9 @@
 """The Twilio Media Streams WebSocket endpoint (`/voice`) on Starlette.
 
 Each accepted socket gets its own `CallRuntime`; calls share only the read-only
-config, the clock and the event-log writer.
+config, the clock and the event-log writer. Before a socket is accepted the endpoint
+checks the upgrade (`X-Twilio-Signature`, the concurrent-call limit) and refuses a bad
+one with a plain HTTP response: nothing of it reaches a call.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from starlette.types import Receive, Scope, Send
@@ -17,9 +20,10 @@ from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.call import Agent, CallRuntime
-from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.socket import CLOSE_ABNORMAL, CLOSE_NORMAL
+from fsm_voice.transports.upgrade import UpgradeRefusal, check_upgrade, refuse_upgrade
 
 
 class AsgiSocket:
@@ -68,7 +72,11 @@ class AsgiSocket:
 
 @dataclass
 class VoiceEndpoint:
-    """The `/voice` handler: one `CallRuntime` per accepted socket."""
+    """The `/voice` handler: one `CallRuntime` per accepted socket.
+
+    `config` is used as given; `create_app` folds `security` and `limits` into it.
+    `security=None` (the library default) checks nothing and logs nothing about it.
+    """
 
     log: EventLog
     clock: Clock
@@ -76,10 +84,15 @@ class VoiceEndpoint:
     config: CallConfig = field(default_factory=CallConfig)
     agent: Agent | None = None
     machine_name: str | None = None
-    machine_version: str | None = None  # e.g. the content hash of the machine file
+    machine_version: str | None = None
     on_call: Callable[[CallHandle], None] | None = None
+    security: SecuritySettings | None = None
+    limits: Limits = field(default_factory=Limits)
     calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
     finished: list[str] = field(default_factory=list)  # call ids, in the order they ended
+    refused: list[str] = field(default_factory=list)  # ids of the refused upgrades' rows
+    # Sockets accepted and not yet finished, counted before any await.
+    admitted: int = field(default=0, init=False)
     _changed: anyio.Event | None = None  # made on the loop, when first needed
 
     async def wait_finished(self, count: int) -> None:
@@ -95,7 +108,22 @@ class VoiceEndpoint:
             return
         if (await receive())["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
+        refusal, admission = check_upgrade(
+            scope, self.security, self.admitted, self.limits.max_concurrent_calls
+        )
+        if refusal is not None:
+            await self._refuse(scope, send, refusal)
+            return
+        self.admitted += 1  # before the first await: a burst of upgrades cannot overshoot
+        try:
+            await send({"type": "websocket.accept"})
+            await self._run_call(receive, send, admission)
+        finally:
+            self.admitted -= 1
+
+    async def _run_call(
+        self, receive: Receive, send: Send, admission: dict[str, Any] | None
+    ) -> None:
         call_id = self.ids.new_id("FV")
         runtime = CallRuntime(
             AsgiSocket(receive, send),
@@ -106,6 +134,7 @@ class VoiceEndpoint:
             agent=self.agent,
             machine_name=self.machine_name,
             machine_version=self.machine_version,
+            admission=admission,
         )
         self.calls[call_id] = runtime
         try:
@@ -115,6 +144,16 @@ class VoiceEndpoint:
         finally:
             del self.calls[call_id]
             self.finished.append(call_id)
-            if self._changed is not None:
-                self._changed.set()
-                self._changed = None
+            self._notify()
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: UpgradeRefusal) -> None:
+        """Answer the upgrade with an HTTP error and record it as a call that never began."""
+        call_id = self.ids.new_id("FV")
+        await refuse_upgrade(scope, send, refusal, self.log, call_id, self.clock, self.machine_name)
+        self.refused.append(call_id)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None

@@ -1,0 +1,73 @@
+"""What a call refuses: a `start` without its token, and a call past its limits.
+
+Both live outside `CallRuntime` so the runtime only asks and acts: the limits are
+timers on the call's clock (never per-frame work; the read loop only stamps the time
+of each message), and the token check is a pure function of the `start` parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from fsm_voice.clock import Clock, TimerHandle
+from fsm_voice.runtime.config import CallConfig
+from fsm_voice.security import Secret, call_token_valid
+
+__all__ = ["LimitWatch", "stream_token_problem"]
+
+# (limit name, its value in ms, the call's end reason)
+OnLimit = Callable[[str, int, str], None]
+
+
+def stream_token_problem(key: Secret | None, params: Mapping[str, str]) -> str | None:
+    """Why a `start` with these <Parameter>s may not join a call; None when it may.
+
+    The TwiML that opens the stream carries `call_id` and `token`
+    (`security.call_token(key, call_id)`), so a leaked stream URL alone lets no one in.
+    """
+    if key is None:
+        return None
+    call_id, token = params.get("call_id"), params.get("token")
+    if not call_id:
+        return "stream_call_id_missing"
+    if not token:
+        return "stream_token_missing"
+    return None if call_token_valid(key, call_id, token) else "stream_token_invalid"
+
+
+class LimitWatch:
+    """The maximum call duration and the idle-stream timeout of one call."""
+
+    def __init__(self, clock: Clock, config: CallConfig, on_limit: OnLimit) -> None:
+        self._clock = clock
+        self._max_call_ms = config.max_call_ms
+        self._idle_ms = config.idle_stream_ms
+        self._on_limit = on_limit
+        self._timers: dict[str, TimerHandle] = {}
+        self.last_inbound_ms = 0  # stamped by the read loop for each message
+
+    def start(self) -> None:
+        if self._max_call_ms > 0:
+            self._timers["max_call"] = self._clock.call_later(self._max_call_ms, self._too_long)
+        if self._idle_ms > 0:
+            self.last_inbound_ms = self._clock.now_ms()
+            self._timers["idle"] = self._clock.call_later(self._idle_ms, self._check_idle)
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _too_long(self) -> None:
+        self._timers.pop("max_call", None)
+        self._on_limit("max_call_ms", self._max_call_ms, "max_call_duration")
+
+    def _check_idle(self) -> None:
+        # One timer, re-armed for the time still left, instead of one reset per frame.
+        quiet_ms = self._clock.now_ms() - self.last_inbound_ms
+        if quiet_ms >= self._idle_ms:
+            self._timers.pop("idle", None)
+            self._on_limit("idle_stream_ms", self._idle_ms, "idle_timeout")
+        else:
+            left = self._idle_ms - quiet_ms
+            self._timers["idle"] = self._clock.call_later(left, self._check_idle)

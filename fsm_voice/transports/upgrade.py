@@ -1,0 +1,132 @@
+"""Checking a `/voice` WebSocket upgrade before it is accepted, and refusing it.
+
+Twilio signs the upgrade request of a Media Stream like any webhook: HMAC-SHA1 of the
+URL it was given in `<Stream url="wss://…">` (a GET, so no POST parameters), keyed by
+the account's auth token, in `X-Twilio-Signature`. A server behind a proxy or a tunnel
+sees another scheme, host or port than Twilio used, so the URL checked is the public
+one from the settings, with the request's path and query added where it has none.
+
+A refusal is answered with a plain HTTP response (ASGI's WebSocket denial response
+where the server supports it, else a close before accept, which is a 403) and
+recorded in the log as a call that never began: one `upgrade_rejected` event with
+the reason. The signature and the token are never written anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from starlette.types import Scope, Send
+
+from fsm_voice.clock import Clock
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.records import CallRecord, EventRecord
+from fsm_voice.runtime.config import SecuritySettings
+from fsm_voice.security import twilio_signature_valid
+
+__all__ = ["UpgradeRefusal", "check_upgrade", "refuse_upgrade", "signed_url"]
+
+_SIGNATURE_HEADER = b"x-twilio-signature"
+_DENIAL_EXTENSION = "websocket.http.response"
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRefusal:
+    status: int  # the HTTP status the upgrade is answered with
+    reason: str  # a stable snake_case name, the call's end reason in the log
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def signed_url(scope: Scope, public_url: str | None) -> str:
+    """The URL Twilio signed for this upgrade request."""
+    path = str(scope.get("root_path", "")) + str(scope["path"])
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    if public_url is None:
+        host = _header(scope, b"host") or ""
+        return str(urlunsplit(("wss", host, path, query, "")))
+    public = urlsplit(public_url)
+    return str(
+        urlunsplit(
+            (
+                public.scheme,
+                public.netloc,
+                public.path if public.path not in ("", "/") else path,
+                public.query or query,
+                "",
+            )
+        )
+    )
+
+
+def check_upgrade(
+    scope: Scope,
+    security: SecuritySettings | None,
+    admitted: int,
+    max_concurrent_calls: int,
+) -> tuple[UpgradeRefusal | None, dict[str, Any] | None]:
+    """(why the upgrade is refused, or None; what to log about its admission, or None).
+
+    The signature is checked first: an unsigned stranger gets a 403 whether or not
+    the server is full, and learns nothing about its load.
+    """
+    admission: dict[str, Any] | None = None
+    if security is not None and security.verifies:
+        assert security.auth_token is not None  # `verifies` says so
+        signature = _header(scope, _SIGNATURE_HEADER)
+        if not signature:
+            return UpgradeRefusal(403, "signature_missing"), None
+        url = signed_url(scope, security.public_url)
+        if not twilio_signature_valid(security.auth_token, url, None, signature):
+            return UpgradeRefusal(403, "signature_invalid"), None
+        admission = {"verified": True}
+    elif security is not None:
+        admission = {"verified": False, "reason": security.unverified_reason}
+    if max_concurrent_calls and admitted >= max_concurrent_calls:
+        return UpgradeRefusal(503, "too_many_calls"), None
+    return None, admission
+
+
+async def refuse_upgrade(
+    scope: Scope,
+    send: Send,
+    refusal: UpgradeRefusal,
+    log: EventLog,
+    call_id: str,
+    clock: Clock,
+    machine: str | None,
+) -> None:
+    """Answer the upgrade with `refusal.status` and log it under `call_id`."""
+    wall_ms = clock.wall_ms()
+    client = scope.get("client")
+    data: dict[str, Any] = {
+        "reason": refusal.reason,
+        "status": refusal.status,
+        "path": scope["path"],  # not the query: it is the caller's to fill
+        "client": f"{client[0]}:{client[1]}" if client else None,
+    }
+    log.open_call(CallRecord(call_id, wall_ms, machine=machine))
+    log.append(EventRecord(call_id, 0, 0, wall_ms, "runtime", "upgrade_rejected", data))
+    log.update_call(
+        call_id,
+        ended_wall_ms=wall_ms,
+        duration_ms=0,
+        end_reason=refusal.reason,
+        outcome="rejected",
+    )
+    if _DENIAL_EXTENSION in scope.get("extensions", {}):
+        body = f"{refusal.reason}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        await send(
+            {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:  # a close before accept: the server answers 403
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.reason})
