@@ -256,6 +256,16 @@ class FakeElevenLabs:
             await socket.close(1011 if session.closed_by == "drop" else 1000)
         await self._notify()
 
+    def _commit(self, session: SttSession, vad: _Vad) -> None:
+        """The VAD ended an utterance: commit the next scripted line (with word times
+        too when the session asked for `include_timestamps`)."""
+        script = self.script
+        text = script[self._utterances] if self._utterances < len(script) else ""
+        self._utterances += 1
+        session.outbox.put_nowait({"message_type": "committed_transcript", "text": text})
+        if session.query.get("include_timestamps") == "true":
+            session.outbox.put_nowait(_with_timestamps(text, vad))
+
     async def _write(self, session: SttSession) -> None:
         socket = session.socket
         assert socket is not None
@@ -283,15 +293,7 @@ class FakeElevenLabs:
                             {"message_type": "partial_transcript", "text": "…"}
                         )
                     else:
-                        text = (
-                            self.script[self._utterances]
-                            if self._utterances < len(self.script)
-                            else ""
-                        )
-                        self._utterances += 1
-                        session.outbox.put_nowait(
-                            {"message_type": "committed_transcript", "text": text}
-                        )
+                        self._commit(session, vad)
                 limit = self.session_limit_ms
                 if limit is not None and len(session.audio) >= limit * SAMPLE_RATE // 1000:
                     session.outbox.put_nowait(
@@ -305,6 +307,23 @@ class FakeElevenLabs:
             session.closed_by = session.closed_by or "client"
 
 
+def _with_timestamps(text: str, vad: _Vad) -> dict[str, Any]:
+    """The committed transcript again, its words spread over the utterance's audio."""
+    words = text.split() or [""]
+    step = (vad.end_s - vad.start_s) / len(words)
+    items = [
+        {
+            "text": word,
+            "start": round(vad.start_s + i * step, 3),
+            "end": round(vad.start_s + (i + 1) * step, 3),
+            "type": "word",
+            "logprob": -0.05,
+        }
+        for i, word in enumerate(words)
+    ]
+    return {"message_type": "committed_transcript_with_timestamps", "text": text, "words": items}
+
+
 class _Vad:
     """Energy endpointing over 20 ms frames: "started" at the first loud frame,
     "ended" after `endpoint_ms` of quiet frames."""
@@ -314,6 +333,9 @@ class _Vad:
         self.endpoint_frames = max(1, endpoint_ms // 20)
         self.in_speech = False
         self.quiet = 0
+        self.frames = 0  # frames seen: the session's audio clock, in 20 ms steps
+        self.start_s = 0.0  # the utterance's first loud frame, in session seconds
+        self.end_s = 0.0  # the end of its last loud frame
         self._carry = b""
 
     def feed(self, audio: bytes) -> list[str]:
@@ -323,10 +345,13 @@ class _Vad:
         self._carry = data[whole:]
         for start in range(0, whole, FRAME_BYTES):
             loud = rms(data[start : start + FRAME_BYTES]) > self.threshold_rms
+            self.frames += 1
             if loud:
                 self.quiet = 0
+                self.end_s = self.frames * 0.02
                 if not self.in_speech:
                     self.in_speech = True
+                    self.start_s = (self.frames - 1) * 0.02
                     events.append("started")
             elif self.in_speech:
                 self.quiet += 1

@@ -120,8 +120,9 @@ async def test_transcribes_ulaw_with_vad_commits(fake: tuple[FakeElevenLabs, str
     assert transcript.text == "yes please"
     kinds = [k for k, _ in listener.events if k in ("speech_started", "recognizing", "committed")]
     assert kinds == ["speech_started", "recognizing", "committed"]
-    # times are call times, as far as the audio had gone when the service spoke
-    assert (transcript.start_ms, transcript.end_ms) == (1600, 2000)
+    # word timestamps (seconds into the session's audio) placed in the call: the tone
+    assert (transcript.start_ms, transcript.end_ms) == (1200, 1600)
+    assert transcript.confidence == 0.951  # exp(mean word logprob)
     await received(server, len(audio))
     (session,) = server.sessions
     assert bytes(session.audio) == audio  # μ-law in, as it came: nothing transcoded
@@ -130,6 +131,7 @@ async def test_transcribes_ulaw_with_vad_commits(fake: tuple[FakeElevenLabs, str
     assert session.query["audio_format"] == "ulaw_8000"
     assert session.query["commit_strategy"] == "vad"
     assert session.query["language_code"] == "fi"
+    assert session.query["include_timestamps"] == "true"
     await stt.stop()
     assert listener.state() == "closed"
     await server.wait_for(lambda: session.closed_by == "client")
@@ -292,7 +294,7 @@ async def test_the_reconnect_buffer_is_bounded_and_its_loss_reported(
 async def test_echo_after_the_agent_stops_is_discarded(fake: tuple[FakeElevenLabs, str]) -> None:
     server, base_url = fake
     listener, clock = Listener(), VirtualClock()
-    stt = recognizer(base_url, clock, echo_discard_ms=400)
+    stt = recognizer(base_url, clock, echo_discard_ms=400, timestamps=False)
     await stt.start(listener)
     stt.set_speaking(True)
     await clock.advance(2000)
@@ -430,3 +432,44 @@ def test_the_machine_can_retry_at_once_then_back_off() -> None:
     assert [machine.retry_delay_ms(n) for n in (1, 2, 3, 4)] == [0, 1000, 2000, 4000]
     plain = pm.ProviderMachine("stt:test")
     assert [plain.retry_delay_ms(n) for n in (1, 2, 3)] == [1000, 2000, 4000]
+
+
+async def test_without_timestamps_times_are_estimated_from_the_audio_fed(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
+    server, base_url = fake
+    listener, clock = Listener(), VirtualClock()
+    stt = recognizer(base_url, clock, timestamps=False)
+    await stt.start(listener)
+    t = feed(stt, silence(200) + tone(400), 1000)
+    await listener.until(lambda: "speech_started" in dict(listener.events))
+    feed(stt, silence(400), t)
+    await listener.until(lambda: bool(listener.committed))
+    (transcript,) = listener.committed
+    # as far as the audio had gone when the service spoke: an upper bound
+    assert (transcript.text, transcript.start_ms, transcript.end_ms) == ("yes please", 1600, 2000)
+    assert transcript.confidence is None
+    assert "include_timestamps" not in server.sessions[0].query or (
+        server.sessions[0].query["include_timestamps"] == "false"
+    )
+    await stt.stop()
+
+
+async def test_word_times_stay_right_across_a_reconnect_and_a_gap(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
+    server, base_url = fake
+    listener, clock = Listener(), VirtualClock()
+    stt = recognizer(base_url, clock)
+    await stt.start(listener)
+    t = feed(stt, silence(400), 0)
+    await received(server, 400 * 8)
+    server.drop()
+    await listener.until(lambda: listener.state() == "reconnecting")
+    # the line lost 1 s (no frames from 400 to 1400 ms), then the caller speaks
+    feed(stt, silence(100) + tone(300) + silence(400), t + 1000)
+    await clock.advance(1000)
+    await listener.until(lambda: bool(listener.committed))
+    (transcript,) = listener.committed
+    assert (transcript.start_ms, transcript.end_ms) == (1500, 1800)
+    await stt.stop()

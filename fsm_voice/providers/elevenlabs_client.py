@@ -228,6 +228,7 @@ async def open_scribe(
     on_close: CloseHandler,
     *,
     vad_silence_threshold_secs: float | None = None,
+    include_timestamps: bool = False,
 ) -> ScribeSession:
     """Open a Scribe realtime session (μ-law 8 kHz in, VAD commits) with the SDK.
 
@@ -240,6 +241,7 @@ async def open_scribe(
         "sample_rate": 8000,
         "commit_strategy": CommitStrategy.VAD,
         "language_code": settings.language_code,
+        "include_timestamps": include_timestamps,
     }
     if vad_silence_threshold_secs is not None:
         options["vad_silence_threshold_secs"] = vad_silence_threshold_secs

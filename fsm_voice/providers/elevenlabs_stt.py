@@ -4,7 +4,11 @@ One session per call, opened with the SDK's realtime client: caller μ-law 8 kHz
 in as it arrives (`audio_format=ulaw_8000`, no transcoding), the service's VAD commits
 utterances (`commit_strategy=vad`). The first non-empty `partial_transcript` of an
 utterance is `on_speech_started` (barge-in), every partial is `on_recognizing`, a
-`committed_transcript` is `on_committed`.
+committed transcript is `on_committed`. With `timestamps` (the default) the session asks
+for `include_timestamps` and commits on `committed_transcript_with_timestamps`: its
+word times (seconds into the session's audio) become the transcript's call times
+through a `SessionTimeline` (right across reconnects and lost frames), and the words'
+mean logprob its confidence; without, the times are those of the audio fed so far.
 
 Echo: a commit or partial that arrives within `echo_discard_ms` (400 ms) after the agent
 stops speaking is the tail of the agent's own voice on the line, not the caller: it is
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import deque
+import math
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,7 @@ from fsm_voice.clock import Clock, SystemClock, TimerHandle
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.elevenlabs_backlog import BYTES_PER_MS, CallerBacklog, SessionTimeline
 from fsm_voice.providers.elevenlabs_client import (
     SESSION_LIMIT,
     TERMINAL,
@@ -52,8 +57,6 @@ from fsm_voice.providers.elevenlabs_client import (
 from fsm_voice.security import Secret
 
 __all__ = ["ElevenLabsRecognizer"]
-
-_BYTES_PER_MS = 8  # μ-law 8 kHz: one byte per sample
 
 
 class ElevenLabsRecognizer:
@@ -73,6 +76,7 @@ class ElevenLabsRecognizer:
         max_chunk_ms: int = 200,
         connect_timeout_ms: int = 10_000,
         vad_silence_threshold_secs: float | None = None,
+        timestamps: bool = True,
         max_retries: int = 5,
         cap_ms: int = 16_000,
         immediate_first_retry: bool = False,
@@ -90,8 +94,8 @@ class ElevenLabsRecognizer:
         )
         self.echo_discard_ms = echo_discard_ms
         self.renew_after_speaking_ms = renew_after_speaking_ms
-        self.max_buffer_bytes = max_buffer_ms * _BYTES_PER_MS
-        self.max_chunk_bytes = max_chunk_ms * _BYTES_PER_MS
+        self.backlog = CallerBacklog(max_buffer_ms * BYTES_PER_MS, max_chunk_ms * BYTES_PER_MS)
+        self.timestamps = timestamps
         self.connect_timeout_ms = connect_timeout_ms
         self.vad_silence_threshold_secs = vad_silence_threshold_secs
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -111,9 +115,7 @@ class ElevenLabsRecognizer:
         self._session: ScribeSession | None = None
         self._generation = 0  # which session's callbacks still count
         self._ready: asyncio.Future[str] | None = None  # the session id, once started
-        self._pending: deque[bytes] = deque()  # caller audio not yet sent, oldest first
-        self._pending_bytes = 0
-        self._dropped_since_connect = 0
+        self._timeline = SessionTimeline()  # the current session's audio in call time
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._retry_timer: TimerHandle | None = None
@@ -141,20 +143,14 @@ class ElevenLabsRecognizer:
     def feed(self, mulaw: bytes, t_ms: int) -> None:
         if not mulaw or self._listener is None or self.machine.state in pm.FINAL:
             return
-        self._call_now_ms = t_ms + len(mulaw) // _BYTES_PER_MS
-        self._pending.append(mulaw)
-        self._pending_bytes += len(mulaw)
-        overflow = 0
-        while self._pending_bytes > self.max_buffer_bytes:
-            oldest = self._pending.popleft()
-            self._pending_bytes -= len(oldest)
-            overflow += len(oldest)
+        self._call_now_ms = t_ms + len(mulaw) // BYTES_PER_MS
+        first_loss = not self.backlog.dropped
+        overflow = self.backlog.add(t_ms, mulaw)
         if overflow:
-            if not self._dropped_since_connect and self._listener is not None:
-                limit_ms = self.max_buffer_bytes // _BYTES_PER_MS
+            if first_loss:  # once per outage; the total goes with the reconnect's state
+                limit_ms = self.backlog.max_bytes // BYTES_PER_MS
                 reason = f"audio buffer full ({limit_ms} ms): dropping the oldest caller audio"
                 self._listener.on_error(reason, False)
-            self._dropped_since_connect += overflow
             self.dropped_bytes += overflow
         self._wakeup.set()
 
@@ -183,37 +179,28 @@ class ElevenLabsRecognizer:
         self._sender = None
         # What is left are sessions closing: let them finish their close handshake.
         await asyncio.gather(*stopping, *self._tasks, return_exceptions=True)
-        self._pending.clear()
-        self._pending_bytes = 0
+        self.backlog.clear()
 
     # --- sending caller audio, in order, whenever a session is streaming ---
 
     async def _send_loop(self) -> None:
         while True:
             session = self._session
-            if session is None or not self.machine.is_streaming or not self._pending:
+            if session is None or not self.machine.is_streaming or not self.backlog:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            chunk = self._take_chunk()
+            t_ms, chunk = self.backlog.take()
             generation = self._generation
             try:
                 await session.send(chunk)
             except ElevenLabsError as error:
-                self._pending.appendleft(chunk)  # not lost: it goes to the next session
-                self._pending_bytes += len(chunk)
+                self.backlog.put_back((t_ms, chunk))  # not lost: it goes to the next session
                 if generation == self._generation:
                     self._dropped(f"socket closed: {error.detail}")
-
-    def _take_chunk(self) -> bytes:
-        """Frames from the front of the buffer, up to `max_chunk_bytes` (at least one)."""
-        parts = [self._pending.popleft()]
-        size = len(parts[0])
-        while self._pending and size + len(self._pending[0]) <= self.max_chunk_bytes:
-            parts.append(self._pending.popleft())
-            size += len(parts[-1])
-        self._pending_bytes -= size
-        return b"".join(parts)
+                continue
+            if generation == self._generation:
+                self._timeline.sent(t_ms, len(chunk))
 
     # --- sessions ---
 
@@ -233,6 +220,7 @@ class ElevenLabsRecognizer:
                     functools.partial(self._on_message, generation),
                     functools.partial(self._on_close, generation),
                     vad_silence_threshold_secs=self.vad_silence_threshold_secs,
+                    include_timestamps=self.timestamps,
                 )
                 if generation == self._generation:
                     self._session = session
@@ -261,12 +249,12 @@ class ElevenLabsRecognizer:
             return
         self.sessions_opened += 1
         self._speech_start_ms = None
-        queued_ms = self._pending_bytes // _BYTES_PER_MS
+        self._timeline = SessionTimeline()
+        queued_ms = self.backlog.size // BYTES_PER_MS
         detail = f"session {session_id}, attempt {attempt}; {queued_ms} ms of caller audio to send"
-        if self._dropped_since_connect:
-            dropped_ms = self._dropped_since_connect // _BYTES_PER_MS
+        dropped_ms = self.backlog.take_dropped() // BYTES_PER_MS
+        if dropped_ms:
             detail += f", {dropped_ms} ms dropped (buffer full)"
-        self._dropped_since_connect = 0
         self._execute(self.machine.fire(pm.Connected(session_id)), detail)
         self._wakeup.set()
 
@@ -279,10 +267,13 @@ class ElevenLabsRecognizer:
                 ready.set_result(str(data.get("session_id", "")))
         elif kind == "partial_transcript":
             self._partial(str(data.get("text", "")))
-        elif kind == "committed_transcript":
-            self._committed(str(data.get("text", "")))
-        elif kind == "committed_transcript_with_timestamps":
-            pass  # the same utterance as its committed_transcript (asked for by none)
+        elif kind == "committed_transcript" and not self.timestamps:
+            self._committed(str(data.get("text", "")), None)
+        elif kind == "committed_transcript_with_timestamps" and self.timestamps:
+            # The same utterance as the committed_transcript before it, with word times.
+            self._committed(str(data.get("text", "")), data.get("words"))
+        elif kind.startswith("committed_transcript"):
+            pass  # the other form of the same utterance
         elif kind == SESSION_LIMIT:
             self._renew("session time limit")
         else:  # an error message type (or the SDK's report of a failed socket)
@@ -340,11 +331,21 @@ class ElevenLabsRecognizer:
             listener.on_speech_started(self._speech_start_ms)
         listener.on_recognizing(text)
 
-    def _committed(self, text: str) -> None:
+    def _committed(self, text: str, words: Any) -> None:
         listener = self._listener
         start_ms = self._speech_start_ms if self._speech_start_ms is not None else self._call_now_ms
+        end_ms = self._call_now_ms
+        confidence = None
+        spoken = [w for w in words or () if isinstance(w, dict) and w.get("type", "word") == "word"]
+        if spoken and spoken[0].get("start") is not None and spoken[-1].get("end") is not None:
+            # Word times are seconds into this session's audio: place them in the call.
+            start_ms = self._timeline.to_call_ms(float(spoken[0]["start"]) * 1000)
+            end_ms = self._timeline.to_call_ms(float(spoken[-1]["end"]) * 1000)
+            logprobs = [float(w["logprob"]) for w in spoken if w.get("logprob") is not None]
+            if logprobs:
+                confidence = round(math.exp(sum(logprobs) / len(logprobs)), 3)
         self._speech_start_ms = None
-        transcript = Transcript(text.strip(), None, start_ms, self._call_now_ms)
+        transcript = Transcript(text.strip(), confidence, start_ms, end_ms)
         if listener is None:
             return
         if self._in_echo_window():
