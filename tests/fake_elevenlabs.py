@@ -106,6 +106,7 @@ class FakeElevenLabs:
         self._session_plan: deque[str] = deque()  # "stall" | "drop" | an error type
         self._tts_plan: deque[tuple[str, int]] = deque()  # ("fail", status) | ("stall", 0)
         self.tts_paced = False  # one chunk per `release()`
+        self.tts_real_time = False  # stream at the audio's own pace, like the service
         self._tts_gate = asyncio.Semaphore(0)
         self._changed = asyncio.Condition()
         self._utterances = 0
@@ -202,6 +203,8 @@ class FakeElevenLabs:
                     await asyncio.Event().wait()  # never set: the client must time out
                 elif start and action == "cut":
                     raise ConnectionResetError("fake: the connection breaks mid-body")
+                elif start and self.tts_real_time:
+                    await asyncio.sleep(self.chunk_bytes / SAMPLE_RATE)
                 chunk = audio[start : start + self.chunk_bytes]
                 record.sent_bytes += len(chunk)
                 yield chunk

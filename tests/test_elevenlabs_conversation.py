@@ -11,6 +11,7 @@ facts in the log, never timings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,12 @@ from fsm_voice.commands.machines import Providers
 from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.providers.elevenlabs_stt import ElevenLabsRecognizer
 from fsm_voice.providers.elevenlabs_tts import ElevenLabsSynthesizer
 from fsm_voice.providers.scripted import ScriptedSynthesizer
+from fsm_voice.simulator.caller import CallerResult
 from fsm_voice.simulator.caller_script import load_caller_script
 from tests.fake_elevenlabs import API_KEY, FakeElevenLabs
 
@@ -30,28 +33,43 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server, pytest.mark.slow]
 
 
-async def test_appointment_call_on_the_elevenlabs_pair() -> None:
-    script = load_caller_script(ROOT / "callers" / "appointment-happy.yaml")
+async def run_call(
+    name: str, fake: FakeElevenLabs | None = None
+) -> tuple[CallerResult, str | None, list[EventRecord], FakeElevenLabs]:
+    """One caller script against its machine, the agent on the ElevenLabs pair."""
+    script = load_caller_script(ROOT / "callers" / f"{name}.yaml")
     spec = load_machine(ROOT / "machines" / f"{script.machine}.yaml")
-    fake = FakeElevenLabs(script.lines(), ms_per_char=25)
+    fake = fake or FakeElevenLabs(ms_per_char=25)
+    fake.script = script.lines()
     log = MemoryEventLog()
     async with fake.serve() as base_url:
-        options = {"api_key": API_KEY, "base_url": base_url, "environ": {}}
+        options: dict[str, Any] = {"api_key": API_KEY, "base_url": base_url, "environ": {}}
 
         def recognizer() -> SpeechRecognizer:
-            return ElevenLabsRecognizer(**options)  # type: ignore[arg-type]
+            return ElevenLabsRecognizer(**options)
 
-        tts = ElevenLabsSynthesizer(**options)  # type: ignore[arg-type]
+        tts = ElevenLabsSynthesizer(**options)
         kit = Providers(recognizer, tts, ScriptedSynthesizer(), SimulatedTelephony())
         try:
             result, end_state, call_id = await run_demo_call(spec, script, kit, log)
         finally:
             await kit.stop()
+    assert end_state == script.expect.end_state, (result.failure, end_state)
     assert result.failure is None, result.failure
-    assert end_state == script.expect.end_state == "rescheduled"
-    events = list(log.events(call_id))
-    heard = [e.data["text"] for e in events if e.kind == "transcript_committed"]
-    assert heard == ["reschedule", "tuesday", "two o'clock"]
+    return result, end_state, list(log.events(call_id)), fake
+
+
+def conv(events: list[EventRecord], kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in events if e.source == "conversation" and e.kind == kind]
+
+
+async def test_appointment_call_on_the_elevenlabs_pair() -> None:
+    _, end_state, events, fake = await run_call("appointment-happy")
+    assert end_state == "rescheduled"
+    heard = [e.data for e in events if e.kind == "transcript_committed"]
+    assert [h["text"] for h in heard] == ["reschedule", "tuesday", "two o'clock"]
+    # call times from Scribe's word timestamps: each utterance ends after it starts
+    assert all(0 < h["start_ms"] < h["end_ms"] for h in heard)
     stt_states = [
         e.data["state"] for e in events if e.source == "stt" and e.kind == "provider_state_entered"
     ]
@@ -62,7 +80,19 @@ async def test_appointment_call_on_the_elevenlabs_pair() -> None:
     assert len(said) == len(fake.tts_requests) > 3
     assert {r.output_format for r in fake.tts_requests} == {"ulaw_8000"}
     assert all(r.finished for r in fake.tts_requests)
-    # every caller frame went to Scribe: one session, ~all of the call's caller audio
+    # every caller frame went to Scribe, in one session
     (session,) = fake.sessions
     assert session.closed_by == "client"
     assert len(session.audio) >= 8000 * 5  # several seconds of caller audio
+
+
+async def test_barge_in_stops_the_elevenlabs_request_mid_stream() -> None:
+    fake = FakeElevenLabs(ms_per_char=40)
+    fake.tts_real_time = True  # the greeting is still streaming when the caller talks
+    _, end_state, events, fake = await run_call("appointment-bargein", fake)
+    assert end_state == "cancelled"
+    assert conv(events, "prompt_stopped")[0]["reason"] == "barge_in"
+    assert any(e.kind == "clear_sent" for e in events)
+    greeting = fake.tts_requests[0]
+    assert greeting.client_left and not greeting.finished  # the service stopped
+    assert greeting.sent_bytes < len(greeting.text) * 40 * 8

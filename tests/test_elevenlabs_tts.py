@@ -170,6 +170,37 @@ async def test_barge_in_closes_the_http_request(fake: tuple[FakeElevenLabs, str]
     await tts.stop()
 
 
+async def test_cancelling_the_speaker_closes_the_http_request(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
+    """The runner's barge-in cancels the prompt's scope around the iteration."""
+    server, base_url = fake
+    server.tts_paced = True
+    tts = synth(base_url, Seen())
+    first = anyio.Event()
+    scope = anyio.CancelScope()
+
+    async def speak() -> None:
+        with scope:
+            chunks = tts.synthesize("A long answer that the caller interrupts.")
+            try:
+                async for _ in chunks:
+                    first.set()
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
+
+    server.release(1)
+    with anyio.fail_after(GUARD_S):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(speak)
+            await first.wait()
+            scope.cancel()
+        request = server.tts_requests[0]
+        await server.wait_for(lambda: request.client_left)
+    assert not request.finished
+    await tts.stop()
+
+
 async def test_a_stalled_request_times_out_on_the_clock_and_recovers(
     fake: tuple[FakeElevenLabs, str],
 ) -> None:

@@ -177,8 +177,11 @@ class ElevenLabsRecognizer:
         for task in stopping:
             task.cancel()
         self._sender = None
-        # What is left are sessions closing: let them finish their close handshake.
-        await asyncio.gather(*stopping, *self._tasks, return_exceptions=True)
+        # What is left are sessions closing: let them finish their close handshake
+        # (`wait`: if our caller is cancelled, a gather would cancel the closes too).
+        pending = {*stopping, *self._tasks}
+        if pending:
+            await asyncio.wait(pending)
         self.backlog.clear()
 
     # --- sending caller audio, in order, whenever a session is streaming ---

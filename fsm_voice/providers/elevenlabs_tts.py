@@ -173,7 +173,10 @@ class ElevenLabsSynthesizer:
             if timer is not None:
                 timer.cancel()
             producer.cancel()  # closes the HTTP response if it is still streaming
-            await asyncio.gather(producer, return_exceptions=True)
+            # `wait`, not `gather`: when our caller is cancelled (barge-in cancels the
+            # prompt's scope) a cancelled gather cancels the producer again, in the
+            # middle of its close, and the connection is left open, still streaming.
+            await asyncio.wait([producer])
 
     async def _fetch(self, piece: str, queue: asyncio.Queue[object]) -> None:
         try:
