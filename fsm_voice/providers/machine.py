@@ -7,6 +7,7 @@
                     reconnecting ◀───────────────┘
                       │ gave_up, or dropped with no attempts left ──▶ error
     any open state ──stop──▶ closed;  ──fatal──▶ error
+    streaming ──renew──▶ reconnecting (a planned new session: retry at once, no error)
 
 Pure like the call machine: events in, effects out. The adapter executes the effects
 (open the socket / warm the pool, arm the retry timer through the Clock) and reports
@@ -42,6 +43,7 @@ __all__ = [
     "ProviderEffect",
     "ProviderEvent",
     "ProviderMachine",
+    "Renew",
     "ReportError",
     "Retry",
     "ScheduleRetry",
@@ -110,6 +112,16 @@ class GaveUp(ProviderEvent):
 @dataclass(frozen=True, slots=True)
 class Stop(ProviderEvent):
     trigger: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Renew(ProviderEvent):
+    """Replace a healthy session on purpose (the provider's session time limit, or a
+    fresh session after a long agent turn): reconnect at once, not counted as a retry
+    and not reported as an error."""
+
+    trigger: ClassVar[str] = "renew"
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +201,13 @@ class ProviderMachine:
         max_retries: int = 5,
         base_ms: int = 1000,
         cap_ms: int = 16_000,
+        immediate_first_retry: bool = False,
     ) -> None:
         self.jitter = jitter
+        # A dropped socket is usually gone for good on its own (a server restart, a
+        # load balancer), so the first retry may go at once; later ones back off
+        # 1 s, 2 s, 4 s … as usual (off by default: the plain schedule).
+        self.immediate_first_retry = immediate_first_retry
         self.max_retries = max_retries
         self.base_ms = base_ms
         self.cap_ms = cap_ms
@@ -227,9 +244,20 @@ class ProviderMachine:
     def _schedule_retry(self, e: Dropped) -> None:
         self.retries += 1
         self.last_reason = e.reason
-        delay = backoff_ms(self.retries, self.jitter(), base_ms=self.base_ms, cap_ms=self.cap_ms)
+        delay = self.retry_delay_ms(self.retries)
         self._m.emit(ScheduleRetry(self.retries + 1, delay, e.reason))
         self._m.emit(ReportError(e.reason, fatal=False))
+
+    def retry_delay_ms(self, retry: int) -> int:
+        """The delay before retry number `retry` (1, 2, …) under this machine's schedule."""
+        if self.immediate_first_retry:
+            if retry == 1:
+                return 0
+            retry -= 1
+        return backoff_ms(retry, self.jitter(), base_ms=self.base_ms, cap_ms=self.cap_ms)
+
+    def _renew(self, e: Renew) -> None:
+        self._m.emit(ScheduleRetry(self.retries + 1, 0, e.reason))
 
     def _reconnect(self, _: Retry) -> None:
         self._m.emit(Connect(self.retries + 1))
@@ -263,6 +291,8 @@ class ProviderMachine:
             Edge("dropped", live, RECONNECTING, [self._can_retry], [self._schedule_retry]),
             Edge("dropped", live, ERROR, effects=[self._exhausted]),
             Edge("dropped", (IDLE, RECONNECTING, *FINAL), None),  # stale: already handled
+            Edge("renew", STREAMING, RECONNECTING, effects=[self._renew]),
+            Edge("renew", (IDLE, CONNECTING, RECONNECTING, *FINAL), None),  # nothing to renew
             Edge("retry", RECONNECTING, CONNECTING, effects=[self._reconnect]),
             Edge("retry", FINAL, None),  # a timer that lost the race with stop
             Edge("gave_up", (CONNECTING, RECONNECTING), ERROR, effects=[self._gave_up]),
