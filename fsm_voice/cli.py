@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--machine", default="echo", help="a machines/*.yaml file, or echo (default: echo)"
     )
-    serve.add_argument("--providers", default="offline", choices=("offline", "scripted"))
+    serve.add_argument(
+        "--providers",
+        default="offline",
+        choices=("offline", "scripted", "elevenlabs", "azure"),
+        help="speech providers for a machine file (cloud ones read their keys from the env)",
+    )
     serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
     from fsm_voice.commands.serve import add_security_arguments
 

@@ -229,7 +229,12 @@ def add_call_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], d
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
     parser.add_argument("--db", default=db, help="event log (default: %(default)s)")
-    parser.add_argument("--providers", default="offline", choices=("offline", "scripted"))
+    parser.add_argument(
+        "--providers",
+        default="offline",
+        choices=("offline", "scripted", "elevenlabs", "azure"),
+        help="speech providers (cloud ones read their keys from the env)",
+    )
 
 
 def add_twilio_options(parser: argparse.ArgumentParser) -> None:

@@ -17,9 +17,17 @@ from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
 from fsm_voice.runtime.call import Agent
 from fsm_voice.simulator.caller_script import load_caller_script
 
-__all__ = ["Providers", "build_providers", "find_caller_script"]
+__all__ = [
+    "PROVIDER_KINDS",
+    "SERVING_PROVIDERS",
+    "Providers",
+    "build_providers",
+    "find_caller_script",
+]
 
-PROVIDER_KINDS = ("offline", "scripted")
+PROVIDER_KINDS = ("offline", "scripted")  # what demo and the benches can run (no account)
+# what a server can answer calls with: the registry's names (cloud ones need an account)
+SERVING_PROVIDERS = ("offline", "scripted", "elevenlabs", "azure")
 
 
 @dataclass
@@ -70,8 +78,9 @@ def machine_agent(
     idempotent), so the server is up at once and the first call pays the model load.
     """
     spec = load_machine(path)
-    if kind not in PROVIDER_KINDS:
-        raise ConfigError(f"unknown providers {kind!r} (choose from {', '.join(PROVIDER_KINDS)})")
+    if kind not in SERVING_PROVIDERS:
+        known = ", ".join(SERVING_PROVIDERS)
+        raise ConfigError(f"unknown providers {kind!r} (choose from {known})")
     agent = conversation_agent(
         spec,
         recognizer=lambda: create_recognizer(kind),
