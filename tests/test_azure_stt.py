@@ -62,6 +62,9 @@ class Heard:
         self._note("state", state)
         self._note("detail", detail)
 
+    def on_discarded(self, transcript: Transcript, reason: str) -> None:
+        self._note("discarded", (transcript.start_ms, reason))
+
     def of(self, kind: str) -> list[Any]:
         return [value for k, value in self.log if k == kind]
 
@@ -168,6 +171,7 @@ async def test_speech_just_after_the_agent_stops_is_discarded_as_echo(
     await heard.until(lambda: len(heard.of("committed")) == 1)
     await recognizer.stop()
     assert recognizer.echo_discarded == 1
+    assert heard.of("discarded") == [(2200, "echo")]  # the runner logs it
     assert heard.of("speech_started") == [4000]
     # the service heard both; only the one outside the window reached the listener
     assert [t.text for t in heard.of("committed")] == ["tuesday"]

@@ -20,6 +20,7 @@ from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.providers.base import Transcript
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script, parse_caller_script
@@ -310,3 +311,31 @@ async def test_an_sms_in_flight_is_not_lost_when_the_call_ends(tmp_path: Path) -
     hangup = next(e for e in events if e.kind == "hangup_requested" and e.source == "runtime")
     assert completed and completed[0].data["result"]["status"] == "simulated"
     assert completed[0].seq < hangup.seq  # the hangup waited for the carrier
+
+
+async def test_a_transcript_the_recogniser_drops_as_echo_is_logged_not_heard() -> None:
+    """A recogniser's deliberate drop (`on_discarded`, e.g. the cloud STTs' echo window)
+    explains in the log why the machine heard nothing."""
+
+    class EchoDropping(ScriptedRecognizer):
+        async def start(self, listener: Any) -> None:
+            await super().start(listener)
+            listener.on_discarded(Transcript("thank you for calling", None, 900, 1400), "echo")
+
+    agent = conversation_agent(
+        load_machine(ROOT / "machines" / "appointment.yaml"),
+        recognizer=lambda: EchoDropping(["reschedule"]),
+        synthesizer=ScriptedSynthesizer(),
+        telephony=SimulatedTelephony(),
+    )
+    log = MemoryEventLog()
+    async with in_process_call(agent, log=log) as call:
+        await call.sim.hangup()
+        await call.wait_ended()
+    (record,) = log.calls()
+    events = list(log.events(record.call_id))
+    dropped = [e.data for e in events if e.kind == "transcript_discarded"]
+    assert dropped == [
+        {"text": "thank you for calling", "reason": "echo", "start_ms": 900, "end_ms": 1400}
+    ]
+    assert not [e for e in events if e.kind in ("intent_matched", "intent_not_matched")]

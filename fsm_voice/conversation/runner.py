@@ -453,6 +453,20 @@ class _Listener:
             )
         )
 
+    def on_discarded(self, transcript: Transcript, reason: str) -> None:
+        """A transcript the recogniser dropped (e.g. the agent's own voice as echo):
+        logged, never fed to the machine, so the log explains the silence."""
+        self._call.record(
+            "stt",
+            "transcript_discarded",
+            {
+                "text": transcript.text,
+                "reason": reason,
+                "start_ms": transcript.start_ms,
+                "end_ms": transcript.end_ms,
+            },
+        )
+
     def on_error(self, reason: str, fatal: bool) -> None:
         self._call.record("stt", "provider_error", {"reason": reason, "fatal": fatal})
         if fatal:

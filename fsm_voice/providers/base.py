@@ -54,7 +54,12 @@ class Transcript:
 
 
 class SttListener(Protocol):
-    """Receives a recogniser's output. Always called on the event loop thread."""
+    """Receives a recogniser's output. Always called on the event loop thread.
+
+    Optional (looked up with `getattr`, so older listeners need not have it):
+    `on_discarded(transcript, reason)` for a result the recogniser dropped on purpose,
+    e.g. `"echo"`: the agent's own voice heard just after it stopped speaking.
+    """
 
     def on_speech_started(self, t_ms: int) -> None:
         """Voice activity began (barge-in is decided from this)."""
