@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("offline", "scripted", "elevenlabs", "azure"),
         help="speech providers for a machine file (cloud ones read their keys from the env)",
     )
+    serve.add_argument(
+        "--stt-secondary",
+        choices=("offline", "scripted", "elevenlabs", "azure"),
+        help="a second recogniser on the same audio, logged for comparison (secondary_*"
+        " events), never driving the call",
+    )
     serve.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
     from fsm_voice.commands.serve import add_security_arguments
 
@@ -174,6 +180,7 @@ def _run(args: argparse.Namespace) -> int:
             security=security,
             limits=limits,
             twilio=twilio,
+            stt_secondary=args.stt_secondary,
         )
     if args.command == "call":
         from fsm_voice.commands.call import run_call_command

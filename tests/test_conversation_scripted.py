@@ -22,6 +22,7 @@ from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Transcript
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
+from fsm_voice.providers.tee import TeeRecognizer
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script, parse_caller_script
 from fsm_voice.testing import in_process_call
@@ -339,3 +340,37 @@ async def test_a_transcript_the_recogniser_drops_as_echo_is_logged_not_heard() -
         {"text": "thank you for calling", "reason": "echo", "start_ms": 900, "end_ms": 1400}
     ]
     assert not [e for e in events if e.kind in ("intent_matched", "intent_not_matched")]
+
+
+async def test_a_secondary_recogniser_is_logged_for_comparison_and_never_drives_the_call() -> None:
+    """`serve --stt-secondary`: the tee's secondary hears the same caller audio; its
+    results land in the call's log as `secondary_*`, a failure of it changes nothing."""
+    script = load_caller_script(ROOT / "callers" / "appointment-happy.yaml")
+
+    class BrokenSecondary(ScriptedRecognizer):
+        def set_grammar(self, grammar: Any) -> None:
+            raise RuntimeError("secondary lost its socket")
+
+    for secondary, expect_failed in (
+        (ScriptedRecognizer(["cancel", "monday", "noon"]), False),
+        (BrokenSecondary([]), True),
+    ):
+        agent = conversation_agent(
+            load_machine(ROOT / "machines" / "appointment.yaml"),
+            recognizer=lambda s=secondary: TeeRecognizer(ScriptedRecognizer(script.lines()), s),
+            synthesizer=ScriptedSynthesizer(),
+            telephony=SimulatedTelephony(),
+        )
+        log = MemoryEventLog()
+        async with in_process_call(agent, log=log, custom_parameters={"caller": "+1555"}) as call:
+            await ScriptedCaller(call.sim, script, ScriptedSynthesizer(), call.clock).run()
+            await call.wait_ended()
+        (record,) = log.calls()
+        events = list(log.events(record.call_id))
+        assert end_state(events) == "rescheduled"  # the primary drove the call
+        heard = [e.data["text"] for e in events if e.kind == "secondary_transcript_committed"]
+        failed = [e.data for e in events if e.kind == "secondary_failed"]
+        if expect_failed:
+            assert heard == [] and failed and "lost its socket" in failed[0]["error"]
+        else:
+            assert heard == ["cancel", "monday", "noon"] and not failed

@@ -14,6 +14,7 @@ from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.errors import ConfigError
 from fsm_voice.providers import create_recognizer, create_synthesizer
 from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
+from fsm_voice.providers.tee import TeeRecognizer
 from fsm_voice.runtime.call import Agent
 from fsm_voice.simulator.caller_script import load_caller_script
 
@@ -70,7 +71,7 @@ async def build_providers(kind: str, caller_lines: Sequence[str] = ()) -> Provid
 
 
 def machine_agent(
-    path: Path, kind: str, telephony: Telephony | None = None
+    path: Path, kind: str, telephony: Telephony | None = None, secondary: str | None = None
 ) -> tuple[Agent, str, str]:
     """A conversation agent for the machine file at `path` (for `fsm-voice serve`).
 
@@ -81,9 +82,19 @@ def machine_agent(
     if kind not in SERVING_PROVIDERS:
         known = ", ".join(SERVING_PROVIDERS)
         raise ConfigError(f"unknown providers {kind!r} (choose from {known})")
+    if secondary is not None and secondary not in SERVING_PROVIDERS:
+        known = ", ".join(SERVING_PROVIDERS)
+        raise ConfigError(f"unknown secondary STT {secondary!r} (choose from {known})")
+
+    def recognizer() -> SpeechRecognizer:
+        if secondary is None:
+            return create_recognizer(kind)
+        # the secondary hears the same frames and is only logged (`secondary_*`)
+        return TeeRecognizer(create_recognizer(kind), create_recognizer(secondary))
+
     agent = conversation_agent(
         spec,
-        recognizer=lambda: create_recognizer(kind),
+        recognizer=recognizer,
         synthesizer=create_synthesizer(kind),
         telephony=telephony or SimulatedTelephony(),
     )

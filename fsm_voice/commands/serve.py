@@ -122,7 +122,10 @@ def startup_warnings(security: SecuritySettings) -> list[str]:
 
 
 def resolve_agent(
-    machine: str, providers: str = "offline", telephony: Telephony | None = None
+    machine: str,
+    providers: str = "offline",
+    telephony: Telephony | None = None,
+    stt_secondary: str | None = None,
 ) -> tuple[Agent, str, str | None]:
     """The agent for `--machine`: a built-in name or a conversation machine file."""
     from fsm_voice.agents import BUILTIN
@@ -132,7 +135,7 @@ def resolve_agent(
     if machine.endswith((".yaml", ".yml")):
         from fsm_voice.commands.machines import machine_agent
 
-        return machine_agent(Path(machine), providers, telephony)
+        return machine_agent(Path(machine), providers, telephony, stt_secondary)
     known = ", ".join(sorted(BUILTIN))
     raise ConfigError(f"unknown machine {machine!r} (a machines/*.yaml file, or built in: {known})")
 
@@ -148,6 +151,7 @@ def serve(
     limits: Limits | None = None,
     stderr: TextIO | None = None,
     twilio: TwilioService | None = None,
+    stt_secondary: str | None = None,
 ) -> int:
     security = security if security is not None else SecuritySettings.from_env()
     for warning in startup_warnings(security):
@@ -156,7 +160,7 @@ def serve(
     from fsm_voice.server import create_app, run_server
 
     telephony = twilio.telephony if twilio is not None else None
-    agent, name, version = resolve_agent(machine, providers, telephony)
+    agent, name, version = resolve_agent(machine, providers, telephony, stt_secondary)
     log = SqliteEventLog(db)
     try:
         where = f"fd {fd}" if fd is not None else f"ws://{host}:{port}/voice"

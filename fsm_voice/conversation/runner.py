@@ -132,6 +132,9 @@ class ConversationRunner:
         self.spec = spec
         self.machine = ConversationMachine(spec)
         self._recognizer = recognizer
+        attach = getattr(recognizer, "attach_record", None)
+        if attach is not None:  # e.g. a TeeRecognizer: its secondary's results, logged
+            attach(lambda kind, data: call.record("stt", kind, data))
         self._synthesizer = synthesizer
         self._telephony = telephony
         self._inbox: deque[ev.ConversationEvent] = deque()

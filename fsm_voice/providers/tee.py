@@ -99,6 +99,12 @@ class TeeRecognizer:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
+    def attach_record(self, record: EventSink) -> None:
+        """Where the secondary's events go, when not given at construction (the
+        conversation runner attaches its call's log here)."""
+        if self.report.record is None:
+            self.report.record = record
+
     async def start(self, listener: SttListener) -> None:
         self._wakeup = asyncio.Event()
         self._task = asyncio.ensure_future(self._run_secondary())
