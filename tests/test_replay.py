@@ -22,6 +22,7 @@ from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog import SqliteEventLog
 from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.replay import (
@@ -232,13 +233,23 @@ def test_offline_mode_replays_to_byte_identical_streams() -> None:
     assert heard == ["reschedule", "tuesday", "two o'clock"]
 
 
+def _utterance(recording: Recording, text: str) -> EventRecord:
+    return next(
+        e for e in recording.events if e.kind == "transcript_committed" and e.data["text"] == text
+    )
+
+
 def test_offline_mode_hears_what_the_caller_said_not_what_the_log_says() -> None:
-    # The caller's "reschedule" is replaced by the "cancel" of another recorded call:
-    # the log still says "reschedule", the audio now says "cancel".
-    happy = load_fixture(HAPPY)
-    other = _caller_frames(load_fixture(ROOT / "replays" / "appointment-bargein"))
-    cancel = b"".join(frame for t_ms, frame in sorted(other.items()) if 2000 <= t_ms < 2900)
-    said_at = min(t for t in _caller_frames(happy) if t >= 9000)
+    # The caller's "reschedule" is replaced by the "cancel" of another recorded call,
+    # spoken at the same moment: the log still says "reschedule", the audio "cancel".
+    happy, bargein = load_fixture(HAPPY), load_fixture(ROOT / "replays" / "appointment-bargein")
+    said, other = _utterance(happy, "reschedule"), _utterance(bargein, "cancel")
+    margin = 300  # the silence around the word goes with it (the endpointer needs it)
+    begin, end = int(other.data["start_ms"]) - margin, int(other.data["end_ms"]) + margin
+    cancel = b"".join(
+        frame for t_ms, frame in sorted(_caller_frames(bargein).items()) if begin <= t_ms < end
+    )
+    said_at = min(t for t in _caller_frames(happy) if t >= int(said.data["start_ms"]) - margin)
     spliced = _with_caller_audio(happy, said_at, cancel + MULAW_SILENCE * (8800 - len(cancel)))
 
     assert replay(spliced).ok  # recorded mode answers from the log: it cannot tell
