@@ -158,7 +158,7 @@ async def replay_call(
         raise ReplayInputError(f"unknown replay mode {mode!r} (one of: {', '.join(MODES)})")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
-    faulted = ReplayFaults(recording, faults)
+    faulted = ReplayFaults(recording, faults, reenact_drops=mode == "offline")
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
     events = recording.events
