@@ -21,8 +21,15 @@ from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Transcript
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
-from fsm_voice.replay import Recording, ReplayInputError, ReplayResult, load_from_log, replay
-from fsm_voice.replay.fault_replay import DUPLICATE_SUFFIX
+from fsm_voice.replay import (
+    Recording,
+    ReplayInputError,
+    ReplayResult,
+    load_fixture,
+    load_from_log,
+    replay,
+)
+from fsm_voice.replay.fault_replay import DUPLICATE_SUFFIX, recorded_backoffs
 from fsm_voice.replay.faults import (
     DroppableRecognizer,
     Fault,
@@ -389,6 +396,40 @@ def test_the_corpus_has_a_provider_reconnect_that_completes() -> None:
     assert first_heard.data["text"] == "reschedule"
     assert first_heard.data["end_ms"] < reconnected.t_ms <= first_heard.t_ms
     assert _end_state(events) == "rescheduled"
+
+
+def _link_story(events: Sequence[EventRecord]) -> list[tuple[int, str, object]]:
+    """The recogniser's connection after the call began: (t_ms, kind, state or fatal)."""
+    began = _first(events, "conversation_started").seq
+    return [
+        (e.t_ms, e.kind, e.data.get("state", e.data.get("fatal")))
+        for e in events
+        if e.seq > began and e.kind in ("provider_state_entered", "provider_error")
+    ]
+
+
+def test_offline_mode_drops_the_real_recogniser_again_as_recorded() -> None:
+    # Offline mode's recogniser is real: the logged drop is re-enacted on it, with
+    # the recorded backoff, and what the caller said in the gap is heard after.
+    fixture = ROOT / "replays" / "appointment-stt-reconnect"
+    recording = load_fixture(fixture)
+    result = replay(fixture, mode="offline")
+    assert result.divergence is None, result.divergence.describe()
+    assert _link_story(result.events) == _link_story(recording.events)
+    drop = _first(result.events, "fault_injected")
+    reconnected = _first(
+        result.events, "provider_state_entered", state="streaming", detail="reconnected"
+    )
+    heard = _first(result.events, "transcript_committed")
+    assert heard.data["text"] == "reschedule" and drop.t_ms < reconnected.t_ms <= heard.t_ms
+    assert _first(result.events, "speech_started").t_ms >= reconnected.t_ms  # held till then
+    assert result.stream_json() == replay(fixture, mode="offline").stream_json()
+
+
+def test_recorded_backoffs_are_read_from_the_provider_states() -> None:
+    recording = load_fixture(ROOT / "replays" / "appointment-stt-reconnect")
+    assert recorded_backoffs(recording.events) == [1001]
+    assert recorded_backoffs(load_fixture(ROOT / "replays" / "appointment-happy").events) == []
 
 
 # --- a duplicate stream on a real server ---

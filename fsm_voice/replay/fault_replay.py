@@ -20,20 +20,23 @@ from fsm_voice.clock import Clock
 from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.replay.facts import Fact, inbound_facts
-from fsm_voice.replay.faults import Fault, FaultInjector, Injection, plan_faults
+from fsm_voice.replay.faults import Fault, FaultInjector, FaultKind, Injection, plan_faults
 from fsm_voice.replay.recording import Recording
 from fsm_voice.runtime.call import Agent, CallRuntime
 from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
 
-__all__ = ["ReplayFaults"]
+__all__ = ["ReplayFaults", "recorded_backoffs"]
 
 DUPLICATE_SUFFIX = "-duplicate"
 
 
 class ReplayFaults:
-    def __init__(self, recording: Recording, faults: Sequence[Fault]) -> None:
+    def __init__(
+        self, recording: Recording, faults: Sequence[Fault], *, reenact_drops: bool = False
+    ) -> None:
         self.recording = recording
         self.facts: list[Fact] = inbound_facts(recording)
         self.injector: FaultInjector | None = None
@@ -47,14 +50,22 @@ class ReplayFaults:
             self.injector = FaultInjector(injections, on_duplicate=self._open_duplicate)
         else:
             logged = [Injection.logged(e) for e in recording.events if e.kind == "fault_injected"]
-            self.injector = FaultInjector(logged, act=False) if logged else None
+            # A real recogniser (offline mode) loses its connection again; a recorded
+            # one answers from the log, where the drop's effects already are.
+            again: tuple[FaultKind, ...] = ("stt_drop",) if reenact_drops else ()
+            backoffs = recorded_backoffs(recording.events)
+            self.injector = (
+                FaultInjector(logged, act=False, reenact=again, backoffs_ms=backoffs)
+                if logged
+                else None
+            )
 
     def live_streams(self) -> LiveStreams:
         refused = [e for e in self.recording.events if e.kind == "duplicate_stream_refused"]
         return LiveStreams({str(e.data["call_sid"]): str(e.data["live_call"]) for e in refused})
 
     def recognizer(self, factory: Callable[[], SpeechRecognizer]) -> Callable[[], SpeechRecognizer]:
-        if self.injector is None or not self.injector.act:
+        if self.injector is None or not (self.injector.act or self.injector.reenact):
             return factory
         return self.injector.recognizer(factory)
 
@@ -94,6 +105,22 @@ class ReplayFaults:
         )
         self._tg.start_soon(runtime.run)
         self._tg.start_soon(_dial_duplicate, phone_end, start, call_sid)
+
+
+def recorded_backoffs(events: tuple[EventRecord, ...]) -> list[int]:
+    """How long the recogniser waited in `reconnecting` each time, in order."""
+    backoffs: list[int] = []
+    since: int | None = None
+    for event in events:
+        if event.source != "stt" or event.kind != "provider_state_entered":
+            continue
+        state = event.data.get("state")
+        if state == "reconnecting":
+            since = event.t_ms
+        elif state == "connecting" and since is not None:
+            backoffs.append(event.t_ms - since)
+            since = None
+    return backoffs
 
 
 async def _dial_duplicate(socket: MemorySocket, start: dict[str, object], call_sid: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, cast, get_args
@@ -194,8 +194,12 @@ class DroppableRecognizer:
         *,
         max_buffered_frames: int = 500,  # 10 s of caller audio
         jitter: Callable[[], float] = lambda: 0.5,
+        backoffs_ms: Sequence[int] = (),
     ) -> None:
         self.inner = inner
+        # Backoffs to wait instead of the machine's, in order (a replay re-enacting a
+        # recorded drop waits as long as the recording did).
+        self.backoffs_ms = deque(backoffs_ms)
         self.name = inner.name
         self.clock = clock
         self.max_buffered_frames = max_buffered_frames
@@ -252,7 +256,8 @@ class DroppableRecognizer:
             pm.report_step(step, listener.on_state if listener else None, detail)
         for effect in step.effects:
             if isinstance(effect, pm.ScheduleRetry):
-                self._retry = self.clock.call_later(effect.delay_ms, self._on_retry)
+                delay = self.backoffs_ms.popleft() if self.backoffs_ms else effect.delay_ms
+                self._retry = self.clock.call_later(delay, self._on_retry)
             elif isinstance(effect, pm.CancelRetry) and self._retry is not None:
                 self._retry.cancel()
                 self._retry = None
@@ -320,10 +325,16 @@ class FaultInjector:
         *,
         on_duplicate: Callable[[str], None] | None = None,
         act: bool = True,
+        reenact: Collection[FaultKind] = (),
+        backoffs_ms: Sequence[int] = (),
     ) -> None:
         self.injections = list(injections)
         self.on_duplicate = on_duplicate
         self.act = act  # False: only log them (replaying a faulted run's fixture)
+        # Kinds that act all the same: a replay whose recogniser is real loses its
+        # connection again where the recording did (`backoffs_ms`: as long, too).
+        self.reenact = frozenset(reenact)
+        self.backoffs_ms = tuple(backoffs_ms)
         self.recognizers: list[DroppableRecognizer] = []
         self._call: CallHandle | None = None
 
@@ -342,7 +353,7 @@ class FaultInjector:
         def make() -> SpeechRecognizer:
             if self._call is None:
                 raise RuntimeError("FaultInjector: wrap the agent too (agent())")
-            link = DroppableRecognizer(factory(), self._call.clock)
+            link = DroppableRecognizer(factory(), self._call.clock, backoffs_ms=self.backoffs_ms)
             self.recognizers.append(link)
             return link
 
@@ -367,7 +378,7 @@ class FaultInjector:
         if call.ended:
             return
         call.record("runtime", "fault_injected", injection.data())
-        if not self.act:
+        if not (self.act or injection.fault.kind in self.reenact):
             return
         if injection.fault.kind == "stt_drop":
             for link in self.recognizers:

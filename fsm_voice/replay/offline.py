@@ -1,22 +1,30 @@
 """Offline mode: pocketsphinx re-transcribes the recorded caller audio during replay.
 
 The recogniser is the real one (`PocketsphinxRecognizer`, with the settings the
-offline provider runs with): the replay phone feeds it the recorded frames at their
-recorded times, its endpointer finds the utterances, and each one is decoded with the
-listen state's grammar. What differs from a live call is where decoding runs: here on
-the loop's own thread, the moment the endpointer closes an utterance (`InlineDecoder`).
-A process pool answers in real time while the replay's clock is virtual, so a
-transcript's virtual time would depend on the machine's load; decoded inline it comes
-out at the virtual millisecond the utterance ended, on every run. The replay clock
-also refuses to move while a recogniser still has an utterance out
-(`PocketsphinxRecognizer.decoding`), so no decode can fall behind virtual time.
+offline provider runs with), and its endpointer finds the utterances in the recorded
+frames; each is decoded with the listen state's grammar. What differs from a live
+call is where decoding runs: here on the loop's own thread, the moment the endpointer
+closes an utterance (`InlineDecoder`). A process pool answers in real time while the
+replay's clock is virtual, so a transcript's virtual time would depend on the
+machine's load; decoded inline it comes out at the virtual millisecond the utterance
+closed, on every run. The replay clock also refuses to move while a recogniser still
+has an utterance out (`PocketsphinxRecognizer.decoding`).
 
-Decoding inline takes no virtual time, but the live call waited for its decoder
-(5–150 ms, more on a loaded machine): `RetimedRecognizer` hands each transcript on at
-the time the recording got the same utterance's (same start, within the comparison's
-tolerance), so the decisions it causes fall at their recorded times. The text is the
-re-made one: a different transcript still makes a different decision. An utterance
-the recording does not have comes out at once.
+What the log cannot say is exactly when each caller frame reached the live
+recogniser: it keeps caller audio in 1-second chunks with one arrival time each. So
+the live recogniser's outputs came a few ms earlier or later than the frame times
+replay can rebuild would make them, and a race the recording won by 4 ms (a barge-in
+just before the prompt's marks echoed) could go the other way. `RetimedRecognizer`:
+
+- hears the call's caller frames `LEAD_MS` ahead of the call (from the phone's facts;
+  each frame the call hears moves it on), on the frame grid: frame n of the stream
+  at first + 20·n ms, as a live recogniser fed at a steady pace sees them;
+- holds each output (speech start, transcript) for the time the recording got the
+  same utterance's (matched in order, by utterance start within `SAME_UTTERANCE_MS`),
+  or, when the recording has no such utterance, for its natural time: when the call
+  hears the frame that made it. Hearing ahead, a re-made output is never late for
+  its recorded time; the text is the re-made one, so a different transcript still
+  makes a different decision.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -41,22 +50,28 @@ from fsm_voice.providers.offline_stt import (
     init_worker,
     vocabulary,
 )
-from fsm_voice.replay.recording import ReplayInputError
+from fsm_voice.replay.facts import Fact
+from fsm_voice.replay.recording import FRAME_MS, ReplayInputError
 
 __all__ = [
+    "LEAD_MS",
     "InlineDecoder",
     "RetimedRecognizer",
+    "heard_frames",
     "inline_decoder",
     "offline_recognizer",
     "prepare",
 ]
 
-# The live call's decoder latency that is replayed; a recorded transcript later than
-# this after the re-made one is another utterance's.
+# How far ahead of the call the recogniser hears: more than the live recogniser's
+# outputs can have come before the frame times replay rebuilds (arrival jitter).
+LEAD_MS = 200
+# The live call's latency that is replayed; a recorded output later than this after
+# the re-made one's natural time is another utterance's.
 MAX_LATENCY_MS = 5_000
-# Two utterances whose starts are this close are the same one (the endpointer sees the
-# same frames; only the recorded frames' arrival jitter moves its start).
-SAME_START_MS = 50
+# Two utterances whose starts are this close are the same one: the endpointer saw the
+# same frames, placed on a timeline that may differ by the live feed's padding.
+SAME_UTTERANCE_MS = 300
 
 
 class InlineDecoder(DecoderPool):
@@ -124,27 +139,91 @@ async def prepare(decoder: DecoderPool) -> None:
     await decoder.warm()
 
 
+def heard_frames(facts: Sequence[Fact]) -> list[Fact]:
+    """The caller frames among `facts` until the stream stops or the socket closes."""
+    frames: list[Fact] = []
+    for fact in facts:
+        if fact.kind == "close" or (fact.message is not None and fact.message["event"] == "stop"):
+            break
+        if fact.kind == "media":
+            frames.append(fact)
+    return frames
+
+
 def offline_recognizer(
-    events: tuple[EventRecord, ...], clock: Clock, decoder: DecoderPool
+    events: tuple[EventRecord, ...], heard: Sequence[Fact], clock: Clock, decoder: DecoderPool
 ) -> RetimedRecognizer:
-    """The offline provider's recogniser (its live settings) on `decoder`, retimed."""
-    live = PocketsphinxRecognizer(pool=decoder, clock=clock, name="offline")
-    return RetimedRecognizer(live, events, clock)
+    """The offline provider's recogniser (its live settings) on `decoder`, retimed.
+
+    `heard`: the caller frames the call can hear (the phone's media facts, up to the
+    stream's stop or close), which the recogniser hears `LEAD_MS` ahead of the call.
+    """
+    return RetimedRecognizer(events, heard, clock, decoder)
+
+
+class _Recorded:
+    """One kind of the recording's recogniser outputs, matched in utterance order."""
+
+    def __init__(self, events: tuple[EventRecord, ...], kind: str, start_key: str) -> None:
+        self._left = deque((int(e.data[start_key]), e.t_ms) for e in events if e.kind == kind)
+
+    def time_of(self, start_ms: int) -> int | None:
+        """When the recording got the output of the utterance starting at `start_ms`."""
+        left = self._left
+        while left and left[0][0] < start_ms - SAME_UTTERANCE_MS:
+            left.popleft()  # an utterance the replay did not hear
+        if left and abs(left[0][0] - start_ms) <= SAME_UTTERANCE_MS:
+            return left.popleft()[1]
+        return None
+
+
+class _NotingPool(DecoderPool):
+    """The decoder, and a note of the call time of each utterance sent to it."""
+
+    def __init__(self, decoder: DecoderPool, noted: Callable[[], None]) -> None:
+        super().__init__(decoder.workers)
+        self.decoder = decoder
+        self._noted = noted
+
+    async def warm(self) -> None:
+        await self.decoder.warm()
+
+    def submit(self, request: DecodeRequest) -> concurrent.futures.Future[DecodeResult]:
+        self._noted()
+        return self.decoder.submit(request)
+
+    def heal(self) -> None:
+        self.decoder.heal()
+
+    def shutdown(self) -> None:
+        pass  # the decoder is the caller's (shared by replays)
 
 
 class RetimedRecognizer:
-    """Wraps the real recogniser: transcripts come out at their recorded times (see above)."""
+    """The real recogniser, hearing the call's audio ahead; outputs at their times (above)."""
 
     def __init__(
-        self, inner: PocketsphinxRecognizer, events: tuple[EventRecord, ...], clock: Clock
+        self,
+        events: tuple[EventRecord, ...],
+        heard: Sequence[Fact],
+        clock: Clock,
+        decoder: DecoderPool,
     ) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._clock = clock
-        self._recorded = deque(
-            (int(e.data["start_ms"]), e.t_ms) for e in events if e.kind == "transcript_committed"
+        self.inner = PocketsphinxRecognizer(
+            pool=_NotingPool(decoder, self._utterance_closed), clock=clock, name="offline"
         )
+        self.name = self.inner.name
+        self._clock = clock
+        self._frames = heard
+        self._next: int | None = None  # the next frame to hear (None: the call hears none yet)
+        self._grid = (0, 0)  # (call ms, frame number) of the first frame heard
+        self._hearing_ms = 0  # the call time of the frame being heard now
+        self._closed_at: deque[int] = deque()  # call times of the utterances out to decode
+        self._speech = _Recorded(events, "speech_started", "at_ms")
+        self._transcripts = _Recorded(events, "transcript_committed", "start_ms")
+        self._last_ms = 0  # outputs keep their order
         self._held: list[TimerHandle] = []
+        self._waiting = 0  # outputs held for their time, not reported yet
 
     @property
     def decoding(self) -> bool:
@@ -154,7 +233,13 @@ class RetimedRecognizer:
         await self.inner.start(_Retiming(listener, self))
 
     def feed(self, mulaw: bytes, t_ms: int) -> None:
-        self.inner.feed(mulaw, t_ms)
+        """The call heard a frame: the recogniser hears on, to `LEAD_MS` ahead of it."""
+        if self._next is None:
+            self._next = self._first_heard(mulaw, t_ms)
+            if self._next < len(self._frames):
+                first = self._frames[self._next]
+                self._grid = (first.t_ms, first.frame)
+        self._hear_until(self._clock.now_ms() + LEAD_MS)
 
     def set_grammar(self, grammar: Grammar | None) -> None:
         self.inner.set_grammar(grammar)
@@ -164,45 +249,77 @@ class RetimedRecognizer:
 
     async def stop(self) -> None:
         for timer in self._held:
-            timer.cancel()  # as the live recogniser drops its undelivered decodes
+            timer.cancel()  # as the live recogniser drops what it has not delivered
         self._held.clear()
+        self._waiting = 0
         await self.inner.stop()
 
-    def delay_ms(self, transcript: Transcript) -> int:
-        """How long after now the recorded call got this utterance's transcript."""
-        start, now = int(transcript.start_ms), self._clock.now_ms()
-        recorded = self._recorded
-        while recorded and recorded[0][0] < start - SAME_START_MS:
-            recorded.popleft()  # an utterance the replay did not hear
-        if not recorded or abs(recorded[0][0] - start) > SAME_START_MS:
-            return 0
-        _, t_ms = recorded.popleft()
-        delay = t_ms - now
-        return delay if 0 < delay <= MAX_LATENCY_MS else 0
+    # --- hearing ahead ---
 
-    def hold(self, ms: int, deliver: Callable[[], None]) -> None:
-        self._held.append(self._clock.call_later(ms, deliver))
+    def _first_heard(self, mulaw: bytes, t_ms: int) -> int:
+        frames = self._frames
+        later = [i for i, f in enumerate(frames) if f.t_ms >= t_ms]
+        same = [i for i in later if frames[i].t_ms == t_ms and frames[i].payload == mulaw]
+        return same[0] if same else (later[0] if later else len(frames))
+
+    def _hear_until(self, until_ms: int) -> None:
+        frames, (grid_ms, grid_frame) = self._frames, self._grid
+        assert self._next is not None
+        while self._next < len(frames) and frames[self._next].t_ms <= until_ms:
+            frame = frames[self._next]
+            self._next += 1
+            self._hearing_ms = frame.t_ms
+            # On the frame grid: the live recogniser's timeline (it pads only gaps of
+            # 20 ms or more, which steady arrival never makes; lost frames still do).
+            self.inner.feed(frame.payload, grid_ms + FRAME_MS * (frame.frame - grid_frame))
+
+    def _utterance_closed(self) -> None:
+        self._closed_at.append(self._hearing_ms)
+
+    # --- outputs, at their times ---
+
+    def deliver(self, natural_ms: int, recorded_ms: int | None, report: Callable[[], None]) -> None:
+        """Report at the recorded time if there is one, else at the natural one."""
+        at_ms = natural_ms
+        if recorded_ms is not None and recorded_ms <= natural_ms + MAX_LATENCY_MS:
+            at_ms = recorded_ms
+        now = self._clock.now_ms()
+        at_ms = max(at_ms, now, self._last_ms)
+        self._last_ms = at_ms
+        if at_ms == now and not self._waiting:
+            report()
+            return
+        self._waiting += 1
+
+        def on_time() -> None:
+            self._waiting -= 1
+            report()
+
+        self._held.append(self._clock.call_later(at_ms - now, on_time))
+
+    def speech_started(self, at_ms: int, report: Callable[[], None]) -> None:
+        self.deliver(self._hearing_ms, self._speech.time_of(at_ms), report)
+
+    def committed(self, transcript: Transcript, report: Callable[[], None]) -> None:
+        natural = self._closed_at.popleft() if self._closed_at else self._clock.now_ms()
+        self.deliver(natural, self._transcripts.time_of(int(transcript.start_ms)), report)
 
 
 class _Retiming:
-    """The listener the real recogniser talks to: passes everything on, transcripts late."""
+    """The listener the real recogniser talks to: results go on at their times."""
 
     def __init__(self, listener: SttListener, owner: RetimedRecognizer) -> None:
         self._listener = listener
         self._owner = owner
 
     def on_speech_started(self, t_ms: int) -> None:
-        self._listener.on_speech_started(t_ms)
+        self._owner.speech_started(t_ms, partial(self._listener.on_speech_started, t_ms))
 
     def on_recognizing(self, text: str) -> None:
-        self._listener.on_recognizing(text)
+        self._listener.on_recognizing(text)  # (pocketsphinx has no partial results)
 
     def on_committed(self, transcript: Transcript) -> None:
-        delay = self._owner.delay_ms(transcript)
-        if delay == 0:
-            self._listener.on_committed(transcript)
-        else:
-            self._owner.hold(delay, lambda: self._listener.on_committed(transcript))
+        self._owner.committed(transcript, partial(self._listener.on_committed, transcript))
 
     def on_error(self, reason: str, fatal: bool) -> None:
         self._listener.on_error(reason, fatal)

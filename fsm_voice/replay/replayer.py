@@ -24,10 +24,10 @@ from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.replay.compare import ReplayDivergence, first_divergence
 from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
-from fsm_voice.replay.facts import split_stt_events
+from fsm_voice.replay.facts import Fact, split_stt_events
 from fsm_voice.replay.fault_replay import ReplayFaults
 from fsm_voice.replay.faults import Fault
-from fsm_voice.replay.offline import inline_decoder, offline_recognizer, prepare
+from fsm_voice.replay.offline import heard_frames, inline_decoder, offline_recognizer, prepare
 from fsm_voice.replay.providers import (
     RecordedHooks,
     RecordedRecognizer,
@@ -158,11 +158,11 @@ async def replay_call(
         raise ReplayInputError(f"unknown replay mode {mode!r} (one of: {', '.join(MODES)})")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
-    faulted = ReplayFaults(recording, faults)
+    faulted = ReplayFaults(recording, faults, reenact_drops=mode == "offline")
     clock = ReplayClock(0, recording.started_wall_ms)
     log = CountingLog()
     events = recording.events
-    recognizer, recorded = await _recognizer(mode, recording, clock, decoder)
+    recognizer, recorded = await _recognizer(mode, recording, faulted.facts, clock, decoder)
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
@@ -249,7 +249,11 @@ def _answer_remote_hangups(recording: Recording, runtime: CallRuntime, clock: Re
 
 
 async def _recognizer(
-    mode: Mode, recording: Recording, clock: ReplayClock, decoder: DecoderPool | None
+    mode: Mode,
+    recording: Recording,
+    facts: list[Fact],
+    clock: ReplayClock,
+    decoder: DecoderPool | None,
 ) -> tuple[SpeechRecognizer, RecordedRecognizer | None]:
     """The call's recogniser, and the recorded one the phone feeds (recorded mode)."""
     if mode == "recorded":
@@ -260,7 +264,7 @@ async def _recognizer(
         raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
     decoder = decoder or inline_decoder()
     await prepare(decoder)
-    offline = offline_recognizer(recording.events, clock, decoder)
+    offline = offline_recognizer(recording.events, heard_frames(facts), clock, decoder)
     clock.hold_while(lambda: offline.decoding)  # see replay/offline.py
     return offline, None
 
