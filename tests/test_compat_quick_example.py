@@ -134,6 +134,8 @@ def test_quick_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         portal.call(_wait, call.done)  # Twilio's side of the call is over too
         servers[0].should_exit = True
         server_thread.join(timeout=30)
+    if session.loop is not None:  # the example leaves its loop open; the test closes it
+        session.loop.close()
     listener.close()
     assert call.to == "+358401234567"
     assert call.stream_parameters["call_id"] and call.stream_parameters["token"]

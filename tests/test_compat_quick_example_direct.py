@@ -124,6 +124,8 @@ def test_quick_example_with_the_phone_dialling_directly(
     caller.thread.join(timeout=30)
     servers[0].should_exit = True
     server_thread.join(timeout=30)
+    if session.loop is not None:  # the example leaves its loop open; the test closes it
+        session.loop.close()
     listener.close()
     assert caller.error is None
     assert heard and heard[0].strip()

@@ -162,7 +162,7 @@ async def test_outbound_appointment_call_end_to_end() -> None:
 
     # The Twilio call replays: SMS result and REST-first hangup answered from the log.
     replayed = await replay_call(outcome.log, call_id=result.stream_call_id, machine=spec)
-    assert replayed.ok, replayed.divergence
+    assert replayed.ok, replayed.divergence and replayed.divergence.describe()
 
 
 @pytest.mark.parametrize(
@@ -290,7 +290,7 @@ async def test_the_amd_verdict_lets_the_machine_branch(answered_by: str, end_sta
         {"notice": "amd", "answered_by": answered_by, "detection_ms": "1200"}
     ]
     replayed = await replay_call(outcome.log, call_id=stream_call, machine=spec)
-    assert replayed.ok, replayed.divergence
+    assert replayed.ok, replayed.divergence and replayed.divergence.describe()
 
 
 # --- the voice_runtime-compatible API (fsm_voice.transports.twilio_call, .transport) ---

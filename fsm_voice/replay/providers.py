@@ -146,14 +146,19 @@ class RecordedSynthesizer:
 
     name = "recorded"
 
-    def __init__(self, sentences: list[RecordedSentence], clock: Clock, t0: int) -> None:
+    def __init__(
+        self, sentences: list[RecordedSentence], clock: Clock, t0: int, ready_ms: int = 0
+    ) -> None:
         self._queue = deque(sentences)
         self._clock = clock
         self._t0 = t0
+        self._ready_ms = ready_ms
         self.requests: list[str] = []
 
     async def start(self) -> None:
-        pass
+        # Starting the providers took the live call until `ready_ms` (a loaded machine,
+        # a slow connect): the conversation starts no earlier in the replay either.
+        await self._clock.sleep(max(0, self._t0 + self._ready_ms - self._clock.now_ms()))
 
     async def stop(self) -> None:
         pass

@@ -166,7 +166,9 @@ async def replay_call(
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
-        synthesizer=RecordedSynthesizer(recorded_sentences(events, recording.agent), clock, 0),
+        synthesizer=RecordedSynthesizer(
+            recorded_sentences(events, recording.agent), clock, 0, _providers_ready_ms(events)
+        ),
         telephony=RecordedTelephony(events, clock, 0),
         hooks=RecordedHooks(events, clock, 0),
         live_streams=faulted.live_streams(),
@@ -208,6 +210,11 @@ async def replay_call(
     )
 
 
+def _providers_ready_ms(events: tuple[EventRecord, ...]) -> int:
+    """When the live conversation had its providers started: its first event's time."""
+    return next((e.t_ms for e in events if e.source == "conversation"), 0)
+
+
 def _deliver_notices(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
     """Platform notices from outside the stream (e.g. Twilio's answering-machine
     verdict), delivered again at their recorded times."""
@@ -215,11 +222,17 @@ def _deliver_notices(recording: Recording, runtime: CallRuntime, clock: ReplayCl
     def deliver(kind: str, data: dict[str, Any]) -> Callable[[], None]:
         return lambda: runtime.handle.notify(kind, data)
 
+    started = next((e.seq for e in recording.events if e.source == "conversation"), None)
     for event in recording.events:
         if event.kind == "platform_notice":
             data = dict(event.data)
             kind = str(data.pop("notice"))
-            clock.call_later(event.t_ms - clock.now_ms(), deliver(kind, data))
+            if started is not None and event.seq < started:
+                # it came before the conversation subscribed (a webhook ahead of the
+                # stream): held by the call, the conversation takes it as it starts
+                runtime.handle.notify(kind, data)
+            else:
+                clock.call_later(event.t_ms - clock.now_ms(), deliver(kind, data))
 
 
 class RecordedHangupFailure(Exception):
