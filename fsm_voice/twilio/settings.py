@@ -76,7 +76,7 @@ class TwilioSettings:
                 ("TWILIO_ACCOUNT_SID", "account_sid"),
                 ("TWILIO_AUTH_TOKEN", "auth_token"),
                 ("TWILIO_PHONE_NUMBER", "from_number"),
-                ("VOICE_PUBLIC_URL", "public_url"),
+                ("VOICE_PUBLIC_URL (or VOICE_STREAM_URL, or --public-url)", "public_url"),
             )
             if not values.get(key)
         ]
