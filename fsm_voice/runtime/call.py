@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -29,16 +29,22 @@ from fsm_voice.call.machine import (
     LIVE,
     CallMachine,
 )
-from fsm_voice.clock import Clock, TimerHandle
+from fsm_voice.clock import Clock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
+from fsm_voice.runtime.agent_task import Agent as Agent
+from fsm_voice.runtime.agent_task import AgentTask
+from fsm_voice.runtime.call_row import connected_fields
 from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.guards import LimitWatch, stream_token_problem
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
+from fsm_voice.runtime.pending import CallTimers, MarkWaiters
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
-from fsm_voice.transports.socket import CLOSE_NORMAL, CLOSE_TOO_BIG, MessageSocket
+from fsm_voice.runtime.remote_hangup import RemoteHangup as RemoteHangup
+from fsm_voice.runtime.remote_hangup import hang_up_remotely, hangs_up_remotely
+from fsm_voice.transports.socket import CLOSE_TOO_BIG, MessageSocket
 from fsm_voice.transports.twilio_protocol import (
     Envelope,
     Media,
@@ -48,11 +54,6 @@ from fsm_voice.transports.twilio_protocol import (
     loggable_parameters,
     parse_message,
 )
-
-Agent = Callable[[CallHandle], Awaitable[None]]
-# Ends the call at the platform (Twilio REST `Status=completed`) given its call sid;
-# returns how it went ("completed", "already_ended", ...).
-RemoteHangup = Callable[[str], Awaitable[str]]
 
 _AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
@@ -84,7 +85,6 @@ class CallRuntime:
         self.end_reason: str | None = None
         self._socket = socket
         self._log = log
-        self._agent = agent
         self._machine_name = machine_name
         self._machine_version = machine_version
         self._admission = admission  # how the upgrade was let in (logged first)
@@ -95,8 +95,8 @@ class CallRuntime:
         self._t0 = clock.now_ms()
         self._seq = itertools.count()
         self._mark_ids = itertools.count(1)
-        self._timers: dict[str, TimerHandle] = {}
-        self._waiters: dict[int, asyncio.Future[MarkOutcome]] = {}
+        self._timers = CallTimers(clock, self.dispatch)
+        self._waiters = MarkWaiters(self._loop)
         self._outbound = OutboundQueue()
         self._encoder: OutboundEncoder | None = None
         self._caller = TrackRecorder(log, call_id, "caller", self.config.audio_chunk_frames)
@@ -106,7 +106,7 @@ class CallRuntime:
         self._ended = anyio.Event()
         self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
-        self._agent_done = anyio.Event()
+        self._agent = AgentTask(self, agent)
         self._agent_spawned = False  # spawned while handling the message just read
         self._violations = 0
         self._last_seq: int | None = None
@@ -129,8 +129,6 @@ class CallRuntime:
         )
         if self._admission is not None:
             self.record("runtime", "upgrade_accepted", self._admission)
-        if self._agent is None:
-            self._agent_done.set()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.dispatch(ev.SocketOpened())
@@ -138,7 +136,7 @@ class CallRuntime:
             tg.start_soon(self._read_loop)
             tg.start_soon(self._write_loop)
             await self._ended.wait()
-            await self._finish_agent()
+            await self._agent.finish()
             tg.cancel_scope.cancel()
         await self._close_socket(1000, "call ended")
         self._caller.cut()
@@ -200,15 +198,11 @@ class CallRuntime:
         if isinstance(effect, fx.SendMark):
             self._outbound.put(MarkOut(effect.mark_id, effect.name))
         elif isinstance(effect, fx.ReleaseMark):
-            waiter = self._waiters.pop(effect.mark_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(MarkOutcome(effect.outcome))
+            self._waiters.release(effect.mark_id, effect.outcome)
         elif isinstance(effect, fx.StartTimer):
-            self._start_timer(effect)
+            self._timers.start(effect)
         elif isinstance(effect, fx.CancelTimer):
-            timer = self._timers.pop(effect.name, None)
-            if timer is not None:
-                timer.cancel()
+            self._timers.cancel(effect.name)
         elif isinstance(effect, fx.DeliverDtmf):
             self.handle._deliver_dtmf(effect.digit)
         elif isinstance(effect, fx.ClearPlayback):
@@ -218,25 +212,12 @@ class CallRuntime:
         elif isinstance(effect, fx.StartAgent):
             self._start_agent()
         elif isinstance(effect, fx.CloseSocket):
-            if self._hangs_up_remotely(effect):
-                self._spawn(self._hang_up_remotely, effect.code, effect.reason)
+            if hangs_up_remotely(self, effect):
+                self._spawn(hang_up_remotely, self, self._close_socket, effect.code, effect.reason)
             else:
                 self._spawn(self._close_socket, effect.code, effect.reason)
         elif isinstance(effect, fx.EndCall):
             self._end(effect.reason)
-
-    def _start_timer(self, effect: fx.StartTimer) -> None:
-        old = self._timers.pop(effect.name, None)
-        if old is not None:
-            old.cancel()
-
-        def fire() -> None:
-            if self._timers.get(effect.name) is handle:
-                del self._timers[effect.name]
-                self.dispatch(effect.fire)
-
-        handle = self.clock.call_later(effect.ms, fire)
-        self._timers[effect.name] = handle
 
     def _clear_playback(self) -> None:
         dropped = self._outbound.drop_all()
@@ -258,32 +239,17 @@ class CallRuntime:
 
     def _start_agent(self) -> None:
         self.handle._set_connected()
-        logged = self._logged_parameters
-        self._log.update_call(
-            self.call_id,
-            stream_sid=self.machine.stream_sid,
-            call_sid=self.call_sid,
-            custom_parameters=logged,
-            **{
-                column: logged[name]
-                for column, name in (("from_number", "From"), ("to_number", "To"))
-                if name in logged
-            },
-        )
-        if self._agent is not None:
-            self._spawn(self._run_agent)
+        fields = connected_fields(self.machine.stream_sid, self.call_sid, self._logged_parameters)
+        self._log.update_call(self.call_id, **fields)
+        if self._agent.agent is not None:
+            self._spawn(self._agent.run)
             self._agent_spawned = True
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
         self._limits.stop()
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_result(MarkOutcome.CALL_ENDED)
-        self._waiters.clear()
+        self._timers.cancel_all()
+        self._waiters.release_all(MarkOutcome.CALL_ENDED)
         self.handle._set_ended(reason)
         self._ended.set()
 
@@ -329,8 +295,7 @@ class CallRuntime:
 
     def request_mark(self, name: str, timeout_ms: int | None) -> asyncio.Future[MarkOutcome]:
         mark_id = next(self._mark_ids)
-        waiter: asyncio.Future[MarkOutcome] = self._loop.create_future()
-        self._waiters[mark_id] = waiter
+        waiter = self._waiters.add(mark_id)
         timeout = self.config.mark_timeout_ms if timeout_ms is None else timeout_ms
         self.dispatch(ev.MarkRequested(mark_id, name, timeout))
         if not waiter.done() and self._ended.is_set():
@@ -474,69 +439,6 @@ class CallRuntime:
                     self.record("transport", "clear_sent", {})
             except SocketClosed:
                 return  # the read loop sees the close and ends the call
-
-    async def _run_agent(self) -> None:
-        assert self._agent is not None
-        try:
-            await self._agent(self.handle)
-        except Exception as e:  # the agent is user code: its failure is an event
-            self.record("runtime", "agent_failed", {"error": f"{type(e).__name__}: {e}"})
-            self.dispatch(ev.FatalError("agent_failed", f"{type(e).__name__}: {e}"))
-        else:
-            if self.machine.state in LIVE:
-                self.dispatch(ev.HangupRequested("agent_finished"))
-        finally:
-            self._agent_done.set()
-
-    async def _finish_agent(self) -> None:
-        """Give the agent a grace period to return after the end, then cancel it."""
-        if self._agent_done.is_set():
-            return
-        grace = anyio.Event()
-        timer = self.clock.call_later(self.config.agent_grace_ms, grace.set)
-        async with anyio.create_task_group() as tg:
-
-            async def wait_done() -> None:
-                await self._agent_done.wait()
-                grace.set()
-
-            tg.start_soon(wait_done)
-            await grace.wait()
-            tg.cancel_scope.cancel()
-        timer.cancel()
-        if not self._agent_done.is_set():
-            self.record("runtime", "agent_cancelled", {"grace_ms": self.config.agent_grace_ms})
-
-    def _hangs_up_remotely(self, effect: fx.CloseSocket) -> bool:
-        """An agent's hangup of a platform call goes through the platform first.
-
-        Closing a `<Connect><Stream>` socket only ends the stream: Twilio then runs the
-        TwiML after `<Connect>`. Ending the call over REST ends it for the caller too.
-        """
-        return (
-            self.remote_hangup is not None
-            and self.call_sid is not None
-            and effect.code == CLOSE_NORMAL
-            and self.machine.state == HANGUP_REQUESTED
-        )
-
-    async def _hang_up_remotely(self, code: int, reason: str) -> None:
-        """REST first; Twilio then closes the stream. If it does not within the hangup
-        grace (`hangup_grace_ms`, on the call clock), the call ends and `run` closes the
-        socket. A failed request closes the socket at once. When Twilio closes the
-        stream before its HTTP answer arrives, the call ends without waiting for it
-        (`remote_hangup_done` is then not logged)."""
-        assert self.remote_hangup is not None and self.call_sid is not None
-        self.record("runtime", "remote_hangup_requested", {"call_sid": self.call_sid})
-        try:
-            outcome = await self.remote_hangup(self.call_sid)
-        except Exception as e:  # the platform is unreachable: end the stream ourselves
-            self.record("runtime", "remote_hangup_failed", {"error": f"{type(e).__name__}: {e}"})
-            await self._close_socket(code, reason)
-            return
-        self.record("runtime", "remote_hangup_done", {"outcome": outcome})
-        if outcome != "completed":  # nothing at the platform will close the stream
-            await self._close_socket(code, reason)
 
     async def _close_socket(self, code: int, reason: str) -> None:
         try:
