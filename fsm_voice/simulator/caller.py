@@ -24,20 +24,23 @@ line's end and the next prompt's first audio give the turn latency directly
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
 import anyio
-import numpy as np
 
-from fsm_voice.audio.frames import split_frames
-from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE, decode
 from fsm_voice.clock import Clock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+from fsm_voice.simulator.caller_result import (
+    CallerResult,
+    HeardPrompt,
+    KeyPress,
+    SpokenLine,
+    StepEvent,
+)
 from fsm_voice.simulator.caller_script import (
     CallerScript,
     Hangup,
@@ -48,6 +51,7 @@ from fsm_voice.simulator.caller_script import (
     WaitPrompt,
 )
 from fsm_voice.simulator.phone import BYTES_PER_MS, FRAME_MS, PhoneSimulator
+from fsm_voice.simulator.utterance import SILENT_FRAME, Utterance
 
 __all__ = [
     "CallerResult",
@@ -58,84 +62,6 @@ __all__ = [
     "StepEvent",
 ]
 
-SILENT_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
-# A frame counts as voiced above this RMS (int16): about -40 dBFS, well over the
-# near-zero tail a synthesiser leaves after the last word.
-VOICED_RMS = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SpokenLine:
-    """A line the caller said: its frames went out from `start_ms` until `end_ms`
-    (exclusive); `voiced_end_ms` leaves out the synthesiser's trailing silence."""
-
-    step: int
-    text: str
-    start_ms: int
-    end_ms: int
-    voiced_end_ms: int
-    over_agent_audio: bool  # agent audio was playing when the caller started (barge-in)
-
-
-@dataclass(frozen=True, slots=True)
-class HeardPrompt:
-    """Agent audio a step waited for: when it started playing and when it went idle."""
-
-    step: int
-    first_audio_ms: int
-    idle_ms: int | None  # None: the call ended while it was still playing
-    played_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPress:
-    step: int
-    digit: str
-    t_ms: int
-
-
-@dataclass
-class CallerResult:
-    script: str
-    steps_total: int
-    steps_done: int = 0
-    lines: list[SpokenLine] = field(default_factory=list)
-    prompts: list[HeardPrompt] = field(default_factory=list)
-    keys: list[KeyPress] = field(default_factory=list)
-    # Every time agent audio started playing after quiet or a clear, whichever step ran.
-    agent_onsets_ms: list[int] = field(default_factory=list)
-    hung_up_ms: int | None = None  # the caller hung up (sent `stop`) at this time
-    close_code: int | None = None  # set when the call was over before the script was
-    failure: str | None = None  # why the script could not finish ("file:line: ...")
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-    @property
-    def digits(self) -> str:
-        return "".join(key.digit for key in self.keys)
-
-    def turn_latencies_ms(self) -> list[int]:
-        """For each line: its voiced end → the first agent audio that started after it."""
-        latencies = []
-        for line in self.lines:
-            later = [t for t in self.agent_onsets_ms if t >= line.voiced_end_ms]
-            if later:
-                latencies.append(min(later) - line.voiced_end_ms)
-        return latencies
-
-
-@dataclass(frozen=True, slots=True)
-class StepEvent:
-    """Passed to `on_step` as each step starts and ends (e.g. to print the call live)."""
-
-    index: int
-    step: Step
-    phase: Literal["started", "done", "failed"]
-    t_ms: int
-    detail: str = ""
-
 
 class _StepFailed(Exception):
     """A step could not do its job; the message names the step and where it was written."""
@@ -143,17 +69,6 @@ class _StepFailed(Exception):
 
 class _CallEnded(Exception):
     pass
-
-
-@dataclass
-class _Utterance:
-    frames: deque[bytes]
-    last_voiced: int  # index of the last voiced frame
-    sent: int = 0
-    start_ms: int = 0
-    voiced_end_ms: int = 0
-    end_ms: int = 0
-    done: anyio.Event = field(default_factory=anyio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +99,7 @@ class ScriptedCaller:
         self.result = CallerResult(script.name, len(script.steps))
         self._audio: dict[str, bytes] = {}  # synthesised lines, by text
         self._prepared = False
-        self._utterance: _Utterance | None = None
+        self._utterance: Utterance | None = None
         self._stretches: list[_Stretch] = []
         self._heard = 0  # stretches already claimed by a step
         self._last_end_ms = -(10**9)  # when the last played frame ends (relative ms)
@@ -412,10 +327,8 @@ class ScriptedCaller:
             self._audio[text] = b"".join(chunks)
         return self._audio[text]
 
-    def _utter(self, audio: bytes) -> _Utterance:
-        frames = split_frames(audio, FRAME_BYTES, pad=True) or [SILENT_FRAME]
-        voiced = [i for i, frame in enumerate(frames) if _voiced(frame)]
-        utterance = _Utterance(deque(frames), voiced[-1] if voiced else len(frames) - 1)
+    def _utter(self, audio: bytes) -> Utterance:
+        utterance = Utterance.of(audio)
         self._utterance = utterance
         return utterance
 
@@ -487,11 +400,6 @@ class ScriptedCaller:
         if isinstance(step, Hangup):
             return "hung up"
         return step.describe()
-
-
-def _voiced(frame: bytes) -> bool:
-    pcm = decode(frame).astype(np.float64)
-    return float(np.sqrt(np.mean(pcm * pcm))) > VOICED_RMS
 
 
 async def _first(*jobs: Callable[[], Awaitable[None]]) -> int:
