@@ -9,52 +9,46 @@ Path of the caller's audio:
 
 Whole utterances are decoded at once, after the endpoint: far more accurate than
 streaming into a cold decoder, and ~5–30 ms of CPU per utterance with a grammar.
-pocketsphinx holds the GIL while decoding, so decoders live in a process pool (one
-Decoder per worker, grammars cached per worker by content hash), never on the loop.
+pocketsphinx holds the GIL while decoding, so decoders live in a process pool
+(`offline_decoder`: the worker side, and the grammar-vs-free-form rule), never on
+the loop. This module is the call's side: endpointing, the JSGF grammar built from
+the listen state's phrases, and delivering transcripts in utterance order.
 No partial hypotheses (`on_recognizing` is never called): a partial would cost a
 decode per interval for little gain on short telephone answers.
 
-Grammar vs free form (the choice, measured in benchmarks/stt_accuracy.py): decode
-with the listen state's JSGF grammar; a grammar always returns *some* phrase, so the
-result is checked against a phone-loop decode of the same audio. When the grammar's
-words cover less than `min_coverage` of the speech the phone loop found, the caller
-said something else ("I want to talk to someone"): with `free_form` the stock
-language model transcribes it, without it the result is empty (a nomatch).
-Confidence is that coverage (capped at 1) for grammar results and pocketsphinx's
-posterior for language-model results.
-
 Workers are spawned (not forked: a server has threads), so a script that creates a
 recogniser must keep its top level under `if __name__ == "__main__":`.
-
-Deterministic: the decoder's feature state (CMN, noise floor) carries over between
-utterances, so it is re-initialised before every pass; the same audio gives the same
-transcript in any worker, in any order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
-import multiprocessing
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from fsm_voice.audio.mulaw import SAMPLE_RATE, decode
-from fsm_voice.audio.resample import float_to_pcm16, pcm16_to_float, resample
-from fsm_voice.clock import Clock, SystemClock, TimerHandle, perf_ms
+from fsm_voice.clock import Clock, SystemClock, TimerHandle
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+
+# The decoding side lives in `offline_decoder`; its names are importable from here too.
+from fsm_voice.providers.offline_decoder import (
+    DecodeRequest,
+    DecodeResult,
+    DecoderPool,
+    decode_utterance,
+    init_worker,
+    model_dir,
+    shared_pool,
+)
 
 __all__ = [
     "DecodeRequest",
@@ -63,22 +57,14 @@ __all__ = [
     "PocketsphinxRecognizer",
     "build_jsgf",
     "decode_utterance",
+    "init_worker",
     "normalize_phrase",
     "shared_pool",
 ]
 
 log = logging.getLogger(__name__)
 
-DECODER_RATE = 16_000
 _FRAME_S = 0.02  # one Twilio frame; the Endpointer takes 10, 20 or 30 ms
-_LM_SEARCH = "_default"  # the name pocketsphinx gives the stock language model
-_PHONE_SEARCH = "_phones"
-
-
-def _model_dir() -> Path:
-    from pocketsphinx import get_model_path
-
-    return Path(get_model_path()) / "en-us"
 
 
 # --- grammars (built in the call's process; only the JSGF text crosses to workers) ---
@@ -120,7 +106,7 @@ def normalize_phrase(text: str) -> list[str]:
 def vocabulary() -> frozenset[str]:
     """Every word of the model's pronunciation dictionary (alternates folded)."""
     words: set[str] = set()
-    with open(_model_dir() / "cmudict-en-us.dict", encoding="utf-8") as lines:
+    with open(model_dir() / "cmudict-en-us.dict", encoding="utf-8") as lines:
         for line in lines:
             head = line.split(" ", 1)[0]
             words.add(head.split("(", 1)[0])
@@ -146,161 +132,6 @@ def build_jsgf(phrases: Iterable[str], vocab: frozenset[str]) -> tuple[str | Non
         return None, oov
     body = " | ".join(f"( {alternative} )" for alternative in kept)
     return f"#JSGF V1.0;\ngrammar utterance;\npublic <utterance> = {body};\n", oov
-
-
-# --- the worker side: runs in the pool's processes (or in-process for benchmarks) ---
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeRequest:
-    pcm8k: bytes  # int16 little-endian, 8 kHz mono: the whole utterance
-    jsgf: str | None = None
-    free_form: bool = True
-    min_coverage: float = 0.8
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeResult:
-    text: str
-    confidence: float | None
-    source: str  # grammar | lm | nomatch
-    alternatives: tuple[str, ...] = ()
-    coverage: float | None = None  # grammar words / phone-loop speech (frames)
-    decode_ms: float = 0.0  # worker wall time, for the benchmark
-
-
-_decoder: Any = None
-_searches: dict[str, str] = {}  # JSGF text hash → search name, per worker
-
-
-def init_worker() -> None:
-    """Load one Decoder (stock LM + phone loop) for this process."""
-    global _decoder
-    from pocketsphinx import Decoder
-
-    model = _model_dir()
-    decoder = Decoder(samprate=DECODER_RATE, loglevel="FATAL")
-    decoder.add_allphone_file(_PHONE_SEARCH, str(model / "en-us-phone.lm.bin"))
-    _decoder = decoder
-    _searches.clear()
-
-
-def ping() -> bool:
-    return _decoder is not None
-
-
-def _grammar_search(jsgf: str) -> str:
-    key = hashlib.sha1(jsgf.encode()).hexdigest()[:16]
-    name = _searches.get(key)
-    if name is None:
-        name = f"g_{key}"
-        _decoder.add_jsgf_string(name, jsgf)
-        _searches[key] = name
-    return name
-
-
-def _run(search: str, pcm16k: bytes) -> tuple[str, float, int]:
-    """(text, posterior, frames of words) for one pass over the whole utterance."""
-    decoder = _decoder
-    decoder.activate_search(search)
-    decoder.reinit_feat()  # forget the previous utterance's CMN and noise estimate
-    decoder.start_utt()
-    decoder.process_raw(pcm16k, full_utt=True)
-    decoder.end_utt()
-    hyp = decoder.hyp()
-    if hyp is None:
-        return "", 0.0, 0
-    words = 0
-    for seg in decoder.seg():
-        if not seg.word.startswith(("<", "[", "+")) and seg.word != "SIL":
-            words += seg.end_frame - seg.start_frame + 1
-    return str(hyp.hypstr), float(hyp.prob), words
-
-
-def decode_utterance(request: DecodeRequest) -> DecodeResult:
-    """Decode one whole utterance (see the module docstring for the rule)."""
-    if _decoder is None:
-        init_worker()
-    started = perf_ms()
-    pcm = np.frombuffer(request.pcm8k, dtype=np.int16)
-    pcm16k = float_to_pcm16(resample(pcm16_to_float(pcm), SAMPLE_RATE, DECODER_RATE)).tobytes()
-    if request.jsgf is None:
-        text, prob, _ = _run(_LM_SEARCH, pcm16k)
-        return DecodeResult(text, prob if text else None, "lm", decode_ms=perf_ms() - started)
-    g_text, _, g_frames = _run(_grammar_search(request.jsgf), pcm16k)
-    _, _, speech_frames = _run(_PHONE_SEARCH, pcm16k)
-    coverage = g_frames / speech_frames if speech_frames else 0.0
-    if g_text and coverage >= request.min_coverage:
-        confidence = min(coverage, 1.0)
-        return DecodeResult(g_text, confidence, "grammar", (), coverage, perf_ms() - started)
-    alternatives = (g_text,) if g_text else ()
-    if not request.free_form:
-        return DecodeResult("", None, "nomatch", alternatives, coverage, perf_ms() - started)
-    text, prob, _ = _run(_LM_SEARCH, pcm16k)
-    lm_confidence = prob if text else None
-    return DecodeResult(text, lm_confidence, "lm", alternatives, coverage, perf_ms() - started)
-
-
-# --- the pool ---
-
-
-class DecoderPool:
-    """A process pool of decoders; loop-agnostic (its futures are concurrent ones)."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self.workers = workers
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._warm: list[concurrent.futures.Future[bool]] = []
-
-    def _ensure(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._executor is None:
-            # spawn, not fork: the server process has threads (log writer, uvicorn).
-            self._executor = concurrent.futures.ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
-            )
-            # One ping per worker starts them all and loads every decoder now,
-            # not on a caller's first utterance.
-            self._warm = [self._executor.submit(ping) for _ in range(self.workers)]
-        return self._executor
-
-    async def warm(self) -> None:
-        """Return when every worker has loaded its decoder."""
-        self._ensure()
-        for future in list(self._warm):
-            await asyncio.wrap_future(future)
-
-    def submit(self, request: DecodeRequest) -> concurrent.futures.Future[DecodeResult]:
-        return self._ensure().submit(decode_utterance, request)
-
-    def heal(self) -> None:
-        """Replace the pool if it is broken (a worker died). Every call sharing the
-        pool may ask; only the first finds it broken, so it is replaced once."""
-        executor = self._executor
-        if executor is None:
-            return
-        try:
-            executor.submit(ping)
-        except (BrokenProcessPool, RuntimeError):
-            self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def shutdown(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
-_shared: dict[int, DecoderPool] = {}
-
-
-def shared_pool(workers: int = 2) -> DecoderPool:
-    """The process-wide pool of that size (every call of a server shares it)."""
-    pool = _shared.get(workers)
-    if pool is None:
-        pool = _shared[workers] = DecoderPool(workers)
-    return pool
 
 
 # --- the recogniser: one per call ---
