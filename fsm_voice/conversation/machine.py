@@ -17,89 +17,39 @@ Dialog semantics follow VoiceXML: per-visit noinput/nomatch counters (reset on
 entering a state, kept across reprompts); the handler with the highest `count` ≤ the
 counter wins; no handler → reprompt. The global fallback is a hard cap: once the
 failures (noinput + nomatch) of one visit reach `fallback.after`, it is taken.
+
+The decisions are here; the transitions table, what the machine remembers and the
+primitive ways it acts are in `conversation.machine_core`.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation import spec as sp
-from fsm_voice.conversation.expr import ExprError, compile_expr, render_template
+from fsm_voice.conversation.expr import ExprError, compile_expr
 from fsm_voice.conversation.intents import grammar_phrases, match_intent
-from fsm_voice.machine import Edge, PureMachine
+from fsm_voice.conversation.machine_core import (
+    ENDED,
+    START,
+    Continue,
+    CursorStep,
+    MachineCore,
+    TakeFallback,
+)
 
 __all__ = ["ENDED", "START", "ConversationMachine"]
 
-START = "__start__"
-ENDED = "__ended__"
 NOINPUT_TIMER = "noinput"
 INTERDIGIT_TIMER = "interdigit"
 _FAILURE_EVENTS = ("noinput", "nomatch")
 MIN_SPEECH_MS = 200  # an empty result shorter than this is noise, not a nomatch
 
 
-@dataclass(frozen=True, slots=True)
-class _Continue:
-    """The end of a handler's actions: take its goto / reprompt / stay."""
-
-    handler: sp.Handler
-
-
-@dataclass(frozen=True, slots=True)
-class _Fallback:
-    fallback: sp.Fallback
-
-
-_Step = sp.Action | _Continue | _Fallback
-
-
-class ConversationMachine:
-    def __init__(self, spec: sp.MachineSpec) -> None:
-        self.spec = spec
-        self.variables: dict[str, Any] = dict(spec.variables)
-        self.ended = False
-        self._out: list[fx.ConversationEffect] = []
-        self._m: PureMachine[fx.ConversationEffect] = PureMachine(
-            "conversation", [START, *spec.states, ENDED], START, self._edges()
-        )
-        self._ids = itertools.count(1)
-        self._visit = 0
-        self.noinput_count = 0
-        self.nomatch_count = 0
-        self.attempt = 0
-        self._queue: deque[_Step] = deque()
-        self._blocked_on: str | None = None  # a prompt id or hook id
-        self._prompt: tuple[str, bool] | None = None  # (prompt id, bargein) while playing
-        self._listening = False
-        self._input_armed = False
-        self._digits: list[str] = []
-        self._timers: dict[str, int] = {}  # name -> token of the live timer
-
-    # --- the transitions table ---
-
-    def _edges(self) -> list[Edge]:
-        every = [*self.spec.states]
-        edges = [Edge("on:__start__", START, self.spec.initial)]
-        for state in self.spec.states.values():
-            edges.extend(_handler_edge(h, state.name) for h in state.handlers)
-        edges.extend(_handler_edge(h, every) for h in self.spec.global_handlers)
-        if self.spec.fallback is not None:
-            edges.append(Edge("fallback", every, self.spec.fallback.goto))
-        edges.append(Edge("end", [START, *every], ENDED))
-        return edges
-
-    @property
-    def state(self) -> str:
-        return self._m.state
-
-    @property
-    def current(self) -> sp.StateSpec | None:
-        return self.spec.states.get(self._m.state)
+class ConversationMachine(MachineCore):
+    """The dialog decisions; what they read and write is in `MachineCore`."""
 
     # --- the one entry point ---
 
@@ -210,7 +160,7 @@ class ConversationMachine:
         else:
             self._note("state_idle", state=state.name)
 
-    def _run(self, step: _Step) -> None:
+    def _run(self, step: CursorStep) -> None:
         bargein = self._bargein()
         match step:
             case sp.Say(prompts=prompts):
@@ -239,9 +189,9 @@ class ConversationMachine:
                 self._end(fx.HangupCall(reason))
             case sp.StartTimer(name=name, after_ms=after_ms):
                 self._start_timer(name, after_ms)
-            case _Continue(handler=handler):
+            case Continue(handler=handler):
                 self._continue(handler)
-            case _Fallback(fallback=fallback):
+            case TakeFallback(fallback=fallback):
                 self._note("fallback_taken", after=fallback.after, goto=fallback.goto)
                 self._fire("fallback", None, "fallback")
 
@@ -417,7 +367,7 @@ class ConversationMachine:
         self._note("counter_changed", counter=name, value=count)
         fallback = self.spec.fallback
         if fallback is not None and self.noinput_count + self.nomatch_count >= fallback.after:
-            self._replace_queue([_Fallback(fallback)])
+            self._replace_queue([TakeFallback(fallback)])
             return
         handler = self._select(name, count)
         if handler is None:
@@ -462,105 +412,12 @@ class ConversationMachine:
 
     def _apply(self, handler: sp.Handler) -> None:
         self._note("handler_selected", **_describe(handler))
-        self._replace_queue([*handler.actions, _Continue(handler)])
+        self._replace_queue([*handler.actions, Continue(handler)])
 
-    def _replace_queue(self, steps: list[_Step]) -> None:
+    def _replace_queue(self, steps: list[CursorStep]) -> None:
         self._queue.clear()
         self._queue.extend(steps)
         self._advance()
-
-    # --- helpers ---
-
-    def context(self) -> dict[str, Any]:
-        """The variables a template, condition or hook sees."""
-        return {
-            **self.variables,
-            "state": self.state,
-            "attempt": self.attempt,
-            "noinput_count": self.noinput_count,
-            "nomatch_count": self.nomatch_count,
-        }
-
-    def _render(self, text: str) -> str:
-        try:
-            return render_template(text, self.context())
-        except ExprError as error:
-            self._note("template_failed", text=text, error=str(error))
-            return text
-
-    def _apply_set(self, action: sp.Set) -> None:
-        values: dict[str, Any] = {}
-        for name, value in action.values.items():
-            try:
-                if name in action.expressions:
-                    values[name] = compile_expr(str(value)).evaluate(self.context())
-                elif isinstance(value, str):
-                    values[name] = render_template(value, self.context())
-                else:
-                    values[name] = value
-            except ExprError as error:
-                self._note("set_failed", variable=name, error=str(error))
-        self.variables.update(values)
-        self._note("variables_set", values=values)
-
-    def _bargein(self) -> bool:
-        state = self.current
-        if state is not None and state.bargein is not None:
-            return state.bargein
-        return self.spec.settings.bargein
-
-    def _noinput_ms(self, state: sp.StateSpec) -> int:
-        action = state.listen or state.gather
-        timeout = action.timeout_ms if action is not None else None
-        return timeout or self.spec.settings.noinput_timeout_ms
-
-    def _sync_counters(self) -> None:
-        self.variables["noinput_count"] = self.noinput_count
-        self.variables["nomatch_count"] = self.nomatch_count
-        self.variables["attempt"] = self.attempt
-
-    def _start_timer(self, name: str, after_ms: int) -> None:
-        self._cancel_timer(name)
-        token = next(self._ids)
-        self._timers[name] = token
-        self._emit(fx.StartTimer(name, after_ms, token))
-
-    def _cancel_timer(self, name: str) -> None:
-        token = self._timers.pop(name, None)
-        if token is not None:
-            self._emit(fx.CancelTimer(name, token))
-
-    def _cancel_timers(self) -> None:
-        for name in list(self._timers):
-            self._cancel_timer(name)
-
-    def _end(self, effect: fx.ConversationEffect | None, reason: str = "") -> None:
-        self._cancel_timers()
-        if self._prompt is not None and effect is None:
-            self._prompt = None
-        self._queue.clear()
-        if self._listening:
-            self._listening = False
-            self._emit(fx.StopListening())
-        if effect is not None:
-            self._emit(effect)
-        self.ended = True
-        previous = self.state
-        self._m.fire("end")
-        self._note("conversation_ended", state=previous, reason=reason or _reason(effect))
-
-    def _emit(self, effect: fx.ConversationEffect) -> None:
-        self._out.append(effect)
-
-    def _note(self, kind: str, **details: Any) -> None:
-        self._out.append(fx.Note(kind, details))
-
-
-def _handler_edge(handler: sp.Handler, source: str | list[str]) -> Edge:
-    def chosen(event: object, handler: sp.Handler = handler) -> bool:
-        return event is handler
-
-    return Edge(f"on:{handler.event}", source, handler.goto, conditions=[chosen])
 
 
 def _pick_prompt(prompts: tuple[sp.Prompt, ...], attempt: int) -> sp.Prompt:
@@ -577,11 +434,3 @@ def _describe(handler: sp.Handler) -> dict[str, Any]:
         "reprompt": handler.reprompt,
         "line": handler.source.line if handler.source else None,
     }
-
-
-def _reason(effect: fx.ConversationEffect | None) -> str:
-    if isinstance(effect, fx.HangupCall):
-        return effect.reason
-    if isinstance(effect, fx.TransferCall):
-        return "transferred"
-    return "ended"
