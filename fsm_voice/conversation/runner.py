@@ -22,7 +22,8 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from fsm_voice.audio.mulaw import FRAME_BYTES
+from fsm_voice.audio.frames import pad_to_frame
+from fsm_voice.audio.mulaw import FRAME_BYTES, SAMPLE_RATE
 from fsm_voice.audio.wav import read_wav_as_mulaw_8k
 from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
@@ -51,8 +52,7 @@ __all__ = [
     "run_hook",
 ]
 
-_SILENCE = 0xFF
-_BYTES_PER_MS = 8  # 8 kHz μ-law: one byte per sample
+_BYTES_PER_MS = SAMPLE_RATE // 1000  # μ-law: one byte per sample
 ACTION_GRACE_MS = 5_000  # how long an SMS in flight may outlive the call
 # Mark watchdog: a prompt's mark that the platform never echoes (a lost message, a
 # platform bug) would hold the prompt, and so the conversation, forever. Each mark
@@ -320,9 +320,7 @@ class ConversationRunner:
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
             if pending:
-                self.call.send_audio_nowait(
-                    pending + bytes([_SILENCE]) * (FRAME_BYTES - len(pending))
-                )
+                self.call.send_audio_nowait(pad_to_frame(pending))
                 pieces.append([self.call.t_ms(), FRAME_BYTES])
                 sent += FRAME_BYTES
             # Where each sentence ends in the agent track: replay re-creates the audio.
