@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fsm_voice.runtime.config import env_flag
 from fsm_voice.security import Secret
 
 __all__ = ["VoiceRuntimeSettings", "monitor_enabled"]
@@ -21,18 +22,12 @@ DEFAULT_STT_MODEL_ID = "scribe_v2_realtime"
 DEFAULT_STT_LANGUAGE_CODE = "fi"
 DEFAULT_AZURE_SPEECH_REGION = "westeurope"
 DEFAULT_AZURE_TTS_VOICE = "fi-FI-NooraNeural"
-_TRUE = frozenset(("1", "true", "yes", "on"))
-
-
-def _secret(env: Mapping[str, str], name: str) -> Secret | None:
-    value = env.get(name)
-    return Secret(value) if value else None
 
 
 def monitor_enabled(env: Mapping[str, str] | None = None) -> bool:
     """VOICE_MONITOR: live monitoring through ffplay; off unless set to 1/true/yes/on."""
     env = os.environ if env is None else env
-    return env.get("VOICE_MONITOR", "").strip().lower() in _TRUE
+    return env_flag(env.get("VOICE_MONITOR", ""))
 
 
 @dataclass(frozen=True)
@@ -66,14 +61,14 @@ class VoiceRuntimeSettings:
             stream_url=env.get("VOICE_STREAM_URL") or None,
             server_port=server_port,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
-            twilio_auth_token=_secret(env, "TWILIO_AUTH_TOKEN"),
+            twilio_auth_token=Secret.from_env("TWILIO_AUTH_TOKEN", env),
             twilio_phone_number=env.get("TWILIO_PHONE_NUMBER") or None,
-            elevenlabs_api_key=_secret(env, "ELEVENLABS_API_KEY"),
+            elevenlabs_api_key=Secret.from_env("ELEVENLABS_API_KEY", env),
             elevenlabs_voice_id=env.get("ELEVENLABS_VOICE_ID") or DEFAULT_ELEVENLABS_VOICE_ID,
             elevenlabs_model=env.get("ELEVENLABS_MODEL") or DEFAULT_ELEVENLABS_MODEL,
             stt_model_id=env.get("STT_MODEL_ID") or DEFAULT_STT_MODEL_ID,
             stt_language_code=env.get("STT_LANGUAGE_CODE") or DEFAULT_STT_LANGUAGE_CODE,
-            azure_speech_key=_secret(env, "AZURE_SPEECH_KEY"),
+            azure_speech_key=Secret.from_env("AZURE_SPEECH_KEY", env),
             azure_speech_region=env.get("AZURE_SPEECH_REGION") or DEFAULT_AZURE_SPEECH_REGION,
             azure_tts_voice=env.get("AZURE_TTS_VOICE") or DEFAULT_AZURE_TTS_VOICE,
             monitor=monitor_enabled(env),
