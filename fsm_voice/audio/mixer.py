@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Final, Literal
 
-from fsm_voice.audio.frames import mix, pad_to_frame, silence
+from fsm_voice.audio.frames import mix, mix_frames, pad_to_frame, silence
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, decode
 from fsm_voice.audio.wav import wav_bytes_mulaw
 
@@ -33,7 +33,6 @@ __all__ = ["FFPLAY_ARGS", "AudioMixer", "mix_frames"]
 
 log = logging.getLogger(__name__)
 
-mix_frames = mix  # voice_runtime's name: mix two μ-law frames sample by sample
 FFPLAY_ARGS: Final = (
     "-nodisp", "-autoexit", "-loglevel", "quiet", "-f", "mulaw", "-ar", str(SAMPLE_RATE), "-i", "-",
 )  # fmt: skip
