@@ -27,6 +27,7 @@ __all__ = [
     "Secret",
     "call_token",
     "call_token_valid",
+    "is_phone_number",
     "mask_phone",
     "mask_phone_values",
     "twilio_signature_valid",
@@ -99,11 +100,16 @@ def mask_phone(number: str, keep: int = 4) -> str:
 _PHONE = re.compile(r"\+?[0-9(][0-9 ().-]{5,}[0-9]")
 
 
+def is_phone_number(value: str) -> bool:
+    """Whether the whole of `value` is shaped like a phone number."""
+    return _PHONE.fullmatch(value) is not None
+
+
 def mask_phone_values(value: Any) -> Any:
     """`value` with every string that is a phone number masked, at any depth (for log
     payloads: conversation variables, SMS recipients, transfer targets)."""
     if isinstance(value, str):
-        return mask_phone(value) if _PHONE.fullmatch(value) else value
+        return mask_phone(value) if is_phone_number(value) else value
     if isinstance(value, dict):
         return {k: mask_phone_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

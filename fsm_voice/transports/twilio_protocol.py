@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from fsm_voice.call import events as ev
-from fsm_voice.security import mask_phone
+from fsm_voice.security import is_phone_number, mask_phone
 
 __all__ = [
     "Media",
@@ -229,7 +229,6 @@ class OutboundEncoder:
 _SECRET_NAME = re.compile(r"token|secret|passw|signature|credential|api_?key|auth", re.I)
 # Twilio's own names for the caller and the called number, and ours.
 _PHONE_NAMES = frozenset(("from", "to", "caller", "called", "forwardedfrom"))
-_PHONE_VALUE = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
 
 
 def is_secret_parameter(name: str) -> bool:
@@ -249,9 +248,7 @@ def loggable_parameters(
     for name, value in params.items():
         if is_secret_parameter(name):
             out[name] = "****"
-        elif mask_phone_numbers and (
-            name.lower() in _PHONE_NAMES or _PHONE_VALUE.fullmatch(value) is not None
-        ):
+        elif mask_phone_numbers and (name.lower() in _PHONE_NAMES or is_phone_number(value)):
             out[name] = mask_phone(value)
         else:
             out[name] = value
