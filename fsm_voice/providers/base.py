@@ -15,6 +15,7 @@ the runtime can log every transition (see `fsm_voice.providers.machine`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,7 +26,10 @@ __all__ = [
     "SpeechSynthesizer",
     "SttListener",
     "Transcript",
+    "split_at_clause_breaks",
 ]
+
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +138,9 @@ def split_sentences(text: str) -> Sequence[str]:
     if tail:
         out.append(tail)
     return out
+
+
+def split_at_clause_breaks(sentence: str) -> list[str]:
+    """Cut a sentence after every `,` `;` `:` followed by space (the TTS adapters then
+    join or re-cut the pieces to their own size)."""
+    return _CLAUSE_BREAK.split(sentence)

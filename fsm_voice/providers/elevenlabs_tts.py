@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
 from fsm_voice.providers.elevenlabs_client import ElevenLabsError, ElevenLabsSettings, TtsClient
 from fsm_voice.security import Secret
 
@@ -40,7 +39,6 @@ __all__ = ["ElevenLabsSynthesizer", "split_long"]
 
 ErrorCallback = Callable[[str, bool], None]
 
-_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 _TIMED_OUT = object()  # queue marker: the request's timer fired
 
 
@@ -49,7 +47,7 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
     if len(sentence) <= max_chars:
         return [sentence]
     pieces: list[str] = []
-    for clause in _CLAUSE_BREAK.split(sentence):
+    for clause in split_at_clause_breaks(sentence):
         if pieces and len(pieces[-1]) + 1 + len(clause) <= max_chars:
             pieces[-1] = f"{pieces[-1]} {clause}"
             continue

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +32,9 @@ from fsm_voice.audio.frames import pad_to_frame
 from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.audio.resample import float_to_mulaw_8k
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
 
 __all__ = ["PiperSynthesizer", "split_clauses"]
-
-_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 
 
 def split_clauses(sentence: str, min_words: int = 3, long_words: int = 8) -> list[str]:
@@ -47,7 +44,7 @@ def split_clauses(sentence: str, min_words: int = 3, long_words: int = 8) -> lis
     if len(sentence.split()) < long_words:
         return [sentence] if sentence else []
     out: list[str] = []
-    for part in _CLAUSE_BREAK.split(sentence):
+    for part in split_at_clause_breaks(sentence):
         if len(out) > 1 and len(out[-1].split()) < min_words:
             out[-1] = f"{out[-1]} {part}"
         else:
