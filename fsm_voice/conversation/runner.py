@@ -245,7 +245,7 @@ class ConversationRunner:
             case fx.CallHook():
                 self._spawn(self._run_hook, effect)
             case fx.SendSms(action_id=action_id, to=to, body=body):
-                self._spawn(self._send_sms, action_id, to, body)
+                self._spawn(self._act, action_id, self._telephony.send_sms, to, body)
             case fx.TransferCall(action_id=action_id, to=to):
                 self._spawn(self._transfer, action_id, to)
             case fx.HangupCall(reason=reason):
@@ -379,11 +379,15 @@ class ConversationRunner:
         else:
             self.dispatch(ev.HookReturned(effect.call_id, result.event, dict(result.variables)))
 
-    async def _send_sms(self, action_id: int, to: str, body: str) -> None:
+    async def _act(
+        self, action_id: int, request: Callable[..., Awaitable[dict[str, Any]]], *args: Any
+    ) -> None:
+        """A telephony request (an SMS, a transfer), kept in flight until its result is
+        dispatched."""
         done = anyio.Event()
         self._actions.append(done)
         try:
-            result = await self._telephony.send_sms(to, body)
+            result = await request(*args)
             self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
         except Exception as error:
             self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
@@ -404,16 +408,7 @@ class ConversationRunner:
         await self._actions_settled()
         # Kept like an SMS in flight: the platform ends the stream as it redirects the
         # call, often before its answer arrives, and the result must still be logged.
-        done = anyio.Event()
-        self._actions.append(done)
-        try:
-            result = await self._telephony.transfer(self.call.call_sid, to)
-            self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
-        except Exception as error:
-            self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
-        finally:
-            done.set()
-            self._actions.remove(done)
+        await self._act(action_id, self._telephony.transfer, self.call.call_sid, to)
         await self.call.hangup("conversation:transferred")
 
 
