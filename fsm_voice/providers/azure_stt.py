@@ -52,7 +52,13 @@ from fsm_voice.providers.azure_common import (
     load_sdk,
     post_to_loop,
 )
-from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    SttListener,
+    Transcript,
+    report_discarded,
+)
 from fsm_voice.security import Secret
 
 __all__ = ["AzureRecognizer"]
@@ -294,13 +300,11 @@ class AzureRecognizer:
             if isinstance(event, rec.FinalResult):
                 self.echo_discarded += 1
                 log.debug("discarded %r as echo (began at %d ms)", event.text, start_ms)
-                on_discarded = getattr(listener, "on_discarded", None)
-                if on_discarded is not None:  # optional: see SttListener
-                    end_ms = start_ms + event.duration_ms
-                    dropped = Transcript(
-                        event.text, event.confidence, start_ms, end_ms, event.alternatives
-                    )
-                    on_discarded(dropped, "echo")
+                end_ms = start_ms + event.duration_ms
+                dropped = Transcript(
+                    event.text, event.confidence, start_ms, end_ms, event.alternatives
+                )
+                report_discarded(listener, dropped, "echo")
             return
         if isinstance(event, rec.SpeechStarted):
             listener.on_speech_started(start_ms)

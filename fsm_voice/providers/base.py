@@ -26,6 +26,7 @@ __all__ = [
     "SpeechSynthesizer",
     "SttListener",
     "Transcript",
+    "report_discarded",
     "split_at_clause_breaks",
 ]
 
@@ -79,6 +80,13 @@ class SttListener(Protocol):
 
     def on_state(self, state: str, detail: str) -> None:
         """The provider machine moved to `state` (idle, connecting, streaming, ...)."""
+
+
+def report_discarded(listener: SttListener, transcript: Transcript, reason: str) -> None:
+    """Tell `listener` about a dropped result, if it has the optional `on_discarded`."""
+    on_discarded = getattr(listener, "on_discarded", None)
+    if on_discarded is not None:
+        on_discarded(transcript, reason)
 
 
 class SpeechRecognizer(Protocol):

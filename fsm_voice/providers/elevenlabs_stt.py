@@ -44,7 +44,13 @@ import anyio
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    SttListener,
+    Transcript,
+    report_discarded,
+)
 from fsm_voice.providers.elevenlabs_backlog import BYTES_PER_MS, CallerBacklog, SessionTimeline
 from fsm_voice.providers.elevenlabs_client import (
     SESSION_LIMIT,
@@ -353,9 +359,7 @@ class ElevenLabsRecognizer:
             return
         if self._in_echo_window():
             self.discarded.append(transcript)
-            on_discarded = getattr(listener, "on_discarded", None)
-            if on_discarded is not None:
-                on_discarded(transcript, "echo")
+            report_discarded(listener, transcript, "echo")
             return
         listener.on_committed(transcript)
 
