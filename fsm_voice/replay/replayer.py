@@ -7,10 +7,11 @@ raises `ReplayDivergence` on the first differing decision: the pytest one-liner.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 
@@ -210,29 +211,32 @@ async def replay_call(
     )
 
 
+def _conversation_started(events: tuple[EventRecord, ...]) -> EventRecord | None:
+    """The live conversation's first event (its providers had started by then)."""
+    return next((e for e in events if e.source == "conversation"), None)
+
+
 def _providers_ready_ms(events: tuple[EventRecord, ...]) -> int:
     """When the live conversation had its providers started: its first event's time."""
-    return next((e.t_ms for e in events if e.source == "conversation"), 0)
+    started = _conversation_started(events)
+    return 0 if started is None else started.t_ms
 
 
 def _deliver_notices(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
     """Platform notices from outside the stream (e.g. Twilio's answering-machine
     verdict), delivered again at their recorded times."""
-
-    def deliver(kind: str, data: dict[str, Any]) -> Callable[[], None]:
-        return lambda: runtime.handle.notify(kind, data)
-
-    started = next((e.seq for e in recording.events if e.source == "conversation"), None)
+    started = _conversation_started(recording.events)
     for event in recording.events:
-        if event.kind == "platform_notice":
-            data = dict(event.data)
-            kind = str(data.pop("notice"))
-            if started is not None and event.seq < started:
-                # it came before the conversation subscribed (a webhook ahead of the
-                # stream): held by the call, the conversation takes it as it starts
-                runtime.handle.notify(kind, data)
-            else:
-                clock.call_later(event.t_ms - clock.now_ms(), deliver(kind, data))
+        if event.kind != "platform_notice":
+            continue
+        data = dict(event.data)
+        deliver = partial(runtime.handle.notify, str(data.pop("notice")), data)
+        if started is not None and event.seq < started.seq:
+            # it came before the conversation subscribed (a webhook ahead of the
+            # stream): held by the call, the conversation takes it as it starts
+            deliver()
+        else:
+            clock.call_later(event.t_ms - clock.now_ms(), deliver)
 
 
 class RecordedHangupFailure(Exception):
