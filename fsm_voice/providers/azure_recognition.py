@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsm_voice.providers.azure_common import AzureSettings, AzureSpeechError, cancellation_error
+from fsm_voice.providers.base import StreamPosition
 
 __all__ = [
     "Cancelled",
@@ -83,8 +84,7 @@ class Session:
     generation: int
     recognizer: Any
     stream: Any
-    origin_ms: int | None = None  # call time of the stream's first byte
-    next_ms: int = 0  # call time the next frame should carry
+    position: StreamPosition = field(default_factory=StreamPosition)  # in call time
     signals: list[Any] = field(default_factory=list)
 
 

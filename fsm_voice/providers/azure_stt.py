@@ -41,6 +41,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from fsm_voice.audio.frames import silence
 from fsm_voice.clock import Clock, RandomIds, SystemClock, TimerHandle
 from fsm_voice.errors import ConfigError
 from fsm_voice.machine import Step
@@ -66,8 +67,6 @@ __all__ = ["AzureRecognizer"]
 log = logging.getLogger(__name__)
 
 _BYTES_PER_MS = 8  # 8 kHz, one byte per μ-law sample
-_SILENCE = b"\xff"  # μ-law zero
-_MAX_GAP_MS = 1000
 
 
 class AzureRecognizer:
@@ -144,12 +143,8 @@ class AzureRecognizer:
         session = self._session
         if session is None or self.machine.state not in (pm.CONNECTING, pm.STREAMING):
             return  # between connections: this audio is lost, as on a dropped line
-        if session.origin_ms is None:
-            session.origin_ms = session.next_ms = t_ms
-        gap_ms = min(t_ms - session.next_ms, _MAX_GAP_MS)
         # Lost frames: silence keeps the stream's clock in step with the call's.
-        padding = _SILENCE * (gap_ms * _BYTES_PER_MS) if gap_ms >= 20 else b""
-        session.next_ms = max(session.next_ms, t_ms) + len(mulaw) // _BYTES_PER_MS
+        padding = silence(session.position.advance(t_ms, len(mulaw)))
         try:
             session.stream.write(padding + mulaw)
         except Exception as exc:  # the SDK raises RuntimeError with its own error code
@@ -318,7 +313,7 @@ class AzureRecognizer:
 
     def _call_ms(self, offset_ms: int) -> int:
         session = self._session
-        origin = session.origin_ms if session is not None else None
+        origin = session.position.origin_ms if session is not None else None
         return (origin if origin is not None else self._audio_end_ms) + offset_ms
 
     def _is_echo(self, start_ms: int) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "Grammar",
     "SpeechRecognizer",
     "SpeechSynthesizer",
+    "StreamPosition",
     "SttListener",
     "Transcript",
     "report_discarded",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
+_BYTES_PER_MS = 8  # 8 kHz μ-law: one byte per sample
+_MIN_GAP_MS = 20  # one lost frame
+_MAX_GAP_MS = 1000  # a longer outage is not replayed as silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,28 @@ def report_discarded(listener: SttListener, transcript: Transcript, reason: str)
     on_discarded = getattr(listener, "on_discarded", None)
     if on_discarded is not None:
         on_discarded(transcript, reason)
+
+
+@dataclass(slots=True)
+class StreamPosition:
+    """Where a recogniser's audio stream sits in the call, so stream time stays call time.
+
+    The first frame fed fixes `origin_ms` (the call time of the stream's time 0);
+    `advance` then says how much audio was lost on the line before each frame, for
+    the recogniser to fill with silence.
+    """
+
+    origin_ms: int | None = None
+    next_ms: int = 0  # call time the next frame should carry
+
+    def advance(self, t_ms: int, mulaw_bytes: int) -> int:
+        """A frame of `mulaw_bytes` at call time `t_ms` is fed: the ms of silence to put
+        before it (0 under one frame; at most 1 s)."""
+        if self.origin_ms is None:
+            self.origin_ms = self.next_ms = t_ms
+        gap_ms = min(t_ms - self.next_ms, _MAX_GAP_MS)
+        self.next_ms = max(self.next_ms, t_ms) + mulaw_bytes // _BYTES_PER_MS
+        return gap_ms if gap_ms >= _MIN_GAP_MS else 0
 
 
 class SpeechRecognizer(Protocol):

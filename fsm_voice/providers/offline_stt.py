@@ -37,7 +37,13 @@ from fsm_voice.audio.mulaw import SAMPLE_RATE, decode
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
 from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.base import (
+    Grammar,
+    SpeechRecognizer,
+    StreamPosition,
+    SttListener,
+    Transcript,
+)
 
 # The decoding side lives in `offline_decoder`; its names are importable from here too.
 from fsm_voice.providers.offline_decoder import (
@@ -175,8 +181,7 @@ class PocketsphinxRecognizer:
         self._listener: SttListener | None = None
         self._grammar: Grammar | None = None
         self._jsgf: str | None = None
-        self._origin_ms: int | None = None  # call time of the endpointer's stream time 0
-        self._next_ms = 0  # call time the next frame should carry
+        self._position = StreamPosition()  # the endpointer's stream in call time
         self._buffer = b""  # int16 not yet a whole endpointer frame
         self._utterance: list[bytes] = []
         self._utterance_start_ms = 0
@@ -212,12 +217,9 @@ class PocketsphinxRecognizer:
         ep = self._endpointer
         if ep is None or self.machine.state in pm.FINAL or not mulaw:
             return
-        if self._origin_ms is None:
-            self._origin_ms = self._next_ms = t_ms
-        gap_ms = min(t_ms - self._next_ms, 1000)
-        if gap_ms >= 20:  # lost frames: keep the endpointer's time in step with the call's
+        gap_ms = self._position.advance(t_ms, len(mulaw))
+        if gap_ms:  # lost frames: keep the endpointer's time in step with the call's
             self._push(bytes(gap_ms * SAMPLE_RATE // 1000 * 2))
-        self._next_ms = max(self._next_ms, t_ms) + len(mulaw) * 1000 // SAMPLE_RATE
         self._push(decode(mulaw).tobytes())
 
     @property
@@ -275,7 +277,7 @@ class PocketsphinxRecognizer:
                 self._utterance_start_ms = end_ms  # the caller goes on: same speech
 
     def _call_ms(self, stream_s: float) -> int:
-        return (self._origin_ms or 0) + round(stream_s * 1000)
+        return (self._position.origin_ms or 0) + round(stream_s * 1000)
 
     def _dispatch(self, end_ms: int) -> None:
         pcm, self._utterance = b"".join(self._utterance), []
