@@ -305,7 +305,7 @@ class VoiceSession:
                 if self._loop is not None and _running_loop() is self._loop:
                     _spawn(stt.stop())
                 else:
-                    self._run_on_loop(_stop_stt(stt), STT_STOP_TIMEOUT_S)
+                    self._run_on_loop(stt.stop(), STT_STOP_TIMEOUT_S)
         if self._loop is not None and self._loop.is_running() and _running_loop() is not self._loop:
             self._run_on_loop(self._drain_all(), None)
         else:
@@ -339,11 +339,6 @@ class VoiceSession:
     def stt(self) -> SttProvider | None:
         """The STT the transport started for the live call, if any."""
         return self._stt
-
-
-async def _stop_stt(stt: SttProvider) -> bool:
-    await stt.stop()
-    return True
 
 
 def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
