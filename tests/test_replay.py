@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS
 from fsm_voice.cli import main
 from fsm_voice.conversation.loader import load_machine, load_machine_text
 from fsm_voice.conversation.runner import conversation_agent
@@ -37,7 +38,7 @@ from fsm_voice.replay import (
 from fsm_voice.replay.compare import decisions
 from fsm_voice.replay.driver import ReplayClock
 from fsm_voice.replay.offline import SAME_UTTERANCE_MS
-from fsm_voice.replay.recording import FRAME_BYTES, FRAME_MS, CallerFrames
+from fsm_voice.replay.recording import CallerFrames
 from fsm_voice.simulator.caller import ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script
 

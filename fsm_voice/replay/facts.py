@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS
 from fsm_voice.eventlog.records import EventRecord
-from fsm_voice.replay.recording import FRAME_BYTES, FRAME_MS, Recording
+from fsm_voice.replay.recording import Recording
 
 __all__ = ["Fact", "inbound_facts", "split_stt_events"]
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from fsm_voice.audio.mulaw import FRAME_MS
 from fsm_voice.clock import Clock, TimerHandle
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
@@ -51,7 +52,7 @@ from fsm_voice.providers.offline_stt import (
     vocabulary,
 )
 from fsm_voice.replay.facts import Fact
-from fsm_voice.replay.recording import FRAME_MS, ReplayInputError
+from fsm_voice.replay.recording import ReplayInputError
 
 __all__ = [
     "LEAD_MS",

@@ -16,12 +16,12 @@ from typing import Any
 
 import anyio
 
+from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
 from fsm_voice.clock import Clock
 from fsm_voice.conversation.hooks import HookContext, HookResult
 from fsm_voice.conversation.runner import run_hook
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Grammar, SttListener, Transcript, split_sentences
-from fsm_voice.replay.recording import FRAME_BYTES
 
 __all__ = [
     "RecordedHooks",
@@ -31,7 +31,7 @@ __all__ = [
     "recorded_sentences",
 ]
 
-_SILENCE = b"\xff"
+_SILENCE = bytes([SILENCE_BYTE])
 _MS_PER_CHAR = 65  # a new sentence's length: about the pace of speech
 
 
@@ -190,7 +190,7 @@ class RecordedSynthesizer:
             yield audio[FRAME_BYTES:]
 
     async def _new(self, text: str) -> AsyncIterator[bytes]:
-        frames = max(1, -(-len(text.strip()) * _MS_PER_CHAR // 20))
+        frames = max(1, -(-len(text.strip()) * _MS_PER_CHAR // FRAME_MS))
         yield _SILENCE * (frames * FRAME_BYTES)
 
 

@@ -22,9 +22,6 @@ from fsm_voice.eventlog.records import EventRecord
 
 __all__ = ["CallerFrames", "Recording", "ReplayInputError", "load_fixture", "load_from_log"]
 
-FRAME_BYTES = 160
-FRAME_MS = 20
-
 
 class ReplayInputError(FsmVoiceError):
     """The recording cannot be replayed (missing, unreadable, no such call)."""
