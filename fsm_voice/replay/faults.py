@@ -139,7 +139,7 @@ def _require_live(facts: list[Fact], t_ms: int, fault: Fault, end_ms: int) -> No
     started = next((f.t_ms for f in facts if _is(f, "start")), None)
     closed = [f.t_ms for f in facts if f.kind == "close" or _is(f, "stop")]
     ended = min([*closed, end_ms])
-    if started is None or t_ms < started or (ended is not None and t_ms >= ended):
+    if started is None or not started <= t_ms < ended:
         span = f"from {started} to {ended} ms" if started is not None else "never"
         raise ReplayInputError(f"fault {fault}: the stream is live {span}, not then")
 
