@@ -7,6 +7,7 @@
     ├── CallHangupError          the call ended while the code was waiting on it
     ├── SocketClosed             the peer's socket is gone (carries the close code)
     ├── EventLogError            the event log could not be opened or written
+    │   └── FixtureError           a replay fixture that cannot be imported (every problem)
     ├── TwilioApiError           Twilio's REST API refused a request or could not be reached
     └── InvalidTransition        an event a machine cannot take in its state
 
@@ -55,6 +56,15 @@ class SocketClosed(FsmVoiceError):
 
 class EventLogError(FsmVoiceError):
     """The event log could not be opened, read or written."""
+
+
+class FixtureError(EventLogError):
+    """A fixture directory that `import` cannot read. `problems` lists every problem
+    found, not only the first, each as `file:line: field: what`."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class TwilioApiError(FsmVoiceError):

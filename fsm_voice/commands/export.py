@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsm_voice.eventlog.fixture import export_fixture, import_fixture
+from fsm_voice.eventlog.fixture import add_fixture_call, export_fixture, read_fixture
 from fsm_voice.eventlog.multi import LogSet
 from fsm_voice.eventlog.query import open_log
 
@@ -21,7 +21,10 @@ def export_command(dbs: Sequence[str], call_id: str, out: Path) -> int:
 
 
 def import_command(fixture: Path, db: Path) -> int:
+    # Read and check everything before the log is opened: a bad fixture leaves no
+    # trace, not even a new empty log file.
+    found = read_fixture(fixture)
     with open_log(db, create=True) as log:
-        call_id = import_fixture(fixture, log)
+        call_id = add_fixture_call(log, found)
     print(f"{fixture} → {db}: call {call_id}")
     return 0

@@ -10,7 +10,8 @@ Everything is text a reviewer can diff except the WAVs, which any player opens. 
 times are left out: only `started_at` (in meta.json) is kept, and an import derives
 every event's wall time from it and `t_ms`. The chunk index keeps when each second
 of audio arrived or left, which the WAVs alone cannot say. Exporting, importing into
-an empty log and exporting again gives byte-identical files.
+an empty log and exporting again gives byte-identical files. An import checks every
+file first (`fixture_read`) and then writes the call whole, or nothing of it.
 """
 
 from __future__ import annotations
@@ -20,19 +21,27 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE
-from fsm_voice.audio.wav import read_wav, wav_bytes_mulaw
+from fsm_voice.audio.wav import wav_bytes_mulaw
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.fixture_read import FIXTURE_FORMAT, FixtureCall, read_fixture
 from fsm_voice.eventlog.multi import CallReader
 from fsm_voice.eventlog.records import TRACKS, AudioChunk, CallRecord, EventRecord
-from fsm_voice.eventlog.sqlite_schema import _iso_utc, _wall_ms_from_iso
+from fsm_voice.eventlog.sqlite_schema import _iso_utc
 
-__all__ = ["FIXTURE_FORMAT", "export_fixture", "import_fixture"]
+__all__ = [
+    "FIXTURE_FORMAT",
+    "FixtureCall",
+    "WholeCallWriter",
+    "add_fixture_call",
+    "export_fixture",
+    "import_fixture",
+    "read_fixture",
+]
 
-FIXTURE_FORMAT: Final = 1
 _WALL_FIELDS: Final = ("started_wall_ms", "ended_wall_ms")
 
 
@@ -124,41 +133,39 @@ def export_fixture(reader: CallReader, call_id: str, out: Path) -> list[Path]:
     return [out / name for name in sorted(files)]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError) as error:
-        raise EventLogError(f"cannot read {path}: {error}") from error
+@runtime_checkable
+class WholeCallWriter(Protocol):
+    """A log that can write a whole call in one transaction (`SqliteEventLog`)."""
+
+    def write_call(
+        self, call: CallRecord, events: list[EventRecord], audio: list[AudioChunk]
+    ) -> None: ...
+
+
+def add_fixture_call(log: EventLog, found: FixtureCall) -> str:
+    """Add a call read by `read_fixture` to `log` (which must not hold it yet).
+
+    A log that can write it in one transaction does (all rows or none); any other
+    (in memory) gets the rows one by one, which cannot fail half-way on valid rows.
+    """
+    call_id = found.call.call_id
+    if log.call(call_id) is not None:
+        raise EventLogError(f"call {call_id} is already in the log")
+    if isinstance(log, WholeCallWriter):
+        log.write_call(found.call, found.events, found.audio)
+        return call_id
+    log.open_call(found.call)
+    for event in found.events:
+        log.append(event)
+    for chunk in found.audio:
+        log.append_audio(chunk)
+    return call_id
 
 
 def import_fixture(fixture: Path, log: EventLog) -> str:
-    """Add the call in `fixture` to `log` (which must not hold it yet); returns its id."""
-    try:
-        meta = json.loads((fixture / "meta.json").read_text())
-    except (OSError, ValueError) as error:
-        raise EventLogError(f"{fixture} is not a fixture: {error}") from error
-    if meta.get("format") != FIXTURE_FORMAT:
-        raise EventLogError(f"{fixture}: fixture format {meta.get('format')!r} is not supported")
-    row = dict(meta["call"])
-    started = _wall_ms_from_iso(row.pop("started_at"))
-    duration = row.get("duration_ms")
-    ended = None if duration is None else started + duration
-    call = CallRecord(**row, started_wall_ms=started, ended_wall_ms=ended)
-    if log.call(call.call_id) is not None:
-        raise EventLogError(f"call {call.call_id} is already in the log")
-    log.open_call(call)
-    for e in _read_jsonl(fixture / "events.jsonl"):
-        wall = started + e["t_ms"]
-        log.append(
-            EventRecord(
-                call.call_id, e["seq"], e["t_ms"], wall, e["source"], e["kind"], e["data"], e["v"]
-            )
-        )
-    tracks = {t: read_wav(fixture / f"{t}.wav").data for t in TRACKS}
-    for c in _read_jsonl(fixture / "audio.jsonl"):
-        start = c["first_frame"] * FRAME_BYTES
-        payload = tracks[c["track"]][start : start + c["bytes"]]
-        log.append_audio(
-            AudioChunk(call.call_id, c["track"], c["seq"], c["t_ms"], c["first_frame"], payload)
-        )
-    return call.call_id
+    """Add the call in `fixture` to `log` (which must not hold it yet); returns its id.
+
+    A fixture with any problem raises `FixtureError` (every problem, by file, line
+    and field) before anything is written.
+    """
+    return add_fixture_call(log, read_fixture(fixture))

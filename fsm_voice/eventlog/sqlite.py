@@ -33,7 +33,14 @@ from fsm_voice.eventlog.sqlite_schema import (
     _call_record,
     _wall_ms_from_iso,
 )
-from fsm_voice.eventlog.sqlite_writer import _AsyncWaiter, _Op, _SyncWaiter, _Update, _Writer
+from fsm_voice.eventlog.sqlite_writer import (
+    _AsyncWaiter,
+    _Group,
+    _Op,
+    _SyncWaiter,
+    _Update,
+    _Writer,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteEventLog"]
 
@@ -115,6 +122,22 @@ class SqliteEventLog:
     def append_audio(self, chunk: AudioChunk) -> None:
         self._check_writable()
         self._enqueue(chunk)
+
+    def write_call(
+        self, call: CallRecord, events: list[EventRecord], audio: list[AudioChunk]
+    ) -> None:
+        """Write a whole call (its row, events and audio) in one transaction: every row
+        or none. Blocks until it is committed, so it is for tools, not the event loop;
+        raises `EventLogError` if it was not (a row the schema refuses, a full disk)."""
+        self._check_writable()
+        self._enqueue(
+            _Group(
+                replace(call, custom_parameters=dict(call.custom_parameters)),
+                list(events),
+                list(audio),
+            )
+        )
+        self.flush_sync()
 
     def _enqueue(self, op: _Op) -> None:
         writer = self._writer

@@ -2,7 +2,8 @@
 
 The thread owns the write connection and commits everything waiting in one
 transaction per `batch_ms` tick, sooner when `batch_rows` rows wait or someone
-flushes. A batch that fails is done again a row at a time, keeping every good row.
+flushes. A batch that fails is done again a row at a time, keeping every good row;
+a `_Group` (a whole imported call) commits in a transaction of its own, all or nothing.
 """
 
 from __future__ import annotations
@@ -89,7 +90,20 @@ class _Stop:
     pass
 
 
-_Op = CallRecord | _Update | EventRecord | AudioChunk | _Waiter | _Stop
+class _Group:
+    """Rows that commit together in one transaction of their own, or not at all."""
+
+    __slots__ = ("audio", "call", "events")
+
+    def __init__(
+        self, call: CallRecord, events: list[EventRecord], audio: list[AudioChunk]
+    ) -> None:
+        self.call = call
+        self.events = events
+        self.audio = audio
+
+
+_Op = CallRecord | _Update | EventRecord | AudioChunk | _Group | _Waiter | _Stop
 
 
 class _Writer:
@@ -224,9 +238,12 @@ class _Writer:
         events: list[EventRecord] = []
         audio: list[AudioChunk] = []
         waiters: list[_Waiter] = []
+        groups: list[_Group] = []
         stop = False
         for op in batch:
-            if isinstance(op, EventRecord):
+            if isinstance(op, _Group):
+                groups.append(op)
+            elif isinstance(op, EventRecord):
                 events.append(op)
             elif isinstance(op, AudioChunk):
                 audio.append(op)
@@ -239,6 +256,8 @@ class _Writer:
         try:
             if calls or events or audio:
                 self._commit(conn, calls, events, audio)
+            for group in groups:  # after the batch's other rows, before its waiters
+                self._commit_group(conn, group)
         except BaseException:
             pending.extendleft(reversed(waiters))  # for _finish to answer
             raise
@@ -290,6 +309,24 @@ class _Writer:
         if self._on_commit is not None:
             try:
                 self._on_commit(len(calls) + len(events) + len(audio))
+            except Exception as e:
+                self._record("a batch (the on_commit hook raised)", e)
+
+    def _commit_group(self, conn: sqlite3.Connection, group: _Group) -> None:
+        rows = 1 + len(group.events) + len(group.audio)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._apply_call(conn, group.call)
+            conn.executemany(_INSERT_EVENT, map(self._event_row, group.events))
+            conn.executemany(_INSERT_AUDIO, map(_audio_row, group.audio))
+            conn.execute("COMMIT")
+        except Exception as e:
+            _rollback(conn)  # no fallback row by row: the group is whole or absent
+            self._record(f"call {group.call.call_id!r} ({rows} rows, none written)", e)
+            return
+        if self._on_commit is not None:
+            try:
+                self._on_commit(rows)
             except Exception as e:
                 self._record("a batch (the on_commit hook raised)", e)
 
