@@ -155,7 +155,7 @@ class ConversationRunner:
             await self._start_provider(
                 "stt", self._recognizer.name, self._recognizer.start(_Listener(self))
             )
-            call.on_caller_audio(lambda frame: self._recognizer.feed(frame, call.t_ms()))
+            call.on_caller_audio(lambda frame: self._recognizer.feed(frame, call.caller_frame_ms()))
             call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
             call.on_end(lambda reason: self.dispatch(ev.CallerHungUp(reason)))
             self.dispatch(ev.CallConnected(self._call_variables()))
@@ -177,9 +177,8 @@ class ConversationRunner:
         try:
             await starting  # idempotent for shared providers: loads models once
         except Exception as error:  # a provider that cannot start is an `error` event
-            self.call.record(
-                source, "provider_failed", {"error": f"{type(error).__name__}: {error}"}
-            )
+            data = {"error": f"{type(error).__name__}: {error}", "provider": name}
+            self.call.record(source, "provider_failed", data)
             self.dispatch(ev.ProviderFailed(name, str(error)))
 
     def _call_variables(self) -> dict[str, Any]:
@@ -282,10 +281,10 @@ class ConversationRunner:
                 if prompt.marks:
                     await asyncio.wait(prompt.marks)
         except Exception as error:  # a synthesis failure must not hang the state
-            self.call.record(
-                "tts", "synthesis_failed", {"error": f"{type(error).__name__}: {error}"}
-            )
-            self.dispatch(ev.ProviderFailed(self._synthesizer.name, str(error)))
+            name = self._synthesizer.name  # logged: replay's stand-in answers to it
+            data = {"error": f"{type(error).__name__}: {error}", "provider": name}
+            self.call.record("tts", "synthesis_failed", data)
+            self.dispatch(ev.ProviderFailed(name, str(error)))
         finally:
             self._recognizer.set_speaking(False)
         heard = tuple(
@@ -302,6 +301,7 @@ class ConversationRunner:
             pending = b""
             sent = 0
             pieces: list[list[int]] = []  # [t_ms, bytes] of each send: replay re-times them
+            index = len(prompt.marks)
             chunks = self._synthesizer.synthesize(sentence)
             try:
                 async for chunk in chunks:
@@ -317,6 +317,15 @@ class ConversationRunner:
                         pieces.append([self.call.t_ms(), whole])
                         sent += whole
                         pending = pending[whole:]
+            except BaseException as stop:
+                # Stopped (barge-in, hang-up) or failed mid-sentence: what already went
+                # out is on the line, and replay must send exactly that, then stop too.
+                cut: dict[str, Any] = {"prompt_id": prompt.prompt_id, "index": index}
+                cut |= {"bytes": sent, "pieces": pieces}
+                if isinstance(stop, Exception):
+                    cut["error"] = f"{type(stop).__name__}: {stop}"
+                self.call.record("tts", "sentence_cut", cut)
+                raise
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
             if pending:
@@ -324,7 +333,6 @@ class ConversationRunner:
                 pieces.append([self.call.t_ms(), FRAME_BYTES])
                 sent += FRAME_BYTES
             # Where each sentence ends in the agent track: replay re-creates the audio.
-            index = len(prompt.marks)
             data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent, "pieces": pieces}
             self.call.record("tts", "sentence_synthesized", data)
             prompt.sentences.append(sentence)
@@ -469,4 +477,7 @@ class _Listener:
             self._runner.dispatch(ev.ProviderFailed(self._runner._recognizer.name, reason))
 
     def on_state(self, state: str, detail: str) -> None:
-        self._call.record("stt", "provider_state_entered", {"state": state, "detail": detail})
+        # The provider's name: offline replay must know what made a recording's words.
+        name = self._runner._recognizer.name
+        data = {"state": state, "detail": detail, "provider": name}
+        self._call.record("stt", "provider_state_entered", data)

@@ -217,7 +217,7 @@ class RetimedRecognizer:
         self._clock = clock
         self._frames = heard
         self._next: int | None = None  # the next frame to hear (None: the call hears none yet)
-        self._grid = (0, 0)  # (call ms, frame number) of the first frame heard
+        self._grid = (0, 0)  # (call ms, frame number) of the call's first caller frame
         self._hearing_ms = 0  # the call time of the frame being heard now
         self._closed_at: deque[int] = deque()  # call times of the utterances out to decode
         self._speech = _Recorded(events, "speech_started", "at_ms")
@@ -237,8 +237,8 @@ class RetimedRecognizer:
         """The call heard a frame: the recogniser hears on, to `LEAD_MS` ahead of it."""
         if self._next is None:
             self._next = self._first_heard(mulaw, t_ms)
-            if self._next < len(self._frames):
-                first = self._frames[self._next]
+            if self._frames:  # the live call's grid: its first frame's arrival, numbers on
+                first = self._frames[0]
                 self._grid = (first.t_ms, first.frame)
         self._hear_until(self._clock.now_ms() + LEAD_MS)
 
@@ -270,8 +270,9 @@ class RetimedRecognizer:
             frame = frames[self._next]
             self._next += 1
             self._hearing_ms = frame.t_ms
-            # On the frame grid: the live recogniser's timeline (it pads only gaps of
-            # 20 ms or more, which steady arrival never makes; lost frames still do).
+            # On the frame grid, as the live call feeds it (`CallHandle.caller_frame_ms`):
+            # only lost frames make gaps. (Runtimes before it fed arrival times, which
+            # a steady line puts within a few ms of this grid.)
             self.inner.feed(frame.payload, grid_ms + FRAME_MS * (frame.frame - grid_frame))
 
     def _utterance_closed(self) -> None:

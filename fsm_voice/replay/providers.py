@@ -29,6 +29,8 @@ __all__ = [
     "RecordedSynthesizer",
     "RecordedTelephony",
     "recorded_sentences",
+    "replay_notes",
+    "synthesizer_name",
 ]
 
 _SILENCE = bytes([SILENCE_BYTE])
@@ -49,9 +51,10 @@ async def _forever() -> None:
 class RecordedRecognizer:
     """Emits the recorded stt events; the replay feeds it and ignores what it hears."""
 
-    name = "recorded"
-
-    def __init__(self, at_start: list[EventRecord], at_stop: list[EventRecord]) -> None:
+    def __init__(
+        self, at_start: list[EventRecord], at_stop: list[EventRecord], name: str | None = None
+    ) -> None:
+        self.name = name or "recorded"  # the live recogniser's, where the log names it
         self._at_start = at_start
         self._at_stop = at_stop
         self.listener: SttListener | None = None
@@ -100,10 +103,20 @@ class RecordedRecognizer:
 @dataclass(frozen=True, slots=True)
 class RecordedSentence:
     text: str
-    audio: bytes | None  # None: synthesis never finished (the prompt was stopped first)
+    audio: bytes | None  # None: synthesis never finished and what went out is unknown
     first_ms: int  # when its first audio left
     end_ms: int  # when its last audio left (its mark follows)
     pieces: tuple[tuple[int, int], ...] = ()  # (t_ms, bytes) of each send, when logged
+    cut: bool = False  # stopped mid-synthesis after `pieces` (a barge-in, a hang-up)
+    error: str | None = None  # ...because synthesis failed with this ("Type: message")
+
+
+# Said in the replay's notes when an old recording leaves a stopped sentence's audio out.
+UNLOGGED_CUT = (
+    "recorded before stopped sentences were logged (no `sentence_cut`): a sentence "
+    "stopped mid-synthesis is replayed as sending nothing, so decisions around a "
+    "barge-in or hang-up during it may differ"
+)
 
 
 def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[RecordedSentence]:
@@ -118,7 +131,7 @@ def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[Re
             order.append(e.data["prompt_id"])
         elif e.kind == "first_audio_sent":
             first.setdefault(e.data["prompt_id"], e.t_ms)
-        elif e.kind == "sentence_synthesized":
+        elif e.kind in ("sentence_synthesized", "sentence_cut"):
             done[(e.data["prompt_id"], int(e.data["index"]))] = e
     # The track is the sentences' audio end to end, unless a played file sits between.
     exact = not any(e.kind == "play_started" for e in events)
@@ -128,7 +141,7 @@ def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[Re
         start = first.get(prompt_id, 0)
         for index, text in enumerate(texts[prompt_id]):
             record = done.get((prompt_id, index))
-            if record is None:  # stopped while synthesising: nothing after it was asked for
+            if record is None:  # an old recording: what went out of it is not logged
                 sentences.append(RecordedSentence(text, None, start, start))
                 break
             size = int(record.data["bytes"])
@@ -136,19 +149,44 @@ def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[Re
             offset += size
             audio += _SILENCE * (size - len(audio))
             pieces = tuple((int(t), int(n)) for t, n in record.data.get("pieces", ()))
+            if record.kind == "sentence_cut":  # nothing after it was asked for
+                error = record.data.get("error")
+                sentences.append(
+                    RecordedSentence(text, audio, start, record.t_ms, pieces, True, error)
+                )
+                break
             sentences.append(RecordedSentence(text, audio, start, record.t_ms, pieces))
             start = record.t_ms
     return sentences
 
 
+def synthesizer_name(events: tuple[EventRecord, ...]) -> str | None:
+    """The live call's synthesiser, where a failure logged its name."""
+    for e in events:
+        if e.source == "tts" and e.kind in ("synthesis_failed", "provider_failed"):
+            name = e.data.get("provider")
+            if name is not None:
+                return str(name)
+    return None
+
+
+def replay_notes(sentences: Sequence[RecordedSentence]) -> list[str]:
+    """What this replay cannot re-make exactly, said to the user."""
+    return [UNLOGGED_CUT] if any(s.audio is None for s in sentences) else []
+
+
 class RecordedSynthesizer:
     """Each sentence's recorded audio (or silence of its length), at its recorded time."""
 
-    name = "recorded"
-
     def __init__(
-        self, sentences: list[RecordedSentence], clock: Clock, t0: int, ready_ms: int = 0
+        self,
+        sentences: list[RecordedSentence],
+        clock: Clock,
+        t0: int,
+        ready_ms: int = 0,
+        name: str | None = None,
     ) -> None:
+        self.name = name or "recorded"  # the live synthesiser's, where the log names it
         self._queue = deque(sentences)
         self._clock = clock
         self._t0 = t0
@@ -176,12 +214,17 @@ class RecordedSynthesizer:
         if audio is None:  # the recorded prompt was stopped while this was synthesised
             await _forever()
             return
-        if sentence.pieces:  # streamed in pieces (piper's clauses): each at its time
+        if sentence.pieces or sentence.cut:  # streamed in pieces: each at its time
             offset = 0
             for t_ms, size in sentence.pieces:
                 await _at(self._clock, t_ms, self._t0)
                 yield audio[offset : offset + size]
                 offset += size
+            if sentence.cut:  # the live synthesis was still going when it stopped
+                if sentence.error is not None:
+                    await _at(self._clock, sentence.end_ms, self._t0)
+                    raise _failure(sentence.error)
+                await _forever()
             return
         await _at(self._clock, sentence.first_ms, self._t0)
         yield audio[:FRAME_BYTES]

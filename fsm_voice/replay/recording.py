@@ -46,6 +46,9 @@ class Recording:
     agent: bytes  # the agent track as sent, chunks concatenated
     origin: str  # where it came from, for messages
     directory: Path | None = None  # the fixture directory, if any
+    # False: the log stops before the call ended (the server was killed, or the call
+    # is still live); what there is replays, and nothing after it is expected.
+    ended: bool = True
 
     @property
     def duration_ms(self) -> int:
@@ -74,6 +77,7 @@ def load_from_log(log: EventLog, call_id: str | None = None) -> Recording:
         caller,
         agent,
         f"call {call_id}",
+        ended=record.ended_wall_ms is not None,
     )
 
 
@@ -114,6 +118,8 @@ def _load_loose(root: Path, events_path: Path) -> Recording:
         agent,
         str(root),
         root,
+        ended=_pick(meta, ("duration_ms",), ("call", "duration_ms")) is not None
+        or any(e.kind == "call_ended" for e in events),
     )
 
 

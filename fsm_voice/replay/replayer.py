@@ -35,6 +35,8 @@ from fsm_voice.replay.providers import (
     RecordedSynthesizer,
     RecordedTelephony,
     recorded_sentences,
+    replay_notes,
+    synthesizer_name,
 )
 from fsm_voice.replay.recording import (
     Recording,
@@ -72,10 +74,20 @@ class ReplayResult:
     agent_audio: bytes = b""
     log: EventLog | None = None  # the replay's log (export it: a faulted run's fixture)
     mode: Mode = "recorded"
+    notes: tuple[str, ...] = ()  # what this replay could not re-make exactly, and why
+    cut_off: bool = False  # the recording stops before its call ended (see `status`)
 
     @property
     def ok(self) -> bool:
         return self.divergence is None
+
+    @property
+    def status(self) -> Literal["ok", "cut_off", "diverged"]:
+        """ok: every decision as recorded. cut_off: as recorded as far as the log goes,
+        which stops before the call ended (a crash). diverged: a decision differs."""
+        if self.divergence is not None:
+            return "diverged"
+        return "cut_off" if self.cut_off else "ok"
 
     def stream_json(self) -> str:
         """The replayed events as JSON lines, keys sorted: equal runs give equal bytes."""
@@ -120,6 +132,11 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     raise ReplayInputError(f"{recording.origin}: machine {name!r} not found; pass --machine FILE")
 
 
+CUT_OFF = (
+    "the log stops before the call ended (the server was killed, or the call is still "
+    "live): decisions are compared up to its last event"
+)
+
 _specs: dict[tuple[Path, int, int], MachineSpec] = {}
 
 
@@ -160,15 +177,19 @@ async def replay_call(
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
     faulted = ReplayFaults(recording, faults, reenact_drops=mode == "offline")
-    clock = ReplayClock(0, recording.started_wall_ms)
-    log = CountingLog()
     events = recording.events
+    # The call's time 0 is the clock's 0; the replay starts where the live socket
+    # opened (older runtimes logged it a few ms in, however long setup took).
+    opened_ms = next((e.t_ms for e in events if e.kind == "socket_opened"), 0)
+    clock = ReplayClock(opened_ms, recording.started_wall_ms)
+    log = CountingLog()
+    sentences = recorded_sentences(events, recording.agent)
     recognizer, recorded = await _recognizer(mode, recording, faulted.facts, clock, decoder)
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
         synthesizer=RecordedSynthesizer(
-            recorded_sentences(events, recording.agent), clock, 0, _providers_ready_ms(events)
+            sentences, clock, 0, _providers_ready_ms(events), synthesizer_name(events)
         ),
         telephony=RecordedTelephony(events, clock, 0),
         hooks=RecordedHooks(events, clock, 0),
@@ -186,6 +207,7 @@ async def replay_call(
         log=log,
         agent=agent,
         machine_name=spec.name,
+        origin_ms=0,
     )
     _deliver_notices(recording, runtime, clock)
     _answer_remote_hangups(recording, runtime, clock)
@@ -196,7 +218,11 @@ async def replay_call(
         tg.cancel_scope.cancel()
     faulted.merge_into(log)
     replayed = tuple(log.events(recording.call_id))
-    comparison = first_divergence(recording.call_id, events, replayed)
+    cut_off = not recording.ended
+    comparison = first_divergence(recording.call_id, events, replayed, cut_off=cut_off)
+    notes = replay_notes(sentences)
+    if cut_off:
+        notes.append(CUT_OFF)
     return ReplayResult(
         recording.call_id,
         recording.origin,
@@ -208,6 +234,8 @@ async def replay_call(
         b"".join(c.payload for c in log.audio(recording.call_id, "agent")),
         log,
         mode,
+        tuple(notes),
+        cut_off,
     )
 
 
@@ -275,15 +303,33 @@ async def _recognizer(
     """The call's recogniser, and the recorded one the phone feeds (recorded mode)."""
     if mode == "recorded":
         at_start, _, at_stop = split_stt_events(recording.events)
-        recorded = RecordedRecognizer(at_start, at_stop)
+        recorded = RecordedRecognizer(at_start, at_stop, recognizer_name(recording.events))
         return recorded, recorded
     if not recording.caller:
         raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
+    if recognizer_name(recording.events) == "scripted":
+        raise ReplayInputError(
+            f"{recording.origin}: recorded with the scripted recogniser, whose words came "
+            "from its script, not from the caller audio; re-transcribing that audio cannot "
+            "give them back. Replay it in recorded mode (--mode recorded)."
+        )
     decoder = decoder or inline_decoder()
     await prepare(decoder)
     offline = offline_recognizer(recording.events, heard_frames(facts), clock, decoder)
     clock.hold_while(lambda: offline.decoding)  # see replay/offline.py
     return offline, None
+
+
+def recognizer_name(events: tuple[EventRecord, ...]) -> str | None:
+    """The live call's recogniser, as its first state change named it (recordings
+    older than the `provider` field name only the scripted one, in `detail`)."""
+    for e in events:
+        if e.source == "stt" and e.kind == "provider_state_entered":
+            name = e.data.get("provider")
+            if name is None and e.data.get("detail") == "scripted":
+                return "scripted"
+            return None if name is None else str(name)
+    return None
 
 
 def replay(

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from fsm_voice.audio.mulaw import FRAME_MS
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
 from fsm_voice.call.machine import (
@@ -72,7 +73,11 @@ class CallRuntime:
         machine_name: str | None = None,
         machine_version: str | None = None,
         admission: dict[str, Any] | None = None,
+        origin_ms: int | None = None,
     ) -> None:
+        """`origin_ms`: the clock reading that is the call's time 0 (default: when `run`
+        opens the call, so the socket opens at 0 however long the server took to get
+        here; replay passes the recording's origin)."""
         self.call_id = call_id
         self.clock = clock
         self.config = config or CallConfig()
@@ -92,7 +97,8 @@ class CallRuntime:
         self._limits = LimitWatch(clock, self.config, self._limit_reached)
         self._loop = asyncio.get_running_loop()
         self.handle = CallHandle(self, self._loop)
-        self._t0 = clock.now_ms()
+        self._origin_ms = origin_ms
+        self._t0 = clock.now_ms() if origin_ms is None else origin_ms
         self._seq = itertools.count()
         self._mark_ids = itertools.count(1)
         self._timers = CallTimers(clock, self.dispatch)
@@ -111,6 +117,8 @@ class CallRuntime:
         self._violations = 0
         self._last_seq: int | None = None
         self._last_chunk: dict[str, int] = {}
+        self._caller_grid: tuple[int, int] | None = None  # (t_ms, frame) of the first frame
+        self.caller_frame_ms = 0  # call time of the caller frame being delivered (above)
         self._dropped_agent_frames = 0
         self.frames_in = 0
         self.frames_out = 0
@@ -119,6 +127,8 @@ class CallRuntime:
     # --- lifecycle ---
     async def run(self) -> str:
         """Run the call to its end; returns the end reason. Never raises for bad input."""
+        if self._origin_ms is None:
+            self._t0 = self.clock.now_ms()
         self._log.open_call(
             CallRecord(
                 self.call_id,
@@ -348,7 +358,17 @@ class CallRuntime:
         if media.track not in ("inbound", "inbound_track"):
             return  # Twilio's copy of what it played (both_tracks); ours is recorded at send
         frame_no = self._check_chunk(media.track, media.chunk)
-        self._caller.add(media.payload, self.t_ms(), frame_no)
+        if frame_no is None:
+            frame_no = self._caller.next_frame
+        t_ms = self.t_ms()
+        grid = self._caller_grid
+        if grid is None:
+            grid = self._caller_grid = (t_ms, frame_no)
+        # The frame's place on the line, not its arrival: a frame late on a busy server
+        # is not a pause in the caller's speech, and the log keeps exactly this (the
+        # first chunk's arrival and every frame's number), so replay rebuilds it.
+        self.caller_frame_ms = grid[0] + FRAME_MS * (frame_no - grid[1])
+        self._caller.add(media.payload, t_ms, frame_no)
         self.frames_in += 1
         self.handle._deliver_audio(media.payload)
 

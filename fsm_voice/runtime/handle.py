@@ -213,7 +213,15 @@ class CallHandle:
         return sub
 
     def on_caller_audio(self, callback: Callable[[bytes], None]) -> None:
+        """`callback(frame)` for every caller frame; `caller_frame_ms()` says where it is."""
         self._audio_callbacks.append(callback)
+
+    def caller_frame_ms(self) -> int:
+        """The call time of the caller frame being delivered: the first frame's arrival
+        plus 20 ms per frame number after it. Arrival jitter moves no frame, lost
+        frames leave their gap. A recogniser fed at this time hears the line as it was,
+        the same live and in replay."""
+        return self._runtime.caller_frame_ms
 
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
         self._dtmf_callbacks.append(callback)
