@@ -3,7 +3,7 @@ finding the caller script written for a machine."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.errors import ConfigError
-from fsm_voice.providers import create_recognizer, create_synthesizer
+from fsm_voice.providers import create_recognizer, create_synthesizer, missing_credential
 from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
 from fsm_voice.providers.tee import TeeRecognizer
 from fsm_voice.runtime.call import Agent
@@ -24,6 +24,7 @@ __all__ = [
     "Providers",
     "build_providers",
     "find_caller_script",
+    "require_credentials",
 ]
 
 PROVIDER_KINDS = ("offline", "scripted")  # what demo and the benches can run (no account)
@@ -85,6 +86,9 @@ def machine_agent(
     if secondary is not None and secondary not in SERVING_PROVIDERS:
         known = ", ".join(SERVING_PROVIDERS)
         raise ConfigError(f"unknown secondary STT {secondary!r} (choose from {known})")
+    require_credentials(kind)
+    if secondary is not None:
+        require_credentials(secondary, "--stt-secondary")
 
     def recognizer() -> SpeechRecognizer:
         if secondary is None:
@@ -99,6 +103,16 @@ def machine_agent(
         telephony=telephony or SimulatedTelephony(),
     )
     return agent, spec.name, spec.version
+
+
+def require_credentials(
+    kind: str, option: str = "--providers", environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a cloud provider without its key: started anyway, every prompt of every
+    call would fail (and the caller hear nothing) until someone read the log."""
+    variable = missing_credential(kind, environ)
+    if variable is not None:
+        raise ConfigError(f"{option} {kind} needs {variable}, which is not set in the environment")
 
 
 def find_caller_script(spec: MachineSpec) -> Path:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from fsm_voice.conversation.check_errors import error_loops
 from fsm_voice.conversation.check_hooks import check_hook
 from fsm_voice.conversation.expr import ExprError, compile_expr, template_names
 from fsm_voice.conversation.problems import Problem, Severity
@@ -80,6 +81,8 @@ def check_machine(spec: MachineSpec) -> list[Problem]:
         _shadowed(c, state.name, state.handlers)
         _phrases(c, state)
     _shadowed(c, None, spec.global_handlers)
+    for source, owner, message in error_loops(spec):
+        c.add(source, owner, message, "warning")
     _variables(c)
     _files_and_hooks(c)
     return c.problems

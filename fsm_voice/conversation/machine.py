@@ -31,6 +31,7 @@ from fsm_voice.conversation import events as ev
 from fsm_voice.conversation import spec as sp
 from fsm_voice.conversation.expr import ExprError, compile_expr
 from fsm_voice.conversation.intents import grammar_phrases, match_intent
+from fsm_voice.conversation.loops import Loop
 from fsm_voice.conversation.machine_core import (
     ENDED,
     START,
@@ -58,6 +59,7 @@ class ConversationMachine(MachineCore):
         if self.ended:
             self._note("event_ignored", event=event.kind, reason="conversation_ended")
             return self._out
+        self._loops.observe(event)
         match event:
             case ev.CallConnected(variables=variables):
                 self.variables.update(variables)
@@ -77,13 +79,11 @@ class ConversationMachine(MachineCore):
             case ev.HookFailed(call_id=call_id, reason=reason):
                 if self._blocked_on == f"h{call_id}":
                     self._blocked_on = None
-                self.variables["error"] = reason
-                self._take("error")
+                self._error(reason)
             case ev.CallerHungUp(reason=reason):
                 self._on_hangup(reason)
             case ev.ProviderFailed(provider=provider, reason=reason):
-                self.variables["error"] = f"{provider}: {reason}"
-                self._take("error")
+                self._error(f"{provider}: {reason}")
             case ev.AnsweringMachineDetected(answered_by=answered_by):
                 self.variables["answered_by"] = answered_by
                 self._take(event.event)
@@ -346,6 +346,18 @@ class ConversationMachine(MachineCore):
                 self._note("state_entered", state=handler.goto, previous="", event="hangup")
         self._end(None, reason)
 
+    def _error(self, reason: str) -> None:
+        self.variables["error"] = reason
+        loop = self._loops.error(self.state, lambda: self._handler_for("error"))
+        if loop is None:
+            self._take("error")
+        else:
+            self._loop_detected(loop)
+
+    def _loop_detected(self, loop: Loop) -> None:
+        self._note("loop_detected", **loop.details())
+        self._end(fx.HangupCall("loop_detected"))
+
     # --- choosing handlers ---
 
     def _input_event(self, name: str) -> None:
@@ -411,6 +423,10 @@ class ConversationMachine(MachineCore):
             return False
 
     def _apply(self, handler: sp.Handler) -> None:
+        loop = self._loops.selected(self.state, handler)
+        if loop is not None:
+            self._loop_detected(loop)
+            return
         self._note("handler_selected", **_describe(handler))
         self._replace_queue([*handler.actions, Continue(handler)])
 

@@ -18,6 +18,7 @@ from typing import Any
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import spec as sp
 from fsm_voice.conversation.expr import ExprError, compile_expr, render_template
+from fsm_voice.conversation.loops import LoopGuard
 from fsm_voice.machine import Edge, PureMachine
 
 __all__ = ["ENDED", "START", "Continue", "CursorStep", "MachineCore", "TakeFallback"]
@@ -66,6 +67,7 @@ class MachineCore:
         self._input_armed = False
         self._digits: list[str] = []
         self._timers: dict[str, int] = {}  # name -> token of the live timer
+        self._loops = LoopGuard()  # ends a conversation that goes round without progress
 
     # --- the transitions table ---
 

@@ -11,6 +11,8 @@ Adapters are imported only when asked for, so the base install works without the
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from importlib import import_module
 from typing import Any, cast
 
@@ -25,6 +27,7 @@ from fsm_voice.providers.base import (
 )
 
 __all__ = [
+    "CREDENTIALS",
     "RECOGNIZERS",
     "SYNTHESIZERS",
     "Grammar",
@@ -36,6 +39,7 @@ __all__ = [
     "TtsProvider",
     "create_recognizer",
     "create_synthesizer",
+    "missing_credential",
     "split_sentences",
 ]
 
@@ -52,6 +56,21 @@ SYNTHESIZERS: dict[str, tuple[str, str]] = {
     "elevenlabs": ("fsm_voice.providers.elevenlabs_tts", "ElevenLabsSynthesizer"),
     "azure": ("fsm_voice.providers.azure_tts", "AzureSynthesizer"),
 }
+
+
+# The environment variable a cloud provider cannot work without (the others have
+# defaults). Checked before serving: without it every call fails to speak.
+CREDENTIALS: dict[str, str] = {
+    "elevenlabs": "ELEVENLABS_API_KEY",
+    "azure": "AZURE_SPEECH_KEY",
+}
+
+
+def missing_credential(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable provider `name` needs that is unset or empty, or None."""
+    variable = CREDENTIALS.get(name)
+    env = os.environ if environ is None else environ
+    return variable if variable is not None and not env.get(variable) else None
 
 
 def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> Any:
