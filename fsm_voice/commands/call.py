@@ -155,9 +155,11 @@ def call(
     verify_signatures: bool = True,
 ) -> int:
     """The `fsm-voice call` command."""
+    from fsm_voice.commands.machines import require_credentials
     from fsm_voice.providers import create_recognizer, create_synthesizer
 
     try:
+        require_credentials(providers)
         settings = TwilioSettings.from_env(
             public_url=public_url, verify_signatures=verify_signatures
         )
