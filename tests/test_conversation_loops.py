@@ -90,6 +90,20 @@ def test_a_failing_apology_loops_until_the_fifth_error_in_a_row() -> None:
     assert noted(out, "handler_selected") == []  # the looping handler did not run again
 
 
+def test_providers_failing_to_start_count_once_their_prompts_fail() -> None:
+    # both providers fail before the call connects; the machine cannot act on it yet
+    m = machine(APOLOGY_LOOP)
+    m.handle(tts_failed())
+    m.handle(ev.ProviderFailed("elevenlabs-stt", "auth_error"))
+    playing = speak(m.handle(ev.CallConnected()))
+    for _ in range(1, MAX_ERRORS_IN_A_ROW):
+        m.handle(tts_failed())
+        playing = speak(m.handle(ev.PromptFinished(playing.prompt_id)))
+    assert not m.ended  # four errors since the call connected
+    (loop,) = noted(m.handle(tts_failed()), "loop_detected")
+    assert loop["count"] == MAX_ERRORS_IN_A_ROW
+
+
 @pytest.mark.parametrize(
     ("heard", "progress", "loops"),
     [

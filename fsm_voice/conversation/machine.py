@@ -348,6 +348,11 @@ class ConversationMachine(MachineCore):
 
     def _error(self, reason: str) -> None:
         self.variables["error"] = reason
+        # Before the call connected no handler can run: a provider that failed to start
+        # is counted when its first prompt fails, not twice.
+        if self.state == START:
+            self._take("error")
+            return
         loop = self._loops.error(self.state, lambda: self._handler_for("error"))
         if loop is None:
             self._take("error")
