@@ -22,6 +22,7 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.server_protocol import MediaStreamsProtocol
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def uvicorn_config(app: Starlette, **overrides: object) -> uvicorn.Config:
     options: dict[str, object] = {
         "loop": "uvloop",
         "http": "httptools",
-        "ws": "websockets-sansio",
+        "ws": MediaStreamsProtocol,  # websockets-sansio, quiet about a peer's bad bytes
         "ws_max_size": max_size,  # a bigger message closes its socket with 1009
         "log_level": "warning",
         "lifespan": "off",

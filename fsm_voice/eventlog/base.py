@@ -25,8 +25,12 @@ class EventLog(Protocol):
 
     def append_audio(self, chunk: AudioChunk) -> None: ...
 
-    async def flush(self) -> None:
-        """Wait until everything enqueued so far is committed."""
+    async def flush(self, call_id: str | None = None) -> None:
+        """Wait until everything enqueued so far is committed.
+
+        Raises `EventLogError` for writes that failed and were not reported yet; with
+        `call_id`, only for that call's rows (one call's bad row never fails another).
+        """
         ...
 
     def flush_sync(self) -> None: ...

@@ -3,7 +3,7 @@
 It keeps what the SQLite log would give back: event data goes through the same JSON
 (tuples come back as lists), and a write that SQLite would refuse (a duplicate key,
 data JSON cannot hold, an update of a call never opened) is skipped and reported by
-the next `flush`/`close` as an `EventLogError`.
+the next `flush`/`close` as an `EventLogError` (`flush(call_id)`: that call's only).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class MemoryEventLog:
         self._events: dict[str, dict[int, tuple[EventRecord, str]]] = {}
         self._audio: dict[tuple[str, Track], dict[int, AudioChunk]] = {}
         self._closed = False
-        self._error: EventLogError | None = None
-        self._more_errors = 0
+        # Failures not told yet, by call: the first error and how many more.
+        self._errors: dict[str, tuple[EventLogError, int]] = {}
 
     def __repr__(self) -> str:
         return "MemoryEventLog()"
@@ -53,7 +53,7 @@ class MemoryEventLog:
     def open_call(self, call: CallRecord) -> None:
         self._check_open()
         if call.call_id in self._calls:
-            self._fail(f"call {call.call_id!r}", "the call is already open")
+            self._fail(call.call_id, f"call {call.call_id!r}", "the call is already open")
             return
         self._calls[call.call_id] = _copy(call)
 
@@ -64,7 +64,7 @@ class MemoryEventLog:
             raise TypeError(f"update_call: CallRecord has no field(s) {sorted(unknown)}")
         call = self._calls.get(call_id)
         if call is None:
-            self._fail(f"call {call_id!r}", f"update_call: no call {call_id!r} was opened")
+            self._fail(call_id, f"call {call_id!r}", f"update_call: no call {call_id!r} was opened")
             return
         if "custom_parameters" in fields:
             fields["custom_parameters"] = dict(fields["custom_parameters"])
@@ -76,11 +76,11 @@ class MemoryEventLog:
         try:
             data = _JSON.encode(event.data)
         except (TypeError, ValueError) as e:
-            self._fail(what, e)
+            self._fail(event.call_id, what, e)
             return
         events = self._events.setdefault(event.call_id, {})
         if event.seq in events:
-            self._fail(what, "duplicate (call_id, seq)")
+            self._fail(event.call_id, what, "duplicate (call_id, seq)")
             return
         events[event.seq] = (replace(event, data={}), data)
 
@@ -89,20 +89,30 @@ class MemoryEventLog:
         chunks = self._audio.setdefault((chunk.call_id, chunk.track), {})
         if chunk.seq in chunks:
             what = f"audio {chunk.call_id!r} {chunk.track} seq {chunk.seq}"
-            self._fail(what, "duplicate (call_id, track, seq)")
+            self._fail(chunk.call_id, what, "duplicate (call_id, track, seq)")
             return
         chunks[chunk.seq] = replace(chunk, payload=bytes(chunk.payload))
 
-    async def flush(self) -> None:
-        self.flush_sync()
+    async def flush(self, call_id: str | None = None) -> None:
+        self._raise_kept(call_id)
 
     def flush_sync(self) -> None:
-        error, self._error, more = self._error, None, self._more_errors
-        self._more_errors = 0
-        if error is not None:
-            if more:
-                raise EventLogError(f"{error} (and {more} more failed writes)") from error.__cause__
-            raise error
+        self._raise_kept(None)
+
+    def _raise_kept(self, call_id: str | None) -> None:
+        if call_id is None:
+            kept = list(self._errors.values())
+            self._errors.clear()
+        else:
+            one = self._errors.pop(call_id, None)
+            kept = [] if one is None else [one]
+        if not kept:
+            return
+        error = kept[0][0]
+        more = sum(count for _, count in kept) + len(kept) - 1
+        if more:
+            raise EventLogError(f"{error} (and {more} more failed writes)") from error.__cause__
+        raise error
 
     def close(self) -> None:
         if self._closed:
@@ -114,13 +124,15 @@ class MemoryEventLog:
         if self._closed:
             raise EventLogError("memory event log is closed")
 
-    def _fail(self, what: str, cause: BaseException | str) -> None:
-        if self._error is not None:
-            self._more_errors += 1
+    def _fail(self, call_id: str, what: str, cause: BaseException | str) -> None:
+        kept = self._errors.get(call_id)
+        if kept is not None:
+            self._errors[call_id] = (kept[0], kept[1] + 1)
             return
-        self._error = EventLogError(f"memory event log: could not write {what}: {cause}")
+        error = EventLogError(f"memory event log: could not write {what}: {cause}")
         if isinstance(cause, BaseException):
-            self._error.__cause__ = cause
+            error.__cause__ = cause
+        self._errors[call_id] = (error, 0)
 
     # --- reading ---
 

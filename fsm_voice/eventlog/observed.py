@@ -33,8 +33,8 @@ class ObservedEventLog:
     def append_audio(self, chunk: AudioChunk) -> None:
         self.inner.append_audio(chunk)
 
-    async def flush(self) -> None:
-        await self.inner.flush()
+    async def flush(self, call_id: str | None = None) -> None:
+        await self.inner.flush(call_id)
 
     def flush_sync(self) -> None:
         self.inner.flush_sync()

@@ -157,12 +157,12 @@ class SqliteEventLog:
         if self._writer.failed:
             raise EventLogError(f"event log {self.path}: the writer thread stopped")
 
-    async def flush(self) -> None:
+    async def flush(self, call_id: str | None = None) -> None:
         if self._closed:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._writer.enqueue(_AsyncWaiter(loop, future, self._writer))
+        self._writer.enqueue(_AsyncWaiter(loop, future, self._writer, call_id))
         await future
 
     def flush_sync(self) -> None:

@@ -7,6 +7,7 @@ With `sqlite` and `sqlite_writer`, the only modules that import `sqlite3` and
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import fields
@@ -27,25 +28,50 @@ _JSON: Final = json.JSONEncoder(
 )
 
 
+# A lone surrogate (JSON's "\ud800", a Python str may hold one) has no UTF-8 form, so
+# SQLite cannot take a text holding one. The check is O(1) for ASCII text.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _storable_json(text: str) -> str:
+    """JSON `text` with each lone surrogate as its `\\uXXXX` escape: it reads back
+    as the same string. Outside strings JSON has no surrogates to escape."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(_surrogate_escape, text)
+
+
+def _storable_text(text: str) -> str:
+    """A text column's value, lone surrogates written as `\\udXXX` (shown, not lost)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _make_encode_data() -> Callable[[Any], str]:
     """`_JSON.encode`, for the writer thread's one call per event row.
 
     `JSONEncoder.encode` builds a new C encoder on every call, which costs more than
     encoding a small payload. The C encoder is built once here, without the circular
     reference check (payloads are flat records; a cycle fails the row with a
-    RecursionError instead of a ValueError).
+    RecursionError instead of a ValueError). Lone surrogates come out escaped.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator in this Python
-        return _JSON.encode
+        return lambda data: _storable_json(_JSON.encode(data))
     encode = make(
         None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", True, False, False
     )
 
     def encode_data(data: Any) -> str:
         if type(data) is not dict:  # only objects are rows' data; anything else as before
-            return _JSON.encode(data)
-        return "".join(encode(data, 0))
+            return _storable_json(_JSON.encode(data))
+        text = "".join(encode(data, 0))
+        return text if text.isascii() else _storable_json(text)
 
     return encode_data
 
@@ -87,9 +113,9 @@ def _call_columns(values: dict[str, Any]) -> dict[str, object]:
     row: dict[str, object] = {}
     for name, value in values.items():
         if name == "custom_parameters":
-            row[name] = _JSON.encode(value)
+            row[name] = _storable_json(_JSON.encode(value))
             continue
-        row[name] = value
+        row[name] = _storable_text(value) if type(value) is str else value
         if name == "started_wall_ms":
             row["started_at"] = _iso_utc(value)
         elif name == "ended_wall_ms":

@@ -41,7 +41,13 @@ class _Update:
 
 
 class _Waiter:
-    """Resolved by the writer once everything enqueued before it is committed."""
+    """Resolved by the writer once everything enqueued before it is committed.
+
+    With a `call_id`, it hears only of that call's failed rows: a call's flush must
+    never raise for another call's bad row. Without one, of every failure not yet told.
+    """
+
+    call_id: str | None = None
 
     def done(self, error: EventLogError | None) -> None:
         raise NotImplementedError
@@ -63,23 +69,28 @@ class _SyncWaiter(_Waiter):
 
 class _AsyncWaiter(_Waiter):
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], writer: _Writer
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[None],
+        writer: _Writer,
+        call_id: str | None = None,
     ) -> None:
         self._loop = loop
         self._future = future
         self._writer = writer
+        self.call_id = call_id
 
     def done(self, error: EventLogError | None) -> None:
         try:
             self._loop.call_soon_threadsafe(self._resolve, error)
         except RuntimeError:  # the loop is closed: nobody awaits any more
             if error is not None:
-                self._writer.keep_error(error)
+                self._writer.keep_error(error, self.call_id)
 
     def _resolve(self, error: EventLogError | None) -> None:
         if self._future.done():  # cancelled: keep the error for the next flush
             if error is not None:
-                self._writer.keep_error(error)
+                self._writer.keep_error(error, self.call_id)
         elif error is not None:
             self._future.set_exception(error)
         else:
@@ -128,8 +139,9 @@ class _Writer:
         self._trace = trace
         self._on_commit = on_commit
         self._error_lock = threading.Lock()
-        self._error: EventLogError | None = None
-        self._more_errors = 0
+        # Failures not told yet, by the call whose row failed (None: no one call's):
+        # the first error and how many more. Insertion order: the first one wins.
+        self._errors: dict[str | None, tuple[EventLogError, int]] = {}
         self._iso_second = 0
         self._iso_prefix = _iso_utc(0)[:-4]
         self._ready = threading.Event()
@@ -157,7 +169,7 @@ class _Writer:
                 self.wake.set()
                 return
         if isinstance(op, _Waiter):
-            op.done(self.take_error())
+            op.done(self.take_error(op.call_id))
 
     def stop(self) -> EventLogError | None:
         """Commit what is pending, end the thread; the error not reported yet, if any."""
@@ -168,28 +180,37 @@ class _Writer:
         self._thread.join()
         return error or self.take_error()
 
-    def keep_error(self, error: EventLogError) -> None:
-        """Hold `error` for the next flush or close (the first one wins, others count)."""
+    def keep_error(self, error: EventLogError, call_id: str | None = None) -> None:
+        """Hold `error` for the next flush of `call_id` or of the whole log, or the close
+        (the first one wins, others count)."""
         with self._error_lock:
-            if self._error is None:
-                self._error = error
-            else:
-                self._more_errors += 1
+            kept = self._errors.get(call_id)
+            self._errors[call_id] = (error, 0) if kept is None else (kept[0], kept[1] + 1)
 
-    def take_error(self) -> EventLogError | None:
+    def take_error(self, call_id: str | None = None) -> EventLogError | None:
+        """The failures not told yet as one error: `call_id`'s, or (None) everyone's."""
         with self._error_lock:
-            error, more = self._error, self._more_errors
-            self._error, self._more_errors = None, 0
-        if error is None or not more:
+            if call_id is None:
+                kept = list(self._errors.values())
+                self._errors.clear()
+            else:
+                one = self._errors.pop(call_id, None)
+                kept = [] if one is None else [one]
+        if not kept:
+            return None
+        error = kept[0][0]
+        more = sum(count for _, count in kept) + len(kept) - 1
+        if not more:
             return error
         summary = EventLogError(f"{error} (and {more} more failed writes)")
         summary.__cause__ = error.__cause__
         return summary
 
-    def _record(self, what: str, cause: BaseException) -> None:
+    def _record(self, what: str, cause: BaseException, call_id: str | None = None) -> None:
+        """Keep a failure: a row's belongs to its call, a whole batch's to the log."""
         error = EventLogError(f"event log {self.path}: could not write {what}: {cause}")
         error.__cause__ = cause  # as `raise ... from cause` would
-        self.keep_error(error)
+        self.keep_error(error, call_id)
 
     # --- the thread ---
 
@@ -261,11 +282,8 @@ class _Writer:
         except BaseException:
             pending.extendleft(reversed(waiters))  # for _finish to answer
             raise
-        if waiters:  # else an error waits for the next flush or close
-            error = self.take_error()
-            for waiter in waiters:
-                waiter.done(error)
-                error = None
+        for waiter in waiters:  # else an error waits for the next flush or close
+            waiter.done(self.take_error(waiter.call_id))
         return not stop
 
     def _connect(self) -> sqlite3.Connection:
@@ -342,13 +360,13 @@ class _Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for call in calls:
-                self._try(f"call {call.call_id!r}", self._apply_call, conn, call)
+                self._try(f"call {call.call_id!r}", call.call_id, self._apply_call, conn, call)
             for event in events:
                 what = f"event {event.call_id!r} seq {event.seq}"
-                self._try(what, self._insert_event, conn, event)
+                self._try(what, event.call_id, self._insert_event, conn, event)
             for chunk in audio:
                 what = f"audio {chunk.call_id!r} {chunk.track} seq {chunk.seq}"
-                self._try(what, _insert_audio, conn, chunk)
+                self._try(what, chunk.call_id, _insert_audio, conn, chunk)
             conn.execute("COMMIT")
         except Exception as e:
             _rollback(conn)
@@ -359,6 +377,7 @@ class _Writer:
     def _try(
         self,
         what: str,
+        call_id: str,
         write: Callable[[sqlite3.Connection, Any], object],
         conn: sqlite3.Connection,
         op: object,
@@ -368,7 +387,7 @@ class _Writer:
         except Exception as e:
             if not conn.in_transaction:  # SQLite rolled it all back (disk full, I/O error)
                 raise
-            self._record(what, e)
+            self._record(what, e, call_id)
 
     def _insert_event(self, conn: sqlite3.Connection, event: EventRecord) -> None:
         conn.execute(_INSERT_EVENT, self._event_row(event))

@@ -29,6 +29,7 @@ class AgentTask:
         self.agent = agent
         self._call = call
         self.done = anyio.Event()  # the agent returned, failed or was cancelled
+        self.spawned = False  # set by the call when the stream starts
         if agent is None:
             self.done.set()
 
@@ -48,7 +49,7 @@ class AgentTask:
 
     async def finish(self) -> None:
         """Give the agent a grace period to return after the end, then cancel it."""
-        if self.done.is_set():
+        if self.done.is_set() or not self.spawned:  # a call that never started has none
             return
         call = self._call
         grace = anyio.Event()

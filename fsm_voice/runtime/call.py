@@ -5,6 +5,9 @@ the call machine, executes the effects the machine returns, owns the call's time
 through the Clock, writes agent audio and marks out through one ordered queue, and
 appends every event, transition and effect to the log. Nothing here is shared with
 other calls except the read-only config, the clock and the log writer.
+
+A failure of the call's own code ends that call alone (`runtime/failure.py`): its tasks
+and timers run under a guard, and `run` always closes the row and lets go of timers.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from fsm_voice.runtime.agent_task import Agent as Agent
 from fsm_voice.runtime.agent_task import AgentTask
 from fsm_voice.runtime.call_row import connected_fields
 from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.failure import FailureGuard, flush_call_rows
 from fsm_voice.runtime.guards import LimitWatch, stream_token_problem
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
@@ -45,7 +49,12 @@ from fsm_voice.runtime.pending import CallTimers, MarkWaiters
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
 from fsm_voice.runtime.remote_hangup import RemoteHangup as RemoteHangup
 from fsm_voice.runtime.remote_hangup import hang_up_remotely, hangs_up_remotely
-from fsm_voice.transports.socket import CLOSE_TOO_BIG, MessageSocket
+from fsm_voice.transports.socket import (
+    CLOSE_INTERNAL,
+    CLOSE_TOO_BIG,
+    REFUSED_FRAME_REASONS,
+    MessageSocket,
+)
 from fsm_voice.transports.twilio_protocol import (
     Envelope,
     Media,
@@ -94,14 +103,16 @@ class CallRuntime:
         self._machine_version = machine_version
         self._admission = admission  # how the upgrade was let in (logged first)
         self._logged_parameters: dict[str, str] = {}  # custom parameters as the log shows them
-        self._limits = LimitWatch(clock, self.config, self._limit_reached)
+        self._guard = FailureGuard(self)
+        on_limit = self._guard.wrap("limit", self._limit_reached)
+        self._limits = LimitWatch(clock, self.config, on_limit)
         self._loop = asyncio.get_running_loop()
         self.handle = CallHandle(self, self._loop)
         self._origin_ms = origin_ms
         self._t0 = clock.now_ms() if origin_ms is None else origin_ms
         self._seq = itertools.count()
         self._mark_ids = itertools.count(1)
-        self._timers = CallTimers(clock, self.dispatch)
+        self._timers = CallTimers(clock, self._guard.wrap("timer", self.dispatch))
         self._waiters = MarkWaiters(self._loop)
         self._outbound = OutboundQueue()
         self._encoder: OutboundEncoder | None = None
@@ -126,7 +137,32 @@ class CallRuntime:
 
     # --- lifecycle ---
     async def run(self) -> str:
-        """Run the call to its end; returns the end reason. Never raises for bad input."""
+        """Run the call to its end; returns the end reason.
+
+        Never raises for bad input, nor for a failure of the call's own code: either
+        ends this call alone, its row closed and its timers let go. Cancelled (the
+        server stopping), it closes the row and re-raises.
+        """
+        try:
+            return await self._run()
+        except Exception as e:  # past the tasks' guards: end the way the guard does
+            self._tg = None  # the task group is gone: no effect may start a task
+            self._guard.failed("run", e)
+            await self._close_socket(CLOSE_INTERNAL, "internal error")
+            self._close_row()
+            await flush_call_rows(self._log, self.call_id, self.record)
+            return self.end_reason or "error"
+        except BaseException:
+            self.end_reason = self.end_reason or "cancelled"
+            self._close_row()
+            raise
+        finally:
+            self._limits.stop()
+            self._timers.cancel_all()
+            self._waiters.release_all(MarkOutcome.CALL_ENDED)
+            self.finished.set()
+
+    async def _run(self) -> str:
         if self._origin_ms is None:
             self._t0 = self.clock.now_ms()
         self._log.open_call(
@@ -143,27 +179,28 @@ class CallRuntime:
             self._tg = tg
             self.dispatch(ev.SocketOpened())
             self._limits.start()
-            tg.start_soon(self._read_loop)
-            tg.start_soon(self._write_loop)
+            tg.start_soon(self._guard.run, self._read_loop)
+            tg.start_soon(self._guard.run, self._write_loop)
             await self._ended.wait()
             await self._agent.finish()
             tg.cancel_scope.cancel()
         await self._close_socket(1000, "call ended")
+        self._close_row()
+        await flush_call_rows(self._log, self.call_id, self.record)
+        return self.end_reason or "unknown"
+
+    def _close_row(self) -> None:
         self._caller.cut()
         self._agent_track.cut()
+        failed = self.machine.state == "error" or self._guard.failed_in is not None
         self._log.update_call(
             self.call_id,
             ended_wall_ms=self.clock.wall_ms(),
             duration_ms=self.t_ms(),
             end_reason=self.end_reason,
-            outcome="error" if self.machine.state == "error" else "completed",
+            outcome="error" if failed else "completed",
             final_state=self.machine.state,
         )
-        try:
-            await self._log.flush()
-        finally:
-            self.finished.set()
-        return self.end_reason or "unknown"
 
     def t_ms(self) -> int:
         return self.clock.now_ms() - self._t0
@@ -253,6 +290,7 @@ class CallRuntime:
         self._log.update_call(self.call_id, **fields)
         if self._agent.agent is not None:
             self._spawn(self._agent.run)
+            self._agent.spawned = True
             self._agent_spawned = True
 
     def _end(self, reason: str) -> None:
@@ -265,7 +303,21 @@ class CallRuntime:
 
     def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._tg is not None, "the call is not running"
-        self._tg.start_soon(func, *args)
+        self._tg.start_soon(self._guard.run, func, *args)
+
+    # --- for the failure guard ---
+    @property
+    def running(self) -> bool:
+        """Whether effects can still start tasks (the call's task group is up)."""
+        return self._tg is not None
+
+    def drop_queued_events(self) -> None:
+        self._inbox.clear()
+
+    def end_now(self, reason: str) -> None:
+        """End the call here, without the machine (if it has not ended already)."""
+        if not self._ended.is_set():
+            self._end(reason)
 
     # --- limits ---
     def _limit_reached(self, limit: str, value_ms: int, reason: str) -> None:
@@ -281,6 +333,13 @@ class CallRuntime:
         )
         # The socket is already closed: the hangup only names the end reason.
         self.dispatch(ev.HangupRequested("message_too_big"))
+
+    def _frame_refused(self, code: int, reason: str) -> None:
+        # Bytes that never became a text message (not UTF-8, broken framing): the
+        # server closed the socket for them. A violation, and the call's end.
+        detail = f"the socket closed with {code}" + (f": {reason}" if reason else "")
+        self._violation(REFUSED_FRAME_REASONS[code], detail)
+        self.dispatch(ev.HangupRequested("protocol_violation"))
 
     # --- requests from the handle (on the loop) ---
     def queue_audio(self, mulaw: bytes) -> bool:
@@ -321,16 +380,19 @@ class CallRuntime:
     # --- tasks ---
     async def _read_loop(self) -> None:
         now_ms, limits = self.clock.now_ms, self._limits
+        max_chars = self.config.max_message_bytes  # for sockets with no cap of their own
         while True:
             try:
                 message = await self._socket.receive()
             except SocketClosed as e:
                 if e.code == CLOSE_TOO_BIG:  # the server refused an oversized message
                     self._message_too_big()
+                elif e.code in REFUSED_FRAME_REASONS:
+                    self._frame_refused(e.code, e.reason)
                 self.dispatch(ev.SocketClosed(e.code))
                 return
             limits.last_inbound_ms = now_ms()
-            parsed = parse_message(message)
+            parsed = parse_message(message, max_chars)
             if type(parsed) is Media:
                 self._on_media(parsed)
             elif type(parsed) is Envelope:

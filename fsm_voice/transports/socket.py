@@ -21,11 +21,16 @@ __all__ = ["MemorySocket", "MessageSocket", "memory_socket_pair"]
 # RFC 6455 close codes used here.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_ABNORMAL = 1006  # never sent: means "dropped without a close frame"
+CLOSE_INVALID_DATA = 1007  # e.g. a text frame that is not UTF-8
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+# What a close by the server's WebSocket layer says the peer sent: bytes that never
+# became a message for us, so the call logs them as this protocol violation.
+REFUSED_FRAME_REASONS = {CLOSE_PROTOCOL_ERROR: "bad_frame", CLOSE_INVALID_DATA: "invalid_utf8"}
 
 
 class MessageSocket(Protocol):

@@ -4,13 +4,19 @@ Pure functions, no I/O. Shapes follow Twilio's "Media Streams - WebSocket Messag
 docs: every message has `event`; all but `connected` carry `streamSid` and a string
 `sequenceNumber`; media carries `media.track`, `media.chunk` (string, from "1"),
 `media.timestamp` (string, ms since stream start) and base64 `media.payload`.
+
+Whatever arrives, `parse_message` returns a value and never raises: a message that is
+not what Twilio sends (non-finite or out-of-range numbers, deep nesting, wrong types)
+is a `Violation`, whose detail shows only a bounded piece of the offending value.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,6 +34,15 @@ __all__ = [
 ]
 
 MAX_MEDIA_PAYLOAD_BYTES = 64 * 1024  # Twilio sends 160-byte frames; refuse absurd ones
+# The same cap as `Limits.max_message_bytes`: uvicorn closes a bigger message with 1009
+# before we see it; other sockets (in-process, other servers) meet this check instead.
+MAX_MESSAGE_CHARS = 256 * 1024
+# Twilio's messages nest three deep (start.mediaFormat). A string of brackets nests as
+# deep as it is long and would otherwise reach the code that prints values.
+MAX_NESTING = 16
+# Sequence numbers, chunks and timestamps count up from 0 and become INTEGER columns
+# and JSON numbers: keep them where both (and JavaScript readers) hold them exactly.
+MAX_COUNTER = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +80,31 @@ class Envelope:
 Parsed = Media | Envelope | Violation
 
 
-def parse_message(message: str | bytes) -> Parsed:
-    """Turn one WebSocket message into a typed message or a `Violation`."""
+def parse_message(message: str | bytes, max_chars: int = MAX_MESSAGE_CHARS) -> Parsed:
+    """Turn one WebSocket message into a typed message or a `Violation`; never raises."""
     if isinstance(message, bytes):
         return Violation("binary_frame", f"{len(message)} bytes; Media Streams sends only text")
+    if len(message) > max_chars:
+        return Violation("message_too_large", f"{len(message)} characters (max {max_chars})")
     try:
-        data = json.loads(message)
+        data = _DECODER.decode(message)
+    except _Bad as e:  # a non-finite number, from the decoder's hooks
+        return Violation(e.reason, e.detail)
     except ValueError as e:
         return Violation("invalid_json", f"{e.__class__.__name__}: {e}; starts {message[:60]!r}")
+    except RecursionError:  # brackets nested past the interpreter's recursion limit
+        return Violation("too_deeply_nested", f"{len(message)} characters of nesting")
     if not isinstance(data, dict):
         return Violation("not_an_object", f"a JSON {type(data).__name__}, not an object")
     kind = data.get("event")
     try:
-        if kind == "media":
+        if kind == "media":  # the hot path reads only scalars: no depth check needed
             return _media(data)
         parser = _PARSERS.get(kind) if isinstance(kind, str) else None
         if parser is None:
-            return Violation("unknown_event", f"event {kind!r}")
+            return Violation("unknown_event", f"event {_show(kind)}")
+        if _too_deep(data, 0):
+            return Violation("too_deeply_nested", f"{kind} nests more than {MAX_NESTING} deep")
         return Envelope(parser(data), _stream_sid(data), _int(data.get("sequenceNumber")))
     except _Bad as e:
         return Violation(e.reason, e.detail)
@@ -93,20 +116,60 @@ class _Bad(Exception):
         self.detail = detail
 
 
+def _reject_constant(name: str) -> Any:
+    raise _Bad("non_finite_number", f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise _Bad("non_finite_number", f"{text[:40]} overflows a float")
+    return value
+
+
+# One decoder for every message (json.loads with hooks would build one per call). It
+# refuses NaN, Infinity and overflowing floats, which no integer field can hold.
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel = 2
+
+
+def _show(value: Any) -> str:
+    """`repr(value)`, cut short: a detail never holds a whole hostile value."""
+    return _REPR.repr(value)
+
+
+def _too_deep(value: Any, depth: int) -> bool:
+    """Whether containers nest past MAX_NESTING (it stops looking there)."""
+    if depth > MAX_NESTING:
+        return True
+    if type(value) is dict:
+        return any(_too_deep(item, depth + 1) for item in value.values())
+    if type(value) is list:
+        return any(_too_deep(item, depth + 1) for item in value)
+    return False
+
+
 def _int(value: Any, field: str = "sequenceNumber") -> int | None:
     if type(value) is str:  # Twilio's numbers are strings: the common case first
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
-            raise _Bad("bad_field", f"{field} is {value!r}, not an integer") from None
-    if value is None:
+            raise _Bad("bad_field", f"{field} is {_show(value)}, not an integer") from None
+    elif value is None:
         return None
-    if isinstance(value, bool):
+    elif isinstance(value, bool):
         raise _Bad("bad_field", f"{field} is a boolean")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise _Bad("bad_field", f"{field} is {value!r}, not an integer") from None
+    else:
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _Bad("bad_field", f"{field} is {_show(value)}, not an integer") from None
+    if not 0 <= number <= MAX_COUNTER:
+        raise _Bad("bad_field", f"{field} {_show(number)} is out of range")
+    return number
 
 
 def _stream_sid(data: dict[str, Any]) -> str | None:
@@ -166,6 +229,8 @@ def _start(data: dict[str, Any]) -> ev.CallEvent:
     tracks = start.get("tracks") or ["inbound"]
     if not isinstance(fmt, dict) or not isinstance(params, dict) or not isinstance(tracks, list):
         raise _Bad("bad_field", "start.mediaFormat/customParameters/tracks have the wrong type")
+    if any(isinstance(v, dict | list) for v in (*params.values(), *tracks)):
+        raise _Bad("bad_field", "start.customParameters/tracks hold objects or arrays")
     return ev.StreamStarted(
         stream_sid=stream_sid,
         call_sid=str(start.get("callSid", "")),
