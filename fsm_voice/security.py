@@ -5,8 +5,10 @@
   explicit way out.
 - `call_token` binds a Media Stream to the call it was issued for: the TwiML we return
   carries it as a `<Parameter>`, and `/voice` refuses a `start` whose token does not
-  match. It is an HMAC of the call id, so any server process holding the key can
-  check it without shared state.
+  match. It is an HMAC of the call id, the CallSid when known at mint time, the time
+  it was issued and its kind, so any server process holding the key can check it
+  without shared state; its age and single use are checked by
+  `runtime.stream_guard.StreamGuard`.
 - `twilio_signature_valid` checks `X-Twilio-Signature` with the twilio SDK's own
   `RequestValidator` (it knows Twilio's port and query-string variants).
 """
@@ -19,17 +21,20 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from twilio.request_validator import RequestValidator
 
 __all__ = [
     "Secret",
+    "StreamToken",
     "call_token",
     "call_token_valid",
     "is_phone_number",
     "mask_phone",
     "mask_phone_values",
+    "read_call_token",
     "twilio_signature_valid",
 ]
 
@@ -117,17 +122,77 @@ def mask_phone_values(value: Any) -> Any:
     return value
 
 
-def call_token(key: Secret, call_id: str) -> str:
-    """The per-call stream token for `call_id` (URL-safe, 32 characters)."""
-    digest = hmac.new(key.reveal().encode(), call_id.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:24]).decode("ascii")
+# v2.<kind>.<issued ms>.<CallSid or empty>.<nonce>.<mac>: every field but the mac is
+# plain (a CallSid is no secret: Twilio's `start` carries it too), so the checker can
+# name what is wrong. Twilio allows 500 characters per <Parameter>; this is < 130.
+_TOKEN_VERSION = "v2"
+_KINDS = {"s": False, "r": True}  # stream | redirect
+_TOKEN_FIELD = re.compile(r"[A-Za-z0-9]*")
+_ISSUED = re.compile(r"[0-9]{1,15}")  # ASCII only: ms since 1970 are 13 digits till 2286
+_MAC_LABEL = b"fsm-voice stream token v2"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    """What a valid stream token says (its signature already checked)."""
+
+    call_id: str
+    issued_ms: int  # wall-clock ms since the epoch, from the minting server's Clock
+    call_sid: str | None  # the Twilio call it is bound to, when known at mint time
+    redirect: bool  # minted by the runtime to move a live call to a new stream
+    nonce: str  # tells a redirect's tokens apart ("" for a call's first stream)
+
+    @property
+    def use_key(self) -> str:
+        """What single use is kept by: one stream per token."""
+        return f"{self.call_id}/{self.nonce}" if self.redirect else self.call_id
+
+
+def _mac(key: Secret, call_id: str, kind: str, issued: str, sid: str, nonce: str) -> str:
+    message = "\n".join((kind, call_id, issued, sid, nonce)).encode()
+    digest = hmac.new(key.reveal().encode(), _MAC_LABEL + b"\n" + message, hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:24]).decode("ascii")
+
+
+def call_token(
+    key: Secret,
+    call_id: str,
+    *,
+    issued_ms: int,
+    call_sid: str | None = None,
+    redirect: bool = False,
+    nonce: str = "",
+) -> str:
+    """The stream token for `call_id`, issued at `issued_ms` (the minting Clock's
+    `wall_ms()`), bound to `call_sid` when given. A redirect token needs the CallSid."""
+    sid = call_sid or ""
+    if not _TOKEN_FIELD.fullmatch(sid) or not _TOKEN_FIELD.fullmatch(nonce):
+        raise ValueError("a CallSid and a nonce are letters and digits")
+    if redirect and not sid:
+        raise ValueError("a redirect token is bound to the CallSid of the live call")
+    kind = "r" if redirect else "s"
+    issued = str(int(issued_ms))
+    mac = _mac(key, call_id, kind, issued, sid, nonce)
+    return ".".join((_TOKEN_VERSION, kind, issued, sid, nonce, mac))
+
+
+def read_call_token(key: Secret, call_id: str, token: str | None) -> StreamToken | None:
+    """What `token` says, when it was signed with `key` for `call_id`; else None."""
+    parts = (token or "").split(".")
+    if len(parts) != 6 or parts[0] != _TOKEN_VERSION or parts[1] not in _KINDS:
+        return None
+    _, kind, issued, sid, nonce, mac = parts
+    if not _ISSUED.fullmatch(issued):
+        return None
+    expected = _mac(key, call_id, kind, issued, sid, nonce)
+    if not hmac.compare_digest(expected.encode(), mac.encode()):
+        return None
+    return StreamToken(call_id, int(issued), sid or None, _KINDS[kind], nonce)
 
 
 def call_token_valid(key: Secret, call_id: str, token: str | None) -> bool:
-    """Whether `token` was issued for `call_id` (constant-time comparison)."""
-    if not token:
-        return False
-    return hmac.compare_digest(call_token(key, call_id).encode(), token.encode())
+    """Whether `token` was signed with `key` for `call_id` (its age is not checked)."""
+    return read_call_token(key, call_id, token) is not None
 
 
 def twilio_signature_valid(

@@ -53,9 +53,7 @@ def create_app(
     embedding); `limits` bound message size, concurrent calls, call length and idle
     streams (None: `Limits()`, which bounds only the message size).
     """
-    call_config = config or CallConfig()
-    if security is not None:
-        call_config = security.apply_to(call_config)
+    call_config = config or CallConfig()  # the endpoint folds `security` in
     if limits is not None:
         call_config = limits.apply_to(call_config)
     endpoint = VoiceEndpoint(

@@ -149,10 +149,10 @@ async def test_the_call_past_the_limit_is_refused_with_503_and_the_others_go_on(
         assert [server.call(c).end_reason for c in server.endpoint.finished] == [
             "caller_hangup"
         ] * 3
-        [refused_id] = server.endpoint.refused
-        assert server.call(refused_id).end_reason == "too_many_calls"
-        [event] = server.events(refused_id, "upgrade_rejected")
-        assert (event.data["reason"], event.data["status"]) == ("too_many_calls", 503)
+        assert server.endpoint.refused == {"too_many_calls": 1}
+        [counted] = server.log.refusals()  # counted, never a call of its own
+        assert (counted.reason, counted.status, counted.count) == ("too_many_calls", 503, 1)
+        assert len(server.log.calls()) == 3
 
 
 async def test_a_burst_of_upgrades_never_overshoots_the_limit(log: SqliteEventLog) -> None:
@@ -178,7 +178,7 @@ async def test_a_burst_of_upgrades_never_overshoots_the_limit(log: SqliteEventLo
             hang_up.set()
         assert sorted(outcomes) == ["503"] * 7 + ["in"] * 3
         await server.endpoint.wait_finished(3)
-        assert len(server.endpoint.refused) == 7
+        assert server.endpoint.refused == {"too_many_calls": 7}
 
 
 # --- maximum call duration and idle streams (on the server's virtual clock) ---

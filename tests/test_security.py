@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 
 import pytest
 
 from fsm_voice.security import (
     Secret,
+    StreamToken,
     call_token,
     call_token_valid,
     mask_phone,
     mask_phone_values,
+    read_call_token,
     twilio_signature_valid,
 )
 from fsm_voice.simulator.signature import twilio_signature
@@ -42,15 +45,46 @@ def test_mask_phone_keeps_only_the_last_four_digits() -> None:
     assert mask_phone("123") == "***"
 
 
-def test_call_token_binds_the_call() -> None:
+def test_call_token_binds_the_call_its_time_and_its_call_sid() -> None:
     key = Secret("server-key")
-    token = call_token(key, "CA123")
-    assert len(token) == 32
-    assert call_token_valid(key, "CA123", token)
-    assert not call_token_valid(key, "CA124", token)
-    assert not call_token_valid(Secret("other-key"), "CA123", token)
-    assert not call_token_valid(key, "CA123", None)
-    assert not call_token_valid(key, "CA123", token[:-1] + ("A" if token[-1] != "A" else "B"))
+    token = call_token(key, "FV123", issued_ms=1_767_225_600_000, call_sid="CA9")
+    assert len(token) < 130  # Twilio takes 500 characters per <Parameter>
+    assert read_call_token(key, "FV123", token) == StreamToken(
+        "FV123", 1_767_225_600_000, "CA9", redirect=False, nonce=""
+    )
+    assert call_token_valid(key, "FV123", token)
+    assert not call_token_valid(key, "FV124", token)
+    assert not call_token_valid(Secret("other-key"), "FV123", token)
+    assert not call_token_valid(key, "FV123", None)
+    assert not call_token_valid(key, "FV123", token[:-1] + ("A" if token[-1] != "A" else "B"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.replace(".1767225600000.", ".1767225900000."),  # a later issue time
+        lambda t: t.replace(".CA9.", ".CA8."),  # another call
+        lambda t: t.replace(".CA9.", ".."),  # unbound
+        lambda t: t.replace("v2.s.", "v2.r."),  # a redirect
+        lambda t: t.replace(".1767225600000.", ".١٢."),  # digits, not ASCII ones
+    ],
+)
+def test_no_field_of_a_call_token_can_be_changed(change: Callable[[str], str]) -> None:
+    key = Secret("server-key")
+    token = call_token(key, "FV123", issued_ms=1_767_225_600_000, call_sid="CA9")
+    assert change(token) != token
+    assert read_call_token(key, "FV123", change(token)) is None
+
+
+def test_a_redirect_token_names_its_live_call() -> None:
+    key = Secret("server-key")
+    with pytest.raises(ValueError, match="CallSid"):
+        call_token(key, "FV1", issued_ms=0, redirect=True, nonce="n1")
+    with pytest.raises(ValueError, match="letters and digits"):
+        call_token(key, "FV1", issued_ms=0, call_sid="CA.9")
+    token = call_token(key, "FV1", issued_ms=5, call_sid="CA9", redirect=True, nonce="n1")
+    read = read_call_token(key, "FV1", token)
+    assert read is not None and read.redirect and read.use_key == "FV1/n1"
 
 
 def test_twilio_signature_matches_twilio_published_example() -> None:

@@ -107,7 +107,9 @@ async def run_outbound_call(
     hooks: TwilioWebhooks = app.state.twilio
     async with serve_in_background(app, host, port):
         outbound = await anyio.to_thread.run_sync(
-            lambda: place_call(settings, to, spec.name, ids, amd=amd, rest=service.telephony.rest)
+            lambda: place_call(
+                settings, to, spec.name, ids, amd=amd, rest=service.telephony.rest, clock=clock
+            )
         )
         placed.append(outbound)
         if on_placed is not None:

@@ -1,9 +1,15 @@
 """`fsm-voice replay`: replay recorded calls and report the first differing decision.
 
-Sources: fixture directories (PATH...), and/or calls in an event log (`--db FILE`,
-with `--call ID` repeatable; without `--call`, every call in it). `--mode offline`
-re-transcribes the caller audio with pocketsphinx instead of replaying transcripts.
-Exit 0 when every call replays as recorded, 1 when any diverges (or cannot be replayed).
+Sources: fixture directories (PATH...), and/or calls in event logs (`--db FILE` or a
+glob, repeatable, as the query commands take them; `--call ID` repeatable; without
+`--call`, every call in them). `--mode offline` re-transcribes the caller audio with
+pocketsphinx instead of replaying transcripts. Exit 0 when every call replays as
+recorded, 1 when any diverges (or cannot be replayed).
+
+A refused stream is no call to replay: an upgrade refused before accept (older logs
+hold a `calls` row with an `upgrade_rejected` event for each) or a `start` closed with
+1008 (a `stream_rejected` event: no token, a bad, expired or used one, a second stream
+for the CallSid). Each is reported as `refused`, with its reason, and fails nothing.
 
 `--inject KIND@MS` (repeatable) injects faults (see `fsm_voice.replay.faults`): the
 faulted run differs from the recording by design, so it is reported, not failed;
@@ -23,6 +29,7 @@ import anyio
 from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.fixture import export_fixture
+from fsm_voice.eventlog.multi import expand_paths
 from fsm_voice.eventlog.query import open_log
 from fsm_voice.replay.faults import Fault, parse_fault
 from fsm_voice.replay.recording import Recording, load_fixture, load_from_log
@@ -30,9 +37,13 @@ from fsm_voice.replay.replayer import MODES, Mode, ReplayResult, replay_call
 
 __all__ = ["add_replay_command", "run_replay"]
 
+# A recording holding one of these never was a call: nothing in it to replay.
+REFUSED_KINDS = frozenset({"upgrade_rejected", "stream_rejected"})
+
 EPILOG = """Example:
   fsm-voice replay replays/*/
   fsm-voice replay --db calls.db --call FV0123... --machine machines/appointment.yaml
+  fsm-voice replay --db 'logs/*.db' --json
   fsm-voice replay replays/appointment-happy --json
   fsm-voice replay replays/appointment-happy --inject stt_drop@9500 --save-as /tmp/stt-drop
   fsm-voice replay --mode offline replays/*/"""
@@ -46,7 +57,12 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="fixture directory")
-    parser.add_argument("--db", help="an event log to replay calls from")
+    parser.add_argument(
+        "--db",
+        action="append",
+        metavar="PATH",
+        help="an event log file or glob to replay calls from (repeatable)",
+    )
     parser.add_argument("--call", action="append", help="call id in --db (repeatable)")
     parser.add_argument(
         "--mode",
@@ -71,12 +87,37 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def _recordings(args: argparse.Namespace) -> list[Recording]:
     found = [load_fixture(Path(p)) for p in args.paths]
     if args.db:
-        log: EventLog = open_log(args.db)
-        ids = args.call or [c.call_id for c in log.calls()]
-        found += [load_from_log(log, call_id) for call_id in ids]
+        found += _from_logs(args.db, args.call)
     if not found:
         raise FsmVoiceError("nothing to replay: give fixture directories or --db")
     return found
+
+
+def _from_logs(patterns: list[str], wanted: list[str] | None) -> list[Recording]:
+    """Every call of every log (or the `wanted` ones, wherever each is), in order."""
+    found: list[Recording] = []
+    missing = list(wanted or [])
+    for path in expand_paths(patterns):
+        log: EventLog = open_log(path)
+        try:
+            ids = [c.call_id for c in log.calls()]
+            if wanted is not None:
+                ids = [call_id for call_id in wanted if log.call(call_id) is not None]
+                missing = [call_id for call_id in missing if call_id not in ids]
+            found += [load_from_log(log, call_id) for call_id in ids]
+        finally:
+            log.close()
+    if missing:
+        raise FsmVoiceError(f"no call {', '.join(missing)} in {', '.join(patterns)}")
+    return found
+
+
+def refusal(recording: Recording) -> str | None:
+    """Why this recording's stream was refused (it never was a call), or None."""
+    for event in recording.events:
+        if event.kind in REFUSED_KINDS:
+            return str(event.data.get("reason") or event.kind)
+    return None
 
 
 def _as_json(result: ReplayResult) -> dict[str, Any]:
@@ -99,6 +140,10 @@ def run_replay(args: argparse.Namespace) -> int:
         raise FsmVoiceError(f"--save-as takes one call, not {len(recordings)}")
     ok = True
     for recording in recordings:
+        reason = refusal(recording)
+        if reason is not None:
+            _report_refused(recording, reason, args.json)
+            continue
         result = anyio.run(_replay, recording, args.machine, args.mode, faults)
         if args.save_as:
             assert result.log is not None
@@ -115,6 +160,20 @@ def run_replay(args: argparse.Namespace) -> int:
             print(f"DIVERGED  {result.origin}\n{result.divergence.describe()}")
     sys.stdout.flush()
     return 0 if ok else 1
+
+
+def _report_refused(recording: Recording, reason: str, as_json: bool) -> None:
+    if as_json:
+        summary = {
+            "call_id": recording.call_id,
+            "origin": recording.origin,
+            "status": "refused",
+            "reason": reason,
+            "ok": True,  # nothing ran, so nothing diverged
+        }
+        print(json.dumps(summary, sort_keys=True, ensure_ascii=False))
+    else:
+        print(f"refused   {recording.origin}: {reason} (never a call: nothing to replay)")
 
 
 def _report_faulted(result: ReplayResult, faults: list[Fault], args: argparse.Namespace) -> None:

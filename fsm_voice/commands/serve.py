@@ -44,6 +44,13 @@ def add_security_arguments(parser: argparse.ArgumentParser, environ: Mapping[str
         "(env VOICE_STREAM_URL; default: wss:// + the Host header + the path)",
     )
     group.add_argument(
+        "--require-signature",
+        action=argparse.BooleanOptionalAction,
+        default=_tri_state(env("FSM_VOICE_REQUIRE_SIGNATURE")),
+        help="refuse to start without TWILIO_AUTH_TOKEN, so no upgrade goes unverified "
+        "(env FSM_VOICE_REQUIRE_SIGNATURE=1/0; default: on whenever --public-url is given)",
+    )
+    group.add_argument(
         "--insecure-dev",
         action="store_true",
         default=env_flag(env("FSM_VOICE_INSECURE", "")),
@@ -94,9 +101,11 @@ def server_settings(
         stream_key=from_env.stream_key,
         insecure_dev=args.insecure_dev,
         mask_phone_numbers=args.mask_phone_numbers,
+        stream_token_ttl_ms=from_env.stream_token_ttl_ms,
     )
     if security.public_url is not None and not security.public_url.startswith("wss://"):
         raise ConfigError(f"--public-url must be a wss:// URL, not {security.public_url!r}")
+    _check_required_signature(args, security)
     limits = Limits(
         max_message_bytes=args.max_message_bytes,
         max_concurrent_calls=args.max_calls,
@@ -104,6 +113,30 @@ def server_settings(
         idle_stream_ms=round(args.idle_timeout_seconds * 1000),
     )
     return security, limits
+
+
+def _tri_state(value: str | None) -> bool | None:
+    """An on/off variable that may be unset (None: the option's own default)."""
+    return None if value is None or not value.strip() else env_flag(value)
+
+
+def _check_required_signature(args: argparse.Namespace, security: SecuritySettings) -> None:
+    """A server that must verify upgrades does not start unable to (fails closed).
+
+    Required by default once a public URL says the server faces Twilio."""
+    required = args.require_signature
+    if required is None:
+        required = security.public_url is not None and not security.insecure_dev
+    if not required:
+        return
+    if security.insecure_dev:
+        raise ConfigError("--require-signature and --insecure-dev contradict each other")
+    if security.auth_token is None:
+        raise ConfigError(
+            "signatures are required (--require-signature, on by default with --public-url)"
+            " but TWILIO_AUTH_TOKEN is not set: set it in the environment, or pass"
+            " --no-require-signature to serve unverified"
+        )
 
 
 def startup_warnings(security: SecuritySettings) -> list[str]:

@@ -1,9 +1,11 @@
-"""`fsm-voice stats`: figures across every call of one or more event logs."""
+"""`fsm-voice stats`: figures across every call of one or more event logs, and the
+upgrades refused before they became calls."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from rich.table import Table
 
@@ -46,6 +48,21 @@ def _outcome_table(stats: Stats) -> Table:
     return table
 
 
+def _minute(wall_ms: int) -> str:
+    return datetime.fromtimestamp(wall_ms / 1000, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _refused_table(stats: Stats) -> Table:
+    by_reason = stats.refused_by_reason()
+    total = sum(n for n, _, _ in by_reason.values())
+    table = Table(title=f"{total} upgrade(s) refused before a call", title_justify="left")
+    for name in ("reason", "status", "refused", "first minute", "last minute"):
+        table.add_column(name, justify="right" if name in ("status", "refused") else "left")
+    for (reason, status), (n, first, last) in sorted(by_reason.items()):
+        table.add_row(reason, str(status), str(n), _minute(first), _minute(last))
+    return table
+
+
 def stats(dbs: Sequence[str], as_json: bool) -> int:
     with LogSet(dbs) as logs:
         figures = collect_stats(logs)
@@ -56,6 +73,7 @@ def stats(dbs: Sequence[str], as_json: bool) -> int:
     out.print(_outcome_table(figures))
     out.print(_latency_table(figures))
     out.print(_state_table(figures))
+    out.print(_refused_table(figures))
     reconnects = sum(figures.reconnects.values())
     detail = ", ".join(f"{m or '-'}/{s}: {n}" for (m, s), n in sorted(figures.reconnects.items()))
     out.print(f"provider reconnects: {reconnects}" + (f" ({detail})" if detail else ""))

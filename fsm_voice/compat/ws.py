@@ -10,6 +10,11 @@ A factory gives every call its own session, so calls run side by side. A plain
 session serves one call at a time (its `generation` counts them); a second call that
 arrives while it is busy is logged (`session_busy`) and hung up, where voice_runtime
 would have mixed the two calls' audio.
+
+Security is `serve`'s, read from the environment as voice_runtime reads its settings:
+with TWILIO_AUTH_TOKEN set, an upgrade needs a valid X-Twilio-Signature over
+VOICE_STREAM_URL (else Host + path) and a `start` needs its stream token (which
+`initiate_outbound_call` and `build_stream_twiml` add), or the call never begins.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -27,13 +33,15 @@ from starlette.routing import WebSocketRoute
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.compat.protocols import SttProvider
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.config import CallConfig
+from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.session import VoiceSession, _drain, _Mark
 from fsm_voice.stt_tee import SttTee
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
 __all__ = ["SessionBridge", "register_voice_websocket"]
+
+logger = logging.getLogger("fsm_voice.compat")
 
 SessionSource = VoiceSession | Callable[[], VoiceSession]
 
@@ -47,23 +55,37 @@ def register_voice_websocket(
     clock: Clock | None = None,
     ids: IdSource | None = None,
     config: CallConfig | None = None,
+    security: SecuritySettings | None = None,
+    limits: Limits | None = None,
 ) -> VoiceEndpoint:
     """Mount the Media Streams WebSocket at `path` on any Starlette or FastAPI app.
 
     Every call is logged to `log` (default: SQLite at $FSM_VOICE_DB or ./calls.db, as
-    the `fsm-voice` command does). Returns the endpoint (its `calls` are the live ones).
+    the `fsm-voice` command does). `security` defaults to `SecuritySettings.from_env()`
+    (TWILIO_AUTH_TOKEN, VOICE_STREAM_URL, FSM_VOICE_STREAM_KEY, FSM_VOICE_INSECURE…),
+    checked exactly as `fsm-voice serve` checks. Returns the endpoint (its `calls` are
+    the live ones).
     """
     if log is None:
         from fsm_voice.eventlog.sqlite import SqliteEventLog
 
         log = SqliteEventLog(os.environ.get("FSM_VOICE_DB", "calls.db"))
+    security = security if security is not None else SecuritySettings.from_env()
+    if not security.verifies:
+        logger.warning(
+            "/voice upgrades are NOT verified (%s): set TWILIO_AUTH_TOKEN in production",
+            security.unverified_reason,
+        )
+    call_config = config or CallConfig()
     endpoint = VoiceEndpoint(
         log=log,
         clock=clock or SystemClock(),
         ids=ids or RandomIds(),
-        config=config or CallConfig(),
+        config=limits.apply_to(call_config) if limits is not None else call_config,
         agent=SessionBridge(session_or_factory),
         machine_name="voice_runtime",
+        security=security,
+        limits=limits or Limits(),
     )
     app.router.routes.append(WebSocketRoute(path, endpoint))
     return endpoint

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Track
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
 
 
 class EventLog(Protocol):
@@ -24,6 +24,11 @@ class EventLog(Protocol):
     def append(self, event: EventRecord) -> None: ...
 
     def append_audio(self, chunk: AudioChunk) -> None: ...
+
+    def count_refusal(self, wall_ms: int, reason: str, status: int) -> None:
+        """Count one request refused before it became a call, in the row of its minute
+        and `reason` (never a row of its own: a flood must not fill the disk)."""
+        ...
 
     async def flush(self, call_id: str | None = None) -> None:
         """Wait until everything enqueued so far is committed.
@@ -54,4 +59,8 @@ class EventLog(Protocol):
 
     def audio(self, call_id: str, track: Track) -> Sequence[AudioChunk]:
         """A call's chunks of one track in seq order."""
+        ...
+
+    def refusals(self) -> Sequence[RefusalCount]:
+        """The refused requests, per minute and reason, oldest minute first."""
         ...

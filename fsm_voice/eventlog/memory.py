@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from typing import Any, Final
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Track
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
 
 __all__ = ["MemoryEventLog"]
 
@@ -35,6 +35,7 @@ class MemoryEventLog:
         # Event data is kept as its JSON text, as in SQLite: reads get fresh dicts.
         self._events: dict[str, dict[int, tuple[EventRecord, str]]] = {}
         self._audio: dict[tuple[str, Track], dict[int, AudioChunk]] = {}
+        self._refusals: dict[tuple[int, str], RefusalCount] = {}  # (minute, reason) → row
         self._closed = False
         # Failures not told yet, by call: the first error and how many more.
         self._errors: dict[str, tuple[EventLogError, int]] = {}
@@ -92,6 +93,13 @@ class MemoryEventLog:
             self._fail(chunk.call_id, what, "duplicate (call_id, track, seq)")
             return
         chunks[chunk.seq] = replace(chunk, payload=bytes(chunk.payload))
+
+    def count_refusal(self, wall_ms: int, reason: str, status: int) -> None:
+        self._check_open()
+        one = RefusalCount.one(wall_ms, reason, status)
+        key = (one.minute_wall_ms, reason)
+        row = self._refusals.get(key)
+        self._refusals[key] = one if row is None else replace(row, count=row.count + 1)
 
     async def flush(self, call_id: str | None = None) -> None:
         self._raise_kept(call_id)
@@ -162,3 +170,7 @@ class MemoryEventLog:
         self._check_open()
         chunks = self._audio.get((call_id, track), {})
         return [chunks[seq] for seq in sorted(chunks)]
+
+    def refusals(self) -> list[RefusalCount]:
+        self._check_open()
+        return [self._refusals[key] for key in sorted(self._refusals)]

@@ -16,8 +16,20 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Source, Track
-from fsm_voice.eventlog.sqlite_schema import _CALL_COLUMNS, _call_record, _wall_ms_from_iso
+from fsm_voice.eventlog.records import (
+    AudioChunk,
+    CallRecord,
+    EventRecord,
+    RefusalCount,
+    Source,
+    Track,
+)
+from fsm_voice.eventlog.sqlite_schema import (
+    _CALL_COLUMNS,
+    _SELECT_REFUSALS,
+    _call_record,
+    _wall_ms_from_iso,
+)
 
 __all__ = ["CallReader", "LogSet", "expand_paths"]
 
@@ -89,6 +101,25 @@ class LogSet:
         sql = f"SELECT {_CALL_COLUMNS} FROM calls"
         records = [_call_record(row) for row in self.query(sql)]
         return sorted(records, key=lambda c: (c.started_wall_ms, c.call_id))
+
+    def refusals(self) -> list[RefusalCount]:
+        """Refused requests per minute and reason, summed across files, oldest first.
+
+        A file from before schema version 2 has no `refusals` table (its refused
+        upgrades are `calls` rows with outcome `rejected`): it adds nothing here."""
+        counts: dict[tuple[int, str], RefusalCount] = {}
+        has_table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refusals'"
+        for conn in self._conns:
+            if not self._run(conn, has_table, ()):
+                continue
+            for row in self._run(conn, _SELECT_REFUSALS, ()):
+                r = RefusalCount(*row)
+                before = counts.get((r.minute_wall_ms, r.reason))
+                count = r.count + (before.count if before is not None else 0)
+                counts[(r.minute_wall_ms, r.reason)] = RefusalCount(
+                    r.minute_wall_ms, r.reason, r.status, count
+                )
+        return [counts[key] for key in sorted(counts)]
 
     def resolve(self, call_id: str) -> str:
         """The full call id for `call_id` or a unique prefix of one (as git does for commits)."""

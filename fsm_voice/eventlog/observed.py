@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Track
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
 
 __all__ = ["ObservedEventLog"]
 
@@ -32,6 +32,9 @@ class ObservedEventLog:
 
     def append_audio(self, chunk: AudioChunk) -> None:
         self.inner.append_audio(chunk)
+
+    def count_refusal(self, wall_ms: int, reason: str, status: int) -> None:
+        self.inner.count_refusal(wall_ms, reason, status)
 
     async def flush(self, call_id: str | None = None) -> None:
         await self.inner.flush(call_id)
@@ -55,3 +58,6 @@ class ObservedEventLog:
 
     def audio(self, call_id: str, track: Track) -> Sequence[AudioChunk]:
         return self.inner.audio(call_id, track)
+
+    def refusals(self) -> Sequence[RefusalCount]:
+        return self.inner.refusals()

@@ -1,7 +1,8 @@
 """What the event log stores: plain records, independent of any storage.
 
 Schema (DESIGN.md "The event log"): `calls` one row per call, `events` keyed by
-(call_id, seq), `audio` μ-law chunks of about one second per call and track.
+(call_id, seq), `audio` μ-law chunks of about one second per call and track,
+`refusals` requests refused before they became calls, counted per minute and reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ Track = Literal["caller", "agent"]
 
 SOURCES: tuple[Source, ...] = ("transport", "call", "stt", "tts", "conversation", "runtime")
 TRACKS: tuple[Track, ...] = ("caller", "agent")
+MINUTE_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -66,3 +68,20 @@ class AudioChunk:
     @property
     def frame_count(self) -> int:
         return (len(self.payload) + 159) // 160
+
+
+@dataclass(slots=True, frozen=True)
+class RefusalCount:
+    """Requests refused before they became calls (WebSocket upgrades with a bad
+    signature, over the call limit…) in one minute, for one reason. A flood of them
+    costs a row a minute, never a row each."""
+
+    minute_wall_ms: int  # the minute's start, ms since the epoch (a multiple of MINUTE_MS)
+    reason: str  # signature_missing, signature_invalid, host_invalid, too_many_calls
+    status: int  # the HTTP status they were answered with
+    count: int = 1
+
+    @classmethod
+    def one(cls, wall_ms: int, reason: str, status: int) -> RefusalCount:
+        """One refusal at `wall_ms`, in its minute."""
+        return cls(wall_ms - wall_ms % MINUTE_MS, reason, status)

@@ -26,9 +26,17 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, Source, Track
+from fsm_voice.eventlog.records import (
+    AudioChunk,
+    CallRecord,
+    EventRecord,
+    RefusalCount,
+    Source,
+    Track,
+)
 from fsm_voice.eventlog.sqlite_schema import (
     _CALL_COLUMNS,
+    _SELECT_REFUSALS,
     SCHEMA_VERSION,
     _call_record,
     _wall_ms_from_iso,
@@ -122,6 +130,10 @@ class SqliteEventLog:
     def append_audio(self, chunk: AudioChunk) -> None:
         self._check_writable()
         self._enqueue(chunk)
+
+    def count_refusal(self, wall_ms: int, reason: str, status: int) -> None:
+        self._check_writable()
+        self._enqueue(RefusalCount.one(wall_ms, reason, status))
 
     def write_call(
         self, call: CallRecord, events: list[EventRecord], audio: list[AudioChunk]
@@ -238,3 +250,6 @@ class SqliteEventLog:
         return [
             AudioChunk(call_id, track, seq, t_ms, first, bytes(p)) for seq, t_ms, first, p in rows
         ]
+
+    def refusals(self) -> list[RefusalCount]:
+        return [RefusalCount(*row) for row in self._read(_SELECT_REFUSALS, ())]

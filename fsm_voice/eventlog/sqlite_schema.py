@@ -17,9 +17,11 @@ from typing import Any, Final
 import sqlite_utils
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, RefusalCount
 
-SCHEMA_VERSION: Final = 1  # stored as PRAGMA user_version
+# Stored as PRAGMA user_version. 2 added `refusals`; a version-1 file gets it when a
+# writer opens it, and readers (`multi.LogSet`, read-only) read one without it.
+SCHEMA_VERSION: Final = 2
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000  # of 4 KiB: SQLite's default is 1,000
 
 # Sorted keys and no spaces: the same data is always the same text.
@@ -89,6 +91,14 @@ _INSERT_AUDIO: Final = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _CALL_COLUMNS: Final = ", ".join(f.name for f in fields(CallRecord))
+_COUNT_REFUSALS: Final = (
+    "INSERT INTO refusals (minute_wall_ms, minute, reason, status, count)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute_wall_ms, reason)"
+    " DO UPDATE SET count = count + excluded.count, status = excluded.status"
+)
+_SELECT_REFUSALS: Final = (
+    "SELECT minute_wall_ms, reason, status, count FROM refusals ORDER BY minute_wall_ms, reason"
+)
 
 
 def _iso_utc(wall_ms: int) -> str:
@@ -102,6 +112,17 @@ def _wall_ms_from_iso(text: str) -> int:
 
 def _audio_row(a: AudioChunk) -> tuple[object, ...]:
     return (a.call_id, a.track, a.seq, a.t_ms, a.first_frame, a.frame_count, bytes(a.payload))
+
+
+def _refusal_rows(refusals: Iterable[RefusalCount]) -> list[tuple[object, ...]]:
+    """One `_COUNT_REFUSALS` row per minute and reason: a batch's refusals summed."""
+    counts: dict[tuple[int, str], int] = {}
+    statuses: dict[tuple[int, str], int] = {}
+    for r in refusals:
+        key = (r.minute_wall_ms, r.reason)
+        counts[key] = counts.get(key, 0) + r.count
+        statuses[key] = r.status
+    return [(m, _iso_utc(m), why, statuses[(m, why)], n) for (m, why), n in counts.items()]
 
 
 def _insert_audio(conn: sqlite3.Connection, chunk: AudioChunk) -> None:
@@ -193,6 +214,18 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         },
         pk=("call_id", "track", "seq"),
         not_null={"call_id", "track", "seq", "t_ms", "first_frame", "frame_count", "payload"},
+        if_not_exists=True,
+    )
+    db.table("refusals").create(
+        {
+            "minute_wall_ms": int,  # the minute's start, ms since the epoch
+            "minute": str,  # the same, ISO-8601 UTC, for people reading the file
+            "reason": str,
+            "status": int,  # the HTTP status they were answered with
+            "count": int,
+        },
+        pk=("minute_wall_ms", "reason"),
+        not_null={"minute_wall_ms", "minute", "reason", "status", "count"},
         if_not_exists=True,
     )
     if version < SCHEMA_VERSION:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount
 from fsm_voice.eventlog.sqlite_schema import (
+    _COUNT_REFUSALS,
     _INSERT_AUDIO,
     _INSERT_EVENT,
     _audio_row,
@@ -29,6 +30,7 @@ from fsm_voice.eventlog.sqlite_schema import (
     _encode_data,
     _insert_audio,
     _iso_utc,
+    _refusal_rows,
 )
 
 
@@ -114,7 +116,7 @@ class _Group:
         self.audio = audio
 
 
-_Op = CallRecord | _Update | EventRecord | AudioChunk | _Group | _Waiter | _Stop
+_Op = CallRecord | _Update | EventRecord | AudioChunk | _Group | RefusalCount | _Waiter | _Stop
 
 
 class _Writer:
@@ -260,10 +262,13 @@ class _Writer:
         audio: list[AudioChunk] = []
         waiters: list[_Waiter] = []
         groups: list[_Group] = []
+        refusals: list[RefusalCount] = []
         stop = False
         for op in batch:
             if isinstance(op, _Group):
                 groups.append(op)
+            elif isinstance(op, RefusalCount):
+                refusals.append(op)
             elif isinstance(op, EventRecord):
                 events.append(op)
             elif isinstance(op, AudioChunk):
@@ -279,6 +284,8 @@ class _Writer:
                 self._commit(conn, calls, events, audio)
             for group in groups:  # after the batch's other rows, before its waiters
                 self._commit_group(conn, group)
+            if refusals:
+                self._count_refusals(conn, refusals)
         except BaseException:
             pending.extendleft(reversed(waiters))  # for _finish to answer
             raise
@@ -329,6 +336,16 @@ class _Writer:
                 self._on_commit(len(calls) + len(events) + len(audio))
             except Exception as e:
                 self._record("a batch (the on_commit hook raised)", e)
+
+    def _count_refusals(self, conn: sqlite3.Connection, refusals: list[RefusalCount]) -> None:
+        """A batch's refusals as one upsert per minute and reason (a flood is a few rows)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_COUNT_REFUSALS, _refusal_rows(refusals))
+            conn.execute("COMMIT")
+        except Exception as e:
+            _rollback(conn)
+            self._record(f"{len(refusals)} refused request(s)' counts", e)
 
     def _commit_group(self, conn: sqlite3.Connection, group: _Group) -> None:
         rows = 1 + len(group.events) + len(group.audio)

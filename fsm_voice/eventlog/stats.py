@@ -1,5 +1,6 @@
 """Figures across calls: turn latency, noinput/nomatch and barge-ins by state,
-provider reconnects, calls by outcome. What `fsm-voice stats` prints.
+provider reconnects, calls by outcome, and the upgrades refused before any call
+(counted per minute and reason). What `fsm-voice stats` prints.
 
 Every figure is one SQL statement per file (json_extract, GROUP BY, a window for
 "the next event"), reading only the kinds it needs through the `kind` index: over
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from fsm_voice.eventlog.multi import LogSet
+from fsm_voice.eventlog.records import RefusalCount
 
 __all__ = ["LatencyFigures", "Stats", "collect_stats", "percentile"]
 
@@ -111,6 +113,16 @@ class Stats:
     reconnects: Counter[tuple[str, str]] = field(default_factory=Counter)  # (machine, source)
     # (machine, outcome, final conversation state) → calls
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    refusals: list[RefusalCount] = field(default_factory=list)  # per minute and reason
+
+    def refused_by_reason(self) -> dict[tuple[str, int], tuple[int, int, int]]:
+        """(reason, status) → (refused, first minute, last minute), minutes in wall ms."""
+        out: dict[tuple[str, int], tuple[int, int, int]] = {}
+        for r in self.refusals:
+            key = (r.reason, r.status)
+            n, first, last = out.get(key, (0, r.minute_wall_ms, r.minute_wall_ms))
+            out[key] = (n + r.count, min(first, r.minute_wall_ms), max(last, r.minute_wall_ms))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         def latency(f: LatencyFigures) -> dict[str, Any]:
@@ -135,6 +147,16 @@ class Stats:
                 {"machine": m, "outcome": o, "final_state": s, "calls": n}
                 for (m, o, s), n in sorted(self.outcomes.items())
             ],
+            "refused_upgrades": [
+                {
+                    "reason": reason,
+                    "status": status,
+                    "count": n,
+                    "first_minute_wall_ms": first,
+                    "last_minute_wall_ms": last,
+                }
+                for (reason, status), (n, first, last) in sorted(self.refused_by_reason().items())
+            ],
         }
 
 
@@ -154,4 +176,5 @@ def collect_stats(logs: LogSet) -> Stats:
         stats.outcomes[(machine, outcome, state)] += count
         stats.calls += count
         stats.call_ms += call_ms
+    stats.refusals = logs.refusals()
     return stats

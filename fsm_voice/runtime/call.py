@@ -34,7 +34,7 @@ from fsm_voice.call.machine import (
     CallMachine,
 )
 from fsm_voice.clock import Clock
-from fsm_voice.errors import SocketClosed
+from fsm_voice.errors import FsmVoiceError, SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.runtime.agent_task import Agent as Agent
@@ -42,13 +42,14 @@ from fsm_voice.runtime.agent_task import AgentTask
 from fsm_voice.runtime.call_row import connected_fields
 from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.failure import FailureGuard, flush_call_rows
-from fsm_voice.runtime.guards import LimitWatch, stream_token_problem
+from fsm_voice.runtime.guards import LimitWatch
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.runtime.pending import CallTimers, MarkWaiters
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
 from fsm_voice.runtime.remote_hangup import RemoteHangup as RemoteHangup
 from fsm_voice.runtime.remote_hangup import hang_up_remotely, hangs_up_remotely
+from fsm_voice.runtime.stream_guard import StreamGuard
 from fsm_voice.transports.socket import (
     CLOSE_INTERNAL,
     CLOSE_TOO_BIG,
@@ -83,6 +84,7 @@ class CallRuntime:
         machine_version: str | None = None,
         admission: dict[str, Any] | None = None,
         origin_ms: int | None = None,
+        streams: StreamGuard | None = None,
     ) -> None:
         """`origin_ms`: the clock reading that is the call's time 0 (default: when `run`
         opens the call, so the socket opens at 0 however long the server took to get
@@ -102,6 +104,12 @@ class CallRuntime:
         self._machine_name = machine_name
         self._machine_version = machine_version
         self._admission = admission  # how the upgrade was let in (logged first)
+        # The server's guard (shared: single use spans its calls); a call run alone
+        # with a key still checks its token's signature and age.
+        key = self.config.stream_key
+        if streams is None and key is not None:
+            streams = StreamGuard(key, clock, ttl_ms=self.config.stream_token_ttl_ms)
+        self._streams = streams
         self._logged_parameters: dict[str, str] = {}  # custom parameters as the log shows them
         self._guard = FailureGuard(self)
         on_limit = self._guard.wrap("limit", self._limit_reached)
@@ -185,6 +193,8 @@ class CallRuntime:
             await self._agent.finish()
             tg.cancel_scope.cancel()
         await self._close_socket(1000, "call ended")
+        if self._streams is not None:
+            self._streams.release(self.call_sid)  # set only once the guard let it in
         self._close_row()
         await flush_call_rows(self._log, self.call_id, self.record)
         return self.end_reason or "unknown"
@@ -377,6 +387,17 @@ class CallRuntime:
     def request_hangup(self, reason: str) -> None:
         self.dispatch(ev.HangupRequested(reason))
 
+    def redirect_parameters(self) -> dict[str, str]:
+        """The <Parameter>s (`call_id`, a fresh `token`) for TwiML that moves this live
+        call to a new stream through Twilio REST: that `start` is let in although the
+        CallSid already has a stream, once, within the token's TTL."""
+        if self.call_sid is None:
+            raise FsmVoiceError("only a started call with a CallSid can be redirected")
+        call_id = self.custom_parameters.get("call_id") or self.call_id
+        if self._streams is None:  # tokens are not checked here
+            return {"call_id": call_id}
+        return {"call_id": call_id, "token": self._streams.redirect_token(call_id, self.call_sid)}
+
     # --- tasks ---
     async def _read_loop(self) -> None:
         now_ms, limits = self.clock.now_ms, self._limits
@@ -446,7 +467,9 @@ class CallRuntime:
             self._violation("stream_sid_mismatch", f"{event.trigger} for {envelope.stream_sid}")
             return
         if isinstance(event, ev.StreamStarted) and started is None:
-            rejection = stream_token_problem(self.config.stream_key, event.custom_parameters)
+            streams = self._streams
+            params, sid = event.custom_parameters, event.call_sid
+            rejection = streams.admit(params, sid) if streams is not None else None
             self._check_sequence(envelope.sequence_number)
             if rejection is not None:
                 self.dispatch(ev.StreamRejected(rejection, event.stream_sid, event.call_sid))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from fsm_voice.errors import ConfigError
+from fsm_voice.runtime.stream_guard import DEFAULT_STREAM_TOKEN_TTL_MS
 from fsm_voice.security import Secret
 
 __all__ = ["CallConfig", "Limits", "SecuritySettings", "derive_stream_key", "env_flag"]
@@ -36,9 +37,10 @@ class CallConfig:
     max_message_bytes: int = 256 * 1024  # the server closes a bigger message with 1009
     max_call_ms: int = 0  # the call is hung up this long after the socket opened; 0: never
     idle_stream_ms: int = 0  # no inbound message for this long hangs up; 0: never
-    # With a key, `start` must carry <Parameter>s `call_id` and `token` that
-    # `security.call_token_valid` accepts, or the socket is closed with 1008.
+    # With a key, `start` must carry <Parameter>s `call_id` and `token` that the
+    # server's `StreamGuard` admits (signed, fresh, unused), or it is closed with 1008.
     stream_key: Secret | None = None
+    stream_token_ttl_ms: int = DEFAULT_STREAM_TOKEN_TTL_MS  # a token opens a stream this long
     mask_phone_numbers: bool = False  # phone numbers reach the log as +********4567
 
 
@@ -95,6 +97,11 @@ class SecuritySettings:
     stream_key: Secret | None = None  # None: derived from the auth token
     insecure_dev: bool = False
     mask_phone_numbers: bool = False
+    stream_token_ttl_ms: int = DEFAULT_STREAM_TOKEN_TTL_MS
+
+    def __post_init__(self) -> None:
+        if self.stream_token_ttl_ms <= 0:
+            raise ConfigError(f"the stream token TTL must be > 0, not {self.stream_token_ttl_ms}")
 
     @property
     def verifies(self) -> bool:
@@ -118,24 +125,33 @@ class SecuritySettings:
         return None if self.auth_token is not None else "no_auth_token"
 
     def apply_to(self, config: CallConfig) -> CallConfig:
-        """`config` with this server's stream key and phone masking."""
+        """`config` with this server's stream key, token TTL and phone masking."""
         return replace(
             config,
             stream_key=self.effective_stream_key,
+            stream_token_ttl_ms=self.stream_token_ttl_ms,
             mask_phone_numbers=self.mask_phone_numbers,
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SecuritySettings:
         """TWILIO_AUTH_TOKEN, VOICE_STREAM_URL, FSM_VOICE_STREAM_KEY, FSM_VOICE_INSECURE=1,
-        FSM_VOICE_MASK_PHONE_NUMBERS=1."""
+        FSM_VOICE_MASK_PHONE_NUMBERS=1, FSM_VOICE_STREAM_TOKEN_TTL_SECONDS."""
         env = os.environ if environ is None else environ
+        ttl = env.get("FSM_VOICE_STREAM_TOKEN_TTL_SECONDS") or ""
+        try:
+            ttl_ms = round(float(ttl) * 1000) if ttl else DEFAULT_STREAM_TOKEN_TTL_MS
+        except ValueError:
+            raise ConfigError(
+                f"FSM_VOICE_STREAM_TOKEN_TTL_SECONDS must be a number of seconds, not {ttl!r}"
+            ) from None
         return cls(
             auth_token=Secret.from_env("TWILIO_AUTH_TOKEN", env),
             public_url=env.get("VOICE_STREAM_URL") or None,
             stream_key=Secret.from_env("FSM_VOICE_STREAM_KEY", env),
             insecure_dev=env_flag(env.get("FSM_VOICE_INSECURE", "")),
             mask_phone_numbers=env_flag(env.get("FSM_VOICE_MASK_PHONE_NUMBERS", "")),
+            stream_token_ttl_ms=ttl_ms,
         )
 
 

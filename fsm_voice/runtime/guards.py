@@ -1,38 +1,22 @@
-"""What a call refuses: a `start` without its token, and a call past its limits.
+"""What a call refuses: a call past its limits (a `start` without its token is
+`stream_guard`'s).
 
-Both live outside `CallRuntime` so the runtime only asks and acts: the limits are
+The limits live outside `CallRuntime` so the runtime only asks and acts: they are
 timers on the call's clock (never per-frame work; the read loop only stamps the time
-of each message), and the token check is a pure function of the `start` parameters.
+of each message).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from fsm_voice.clock import Clock, TimerHandle
 from fsm_voice.runtime.config import CallConfig
-from fsm_voice.security import Secret, call_token_valid
 
-__all__ = ["LimitWatch", "stream_token_problem"]
+__all__ = ["LimitWatch"]
 
 # (limit name, its value in ms, the call's end reason)
 OnLimit = Callable[[str, int, str], None]
-
-
-def stream_token_problem(key: Secret | None, params: Mapping[str, str]) -> str | None:
-    """Why a `start` with these <Parameter>s may not join a call; None when it may.
-
-    The TwiML that opens the stream carries `call_id` and `token`
-    (`security.call_token(key, call_id)`), so a leaked stream URL alone lets no one in.
-    """
-    if key is None:
-        return None
-    call_id, token = params.get("call_id"), params.get("token")
-    if not call_id:
-        return "stream_call_id_missing"
-    if not token:
-        return "stream_token_missing"
-    return None if call_token_valid(key, call_id, token) else "stream_token_invalid"
 
 
 class LimitWatch:

@@ -1,14 +1,18 @@
 """The Twilio Media Streams WebSocket endpoint (`/voice`) on Starlette.
 
 Each accepted socket gets its own `CallRuntime`; calls share only the read-only
-config, the clock and the event-log writer. Before a socket is accepted the endpoint
-checks the upgrade (`X-Twilio-Signature`, the concurrent-call limit) and refuses a bad
-one with a plain HTTP response: nothing of it reaches a call.
+config, the clock, the event-log writer and the stream guard (which tokens and
+CallSids already opened a stream). Before a socket is accepted the endpoint checks
+the upgrade (`X-Twilio-Signature`, the concurrent-call limit) and refuses a bad one
+with a plain HTTP response: nothing of it reaches a call. Every way of serving
+`/voice` (`serve`, `call`, voice_runtime's `register_voice_websocket`) is this
+endpoint, so they all check the same things.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +26,8 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.call import Agent, CallRuntime
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.transports.socket import CLOSE_ABNORMAL, CLOSE_NORMAL
+from fsm_voice.runtime.stream_guard import StreamGuard
+from fsm_voice.transports.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
 from fsm_voice.transports.upgrade import UpgradeRefusal, check_upgrade, refuse_upgrade
 
 
@@ -74,8 +79,10 @@ class AsgiSocket:
 class VoiceEndpoint:
     """The `/voice` handler: one `CallRuntime` per accepted socket.
 
-    `config` is used as given; `create_app` folds `security` and `limits` into it.
-    `security=None` (the library default) checks nothing and logs nothing about it.
+    `security` is folded into `config` here (its stream key and token TTL), so an
+    endpoint built with it never runs a call without its checks; `create_app` folds
+    `limits` in. `security=None` (the library default) checks nothing and logs nothing
+    about it.
     """
 
     log: EventLog
@@ -90,10 +97,19 @@ class VoiceEndpoint:
     limits: Limits = field(default_factory=Limits)
     calls: dict[str, CallRuntime] = field(default_factory=dict)  # the calls now live
     finished: list[str] = field(default_factory=list)  # call ids, in the order they ended
-    refused: list[str] = field(default_factory=list)  # ids of the refused upgrades' rows
+    refused: Counter[str] = field(default_factory=Counter)  # refused upgrades by reason
     # Sockets accepted and not yet finished, counted before any await.
     admitted: int = field(default=0, init=False)
+    streams: StreamGuard | None = field(default=None, init=False)  # None: tokens unchecked
     _changed: anyio.Event | None = None  # made on the loop, when first needed
+
+    def __post_init__(self) -> None:
+        if self.security is not None:
+            self.config = self.security.apply_to(self.config)
+        key = self.config.stream_key
+        if key is not None:
+            ttl_ms = self.config.stream_token_ttl_ms
+            self.streams = StreamGuard(key, self.clock, ttl_ms=ttl_ms, ids=self.ids)
 
     async def wait_finished(self, count: int) -> None:
         """Wait until `count` calls have finished (run to the end, log flushed)."""
@@ -115,16 +131,17 @@ class VoiceEndpoint:
             await self._refuse(scope, send, refusal)
             return
         self.admitted += 1  # before the first await: a burst of upgrades cannot overshoot
+        call_id = self.ids.new_id("FV")
         try:
-            await send({"type": "websocket.accept"})
-            await self._run_call(receive, send, admission)
+            header = (CALL_ID_HEADER.lower().encode(), call_id.encode())
+            await send({"type": "websocket.accept", "headers": [header]})
+            await self._run_call(call_id, receive, send, admission)
         finally:
             self.admitted -= 1
 
     async def _run_call(
-        self, receive: Receive, send: Send, admission: dict[str, Any] | None
+        self, call_id: str, receive: Receive, send: Send, admission: dict[str, Any] | None
     ) -> None:
-        call_id = self.ids.new_id("FV")
         runtime = CallRuntime(
             AsgiSocket(receive, send),
             call_id=call_id,
@@ -135,6 +152,7 @@ class VoiceEndpoint:
             machine_name=self.machine_name,
             machine_version=self.machine_version,
             admission=admission,
+            streams=self.streams,
         )
         self.calls[call_id] = runtime
         try:
@@ -147,10 +165,9 @@ class VoiceEndpoint:
             self._notify()
 
     async def _refuse(self, scope: Scope, send: Send, refusal: UpgradeRefusal) -> None:
-        """Answer the upgrade with an HTTP error and record it as a call that never began."""
-        call_id = self.ids.new_id("FV")
-        await refuse_upgrade(scope, send, refusal, self.log, call_id, self.clock, self.machine_name)
-        self.refused.append(call_id)
+        """Answer the upgrade with an HTTP error and count it (never a call of its own)."""
+        self.refused[refusal.reason] += 1
+        await refuse_upgrade(scope, send, refusal, self.log, self.clock)
         self._notify()
 
     def _notify(self) -> None:

@@ -6,14 +6,19 @@ the account's auth token, in `X-Twilio-Signature`. A server behind a proxy or a 
 sees another scheme, host or port than Twilio used, so the URL checked is the public
 one from the settings, with the request's path and query added where it has none.
 
+Without a public URL the Host header names the URL: one that is not a host[:port]
+is refused (`host_invalid`) before it reaches a URL parser.
+
 A refusal is answered with a plain HTTP response (ASGI's WebSocket denial response
 where the server supports it, else a close before accept, which is a 403) and
-recorded in the log as a call that never began: one `upgrade_rejected` event with
-the reason. The signature and the token are never written anywhere.
+counted in the log: one row per minute and reason (`EventLog.count_refusal`), never a
+row per request, so a flood of them cannot fill the disk. The signature and the
+token are never written anywhere.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,14 +27,20 @@ from starlette.types import Scope, Send
 
 from fsm_voice.clock import Clock
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.records import CallRecord, EventRecord
 from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.security import twilio_signature_valid
 
-__all__ = ["UpgradeRefusal", "check_upgrade", "refuse_upgrade", "signed_url"]
+__all__ = ["UPGRADE_REFUSALS", "UpgradeRefusal", "check_upgrade", "refuse_upgrade", "signed_url"]
 
 _SIGNATURE_HEADER = b"x-twilio-signature"
 _DENIAL_EXTENSION = "websocket.http.response"
+# A DNS name or IPv4 address, or a bracketed IPv6 one, and an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+# Every reason an upgrade is refused for (the `refusals` rows' `reason`).
+UPGRADE_REFUSALS = frozenset(
+    {"signature_missing", "signature_invalid", "host_invalid", "too_many_calls"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +56,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def signed_url(scope: Scope, public_url: str | None) -> str:
-    """The URL Twilio signed for this upgrade request."""
+def signed_url(scope: Scope, public_url: str | None) -> str | None:
+    """The URL Twilio signed for this upgrade request; None when the Host header (with
+    no public URL to use instead) is missing or not a host[:port]."""
     path = str(scope.get("root_path", "")) + str(scope["path"])
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
     if public_url is None:
         host = _header(scope, b"host") or ""
+        if not _HOST.fullmatch(host) or not _port_valid(host):
+            return None
         return str(urlunsplit(("wss", host, path, query, "")))
     public = urlsplit(public_url)
     return str(
@@ -64,6 +78,14 @@ def signed_url(scope: Scope, public_url: str | None) -> str:
             )
         )
     )
+
+
+def _port_valid(host: str) -> bool:
+    try:
+        urlsplit(f"//{host}").port  # noqa: B018 - parsing it is the check (0-65535)
+    except ValueError:
+        return False
+    return True
 
 
 def check_upgrade(
@@ -84,7 +106,9 @@ def check_upgrade(
         if not signature:
             return UpgradeRefusal(403, "signature_missing"), None
         url = signed_url(scope, security.public_url)
-        if not twilio_signature_valid(security.auth_token, url, None, signature):
+        if url is None:
+            return UpgradeRefusal(403, "host_invalid"), None
+        if not _signature_valid(security, url, signature):
             return UpgradeRefusal(403, "signature_invalid"), None
         admission = {"verified": True}
     elif security is not None:
@@ -94,33 +118,19 @@ def check_upgrade(
     return None, admission
 
 
+def _signature_valid(security: SecuritySettings, url: str, signature: str) -> bool:
+    assert security.auth_token is not None
+    try:
+        return twilio_signature_valid(security.auth_token, url, None, signature)
+    except ValueError:  # a URL the validator cannot parse (a bad port): not Twilio's
+        return False
+
+
 async def refuse_upgrade(
-    scope: Scope,
-    send: Send,
-    refusal: UpgradeRefusal,
-    log: EventLog,
-    call_id: str,
-    clock: Clock,
-    machine: str | None,
+    scope: Scope, send: Send, refusal: UpgradeRefusal, log: EventLog, clock: Clock
 ) -> None:
-    """Answer the upgrade with `refusal.status` and log it under `call_id`."""
-    wall_ms = clock.wall_ms()
-    client = scope.get("client")
-    data: dict[str, Any] = {
-        "reason": refusal.reason,
-        "status": refusal.status,
-        "path": scope["path"],  # not the query: it is the caller's to fill
-        "client": f"{client[0]}:{client[1]}" if client else None,
-    }
-    log.open_call(CallRecord(call_id, wall_ms, machine=machine))
-    log.append(EventRecord(call_id, 0, 0, wall_ms, "runtime", "upgrade_rejected", data))
-    log.update_call(
-        call_id,
-        ended_wall_ms=wall_ms,
-        duration_ms=0,
-        end_reason=refusal.reason,
-        outcome="rejected",
-    )
+    """Answer the upgrade with `refusal.status` and count it in the log."""
+    log.count_refusal(clock.wall_ms(), refusal.reason, refusal.status)
     if _DENIAL_EXTENSION in scope.get("extensions", {}):
         body = f"{refusal.reason}\n".encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8")]

@@ -61,6 +61,7 @@ class TwilioWebhooks:
         self.settings = service.settings
         self.telephony = service.telephony
         self.legs = CallLegLog(log, clock, ids)
+        self._clock = clock
         self._endpoint = endpoint
         self._ids = ids
         self._machine = machine_name
@@ -102,6 +103,9 @@ class TwilioWebhooks:
             self.settings,
             call_id,
             self._machine,
+            issued_ms=self._clock.wall_ms(),
+            # the token opens this call's stream only (a CallSid is letters and digits)
+            call_sid=call_sid if call_sid.isascii() and call_sid.isalnum() else None,
             caller=form.get("From", ""),
             called=form.get("To", ""),
         )
