@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE, decode, encode
-from fsm_voice.clock import Clock, VirtualClock
+from fsm_voice.clock import Clock, CountingIds, VirtualClock
 from fsm_voice.providers.base import SpeechSynthesizer
 from fsm_voice.providers.scripted import ScriptedSynthesizer
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
@@ -29,7 +30,9 @@ from fsm_voice.simulator.caller_script import (
     load_caller_script,
     parse_caller_script,
 )
+from fsm_voice.simulator.phone import PhoneSimulator
 from fsm_voice.testing import InProcessCall, in_process_call
+from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
 
 EXAMPLE = Path(__file__).parent.parent / "callers" / "example.yaml"
 
@@ -438,6 +441,54 @@ async def test_a_script_whose_last_steps_are_hangups_is_fine_when_the_agent_hang
         script("  - wait_prompt: {}\n  - hangup: {}\n"), speaker(1000, hang_up=True)
     )
     assert result.ok and result.steps_done == 1 and result.hung_up_ms is None
+
+
+class SlowStop:
+    """The caller's end of a line on which `stop` is held until released: the window in
+    which a hangup has begun and the socket is not closed yet (wide on a busy machine)."""
+
+    def __init__(self, line: MemorySocket) -> None:
+        self.line = line
+        self.stop_pending = anyio.Event()
+        self.release = anyio.Event()
+
+    async def receive(self) -> str | bytes:
+        return await self.line.receive()
+
+    async def send(self, text: str) -> None:
+        if json.loads(text)["event"] == "stop":
+            self.stop_pending.set()
+            await self.release.wait()
+        await self.line.send(text)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.line.close(code, reason)
+
+
+@pytest.mark.anyio
+async def test_a_hangup_from_outside_while_the_caller_streams_ends_its_script() -> None:
+    # Twilio ends the stream on a redirect or a REST hangup: the fake hangs the
+    # simulator up while the script's mouth streams a frame every 20 ms.
+    clock = VirtualClock()
+    client, server = memory_socket_pair()
+    line = SlowStop(client)
+    sim = PhoneSimulator(line, clock, CountingIds())
+    caller = ScriptedCaller(sim, script("  - silence: 10000\n"), ToneSynthesizer(), clock)
+    results: list[CallerResult] = []
+
+    async def run_caller() -> None:
+        results.append(await caller.run())
+
+    async with sim, anyio.create_task_group() as tasks:
+        tasks.start_soon(run_caller)
+        await clock.advance(100)
+        tasks.start_soon(sim.hangup)
+        await line.stop_pending.wait()
+        await clock.advance(40)  # the mouth's next frames fall due while `stop` is held
+        line.release.set()
+    (result,) = results
+    assert result.ok and result.close_code == 1000
+    await server.drop()
 
 
 @pytest.mark.anyio

@@ -280,6 +280,11 @@ class PhoneSimulator:
         await self._wait_until(lambda: self._playback.idle)
 
     @property
+    def hung_up(self) -> bool:
+        """Whether we ended the call (`hangup`), not the server or a dropped line."""
+        return self._ended_by == "hangup"
+
+    @property
     def received_audio_bytes(self) -> int:
         """Agent audio received so far (played, pending, or dropped by `clear`)."""
         return self._playback.received_bytes
