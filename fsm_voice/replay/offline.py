@@ -10,15 +10,16 @@ machine's load; decoded inline it comes out at the virtual millisecond the utter
 closed, on every run. The replay clock also refuses to move while a recogniser still
 has an utterance out (`PocketsphinxRecognizer.decoding`).
 
-What the log cannot say is exactly when each caller frame reached the live
-recogniser: it keeps caller audio in 1-second chunks with one arrival time each. So
-the live recogniser's outputs came a few ms earlier or later than the frame times
-replay can rebuild would make them, and a race the recording won by 4 ms (a barge-in
-just before the prompt's marks echoed) could go the other way. `RetimedRecognizer`:
+The live call feeds its recogniser each frame at its place on the line (the call's
+first frame's arrival + 20 ms per chunk number, `CallHandle.caller_frame_ms`), which
+the log keeps exactly; so the recogniser hears the same audio at the same positions
+here. What the log cannot say is when the live recogniser's outputs came out (they
+depend on the decoder's real-time pace), so a race the recording won by 4 ms (a
+barge-in just before the prompt's marks echoed) could go the other way.
+`RetimedRecognizer`:
 
 - hears the call's caller frames `LEAD_MS` ahead of the call (from the phone's facts;
-  each frame the call hears moves it on), on the frame grid: frame n of the stream
-  at first + 20·n ms, as a live recogniser fed at a steady pace sees them;
+  each frame the call hears moves it on), on the live call's frame grid;
 - holds each output (speech start, transcript) for the time the recording got the
   same utterance's (matched in order, by utterance start within `SAME_UTTERANCE_MS`),
   or, when the recording has no such utterance, for its natural time: when the call
