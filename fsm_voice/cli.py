@@ -62,33 +62,10 @@ def _parser() -> argparse.ArgumentParser:
         "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER; webhooks live at "
         "the https twin of --public-url)",
     )
-    from fsm_voice.commands.call import add_call_command
+    from fsm_voice.commands.simulate import add_simulate_command
 
-    simulate = sub.add_parser(
-        "simulate",
-        help="dial a /voice URL with the phone simulator",
-        epilog="Example:\n  fsm-voice simulate --url ws://127.0.0.1:8080/voice --wav caller.wav "
-        "--dtmf 12# --record heard.wav",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    simulate.add_argument("--url", required=True)
-    simulate.add_argument("--wav", type=Path, help="caller audio (any WAV)")
-    simulate.add_argument("--seconds", type=float, help="seconds of caller silence")
-    simulate.add_argument("--dtmf", default="", help="keys to press after the audio")
-    simulate.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a <Parameter> for the start message (repeatable)",
-    )
-    simulate.add_argument(
-        "--auth-token",
-        default=os.environ.get("TWILIO_AUTH_TOKEN"),
-        help="sign the upgrade with X-Twilio-Signature",
-    )
-    simulate.add_argument("--signed-url", help="the public URL the server validates against")
-    simulate.add_argument("--record", type=Path, help="write what the caller heard to a WAV")
+    add_simulate_command(sub)
+    from fsm_voice.commands.call import add_call_command
 
     demo = sub.add_parser(
         "demo",

@@ -31,6 +31,9 @@ CLOSE_TRY_AGAIN = 1013
 # What a close by the server's WebSocket layer says the peer sent: bytes that never
 # became a message for us, so the call logs them as this protocol violation.
 REFUSED_FRAME_REASONS = {CLOSE_PROTOCOL_ERROR: "bad_frame", CLOSE_INVALID_DATA: "invalid_utf8"}
+# `/voice` names its id for the call in the upgrade's response, so a dialler (the phone
+# simulator) can find the call in the log; Twilio ignores headers it does not know.
+CALL_ID_HEADER = "X-Fsm-Voice-Call-Id"
 
 
 class MessageSocket(Protocol):

@@ -27,7 +27,7 @@ from fsm_voice.runtime.call import Agent, CallRuntime
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.runtime.stream_guard import StreamGuard
-from fsm_voice.transports.socket import CLOSE_ABNORMAL, CLOSE_NORMAL
+from fsm_voice.transports.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
 from fsm_voice.transports.upgrade import UpgradeRefusal, check_upgrade, refuse_upgrade
 
 
@@ -131,16 +131,17 @@ class VoiceEndpoint:
             await self._refuse(scope, send, refusal)
             return
         self.admitted += 1  # before the first await: a burst of upgrades cannot overshoot
+        call_id = self.ids.new_id("FV")
         try:
-            await send({"type": "websocket.accept"})
-            await self._run_call(receive, send, admission)
+            header = (CALL_ID_HEADER.lower().encode(), call_id.encode())
+            await send({"type": "websocket.accept", "headers": [header]})
+            await self._run_call(call_id, receive, send, admission)
         finally:
             self.admitted -= 1
 
     async def _run_call(
-        self, receive: Receive, send: Send, admission: dict[str, Any] | None
+        self, call_id: str, receive: Receive, send: Send, admission: dict[str, Any] | None
     ) -> None:
-        call_id = self.ids.new_id("FV")
         runtime = CallRuntime(
             AsgiSocket(receive, send),
             call_id=call_id,
