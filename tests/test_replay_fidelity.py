@@ -270,3 +270,29 @@ async def test_late_caller_frames_reach_the_recogniser_at_their_place_on_the_lin
     first = fed[0]
     assert fed[:14] == [first + 20 * k for k in range(14)]  # no silence for lateness
     assert fed[14] == first + 20 * 16  # the lost frames keep their 40 ms
+
+
+def test_replay_command_reports_a_crash_cut_log_as_cut_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fsm_voice.cli import main
+    from fsm_voice.eventlog import SqliteEventLog
+
+    source = recorded("appointment-bargein")
+    (call,) = source.calls()
+    events = list(source.events(call.call_id))
+    last_ms = events[len(events) // 2 - 1].t_ms
+    db = tmp_path / "crashed.db"
+    with SqliteEventLog(db) as log:  # what a SIGKILL half-way through leaves behind
+        log.open_call(replace(call, ended_wall_ms=None, duration_ms=None, end_reason=None))
+        for event in events[: len(events) // 2]:
+            log.append(event)
+        for chunk in source.audio(call.call_id, "caller"):
+            if chunk.t_ms <= last_ms:
+                log.append_audio(chunk)
+    assert main(["replay", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"cut_off   call {call.call_id}: ") and "note: the log stops" in out
+    assert main(["replay", "--json", "--db", str(db)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "cut_off" and report["notes"] == [CUT_OFF]

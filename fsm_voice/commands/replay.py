@@ -128,8 +128,10 @@ def _as_json(result: ReplayResult) -> dict[str, Any]:
         "machine": result.machine,
         "mode": result.mode,
         "ok": result.ok,
+        "status": result.status,
         "compared": result.compared,
         "divergence": divergence.to_dict() if divergence is not None else None,
+        "notes": list(result.notes),
     }
 
 
@@ -154,10 +156,15 @@ def run_replay(args: argparse.Namespace) -> int:
         ok = ok and result.ok
         if args.json:
             print(json.dumps(_as_json(result), sort_keys=True, ensure_ascii=False))
-        elif result.divergence is None:
-            print(f"ok        {result.origin}: {result.compared} decisions as recorded")
-        else:
+        elif result.divergence is not None:
             print(f"DIVERGED  {result.origin}\n{result.divergence.describe()}")
+        elif result.cut_off:  # the log stops early (a crash): as far as it goes, as recorded
+            print(f"cut_off   {result.origin}: {result.compared} decisions as recorded")
+        else:
+            print(f"ok        {result.origin}: {result.compared} decisions as recorded")
+        if not args.json:
+            for note in result.notes:
+                print(f"  note: {note}")
     sys.stdout.flush()
     return 0 if ok else 1
 
