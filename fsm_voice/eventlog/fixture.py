@@ -8,7 +8,7 @@
 
 Everything is text a reviewer can diff except the WAVs, which any player opens. Wall
 times are left out: only `started_at` (in meta.json) is kept, and an import derives
-every event's wall time from it and `t_ms`. The chunk index keeps when each second
+every event's wall time from it and `t_ms`. The chunk index keeps when each chunk
 of audio arrived or left, which the WAVs alone cannot say. Exporting, importing into
 an empty log and exporting again gives byte-identical files. An import checks every
 file first (`fixture_read`) and then writes the call whole, or nothing of it.

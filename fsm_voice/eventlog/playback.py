@@ -10,7 +10,7 @@ facts in the event log correct that model:
 - `clear_sent`: Twilio drops everything buffered, so agent audio that would have
   played after the clear never did; it is cut there.
 - the call machine entering `listening`: the platform has echoed every mark, so all
-  audio sent before then had played by then (a chunk of ~1 s can hold the tail of
+  audio sent before then had played by then (a chunk can hold the tail of
   one prompt and the head of the next, sent seconds apart). A frame that could not
   have finished by that moment was sent after it: it starts when the call left
   `listening` (the next agent audio was queued). Real platforms echo a little late,

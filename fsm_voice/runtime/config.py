@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from fsm_voice.errors import ConfigError
+from fsm_voice.runtime.recorder import CHUNK_FRAMES
 from fsm_voice.runtime.stream_guard import DEFAULT_STREAM_TOKEN_TTL_MS
 from fsm_voice.security import Secret
 
@@ -32,7 +33,9 @@ class CallConfig:
     hangup_grace_ms: int = 2_000  # after we close, stop waiting for the socket to go
     agent_grace_ms: int = 2_000  # after the call ends, the agent's time to return
     max_violations: int = 100  # protocol violations on one socket before we close it
-    audio_chunk_frames: int = 50  # frames per recorded audio chunk (50 × 20 ms = 1 s)
+    # Frames per recorded audio chunk (5 × 20 ms = 100 ms): a crash loses at most the
+    # chunk being filled (recorder.py). Bigger chunks are fewer rows and a bigger loss.
+    audio_chunk_frames: int = CHUNK_FRAMES
     max_buffered_frames: int = 3_000  # per caller-audio subscriber (60 s) before dropping
     max_message_bytes: int = 256 * 1024  # the server closes a bigger message with 1009
     max_call_ms: int = 0  # the call is hung up this long after the socket opened; 0: never

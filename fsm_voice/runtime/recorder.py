@@ -1,8 +1,15 @@
-"""Records one audio track into ~1 s chunks for the event log.
+"""Records one audio track into 100 ms chunks for the event log.
 
 A chunk holds contiguous frames only: a gap in frame numbers (a lost or reordered
 Twilio chunk) or an explicit `cut` (a `clear`) starts a new chunk, so the stored
 track keeps where every byte belongs in time.
+
+A chunk is handed to the log as soon as it holds `chunk_frames` frames (5: 100 ms), and
+the log's writer commits what it is handed every tick (`SqliteEventLog(batch_ms=20)`).
+So a crash (SIGKILL; a power cut aside) loses, per track, the frames of the chunk
+being filled (fewer than `chunk_frames`: ≤ 80 ms) plus the rows of the writer's
+current tick. Chunks of ~1 s lost up to 980 ms per track. Small chunks cost more rows
+and ~28% more file per track-second (`benchmarks/eventlog_bench.py --audio 60`).
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import AudioChunk, Track
 
 FRAME_BYTES = 160
+CHUNK_FRAMES = 5  # 100 ms: what a crash may lose of a track, writer tick aside
 
 
 class TrackRecorder:
-    def __init__(self, log: EventLog, call_id: str, track: Track, chunk_frames: int = 50):
+    def __init__(self, log: EventLog, call_id: str, track: Track, chunk_frames: int = CHUNK_FRAMES):
         self._log = log
         self._call_id = call_id
         self._track: Track = track
