@@ -26,6 +26,9 @@ import asyncio
 import concurrent.futures
 import hashlib
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +90,13 @@ _searches: dict[str, str] = {}  # JSGF text hash → search name, per worker
 def init_worker() -> None:
     """Load one Decoder (stock LM + phone loop) for this process."""
     global _decoder
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        watch = threading.Thread(
+            target=_exit_with_parent, args=(parent.sentinel,), name="exit-with-parent"
+        )
+        watch.daemon = True
+        watch.start()
     from pocketsphinx import Decoder
 
     model = model_dir()
@@ -94,6 +104,14 @@ def init_worker() -> None:
     decoder.add_allphone_file(_PHONE_SEARCH, str(model / "en-us-phone.lm.bin"))
     _decoder = decoder
     _searches.clear()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    """End this worker when the process that started it is gone (a server stopped by
+    SIGTERM or SIGKILL): the pool's queue has a writer in every worker, so its pipe
+    never reports the end, and the worker would wait on it, 140 MB, forever."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def ping() -> bool:
