@@ -13,6 +13,7 @@ from dataclasses import fields, replace
 from typing import Any, Final
 
 from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.failed_writes import FailedWrites
 from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
 
 __all__ = ["MemoryEventLog"]
@@ -38,7 +39,7 @@ class MemoryEventLog:
         self._refusals: dict[tuple[int, str], RefusalCount] = {}  # (minute, reason) → row
         self._closed = False
         # Failures not told yet, by call: the first error and how many more.
-        self._errors: dict[str, tuple[EventLogError, int]] = {}
+        self._failed = FailedWrites()
 
     def __repr__(self) -> str:
         return "MemoryEventLog()"
@@ -108,19 +109,9 @@ class MemoryEventLog:
         self._raise_kept(None)
 
     def _raise_kept(self, call_id: str | None) -> None:
-        if call_id is None:
-            kept = list(self._errors.values())
-            self._errors.clear()
-        else:
-            one = self._errors.pop(call_id, None)
-            kept = [] if one is None else [one]
-        if not kept:
-            return
-        error = kept[0][0]
-        more = sum(count for _, count in kept) + len(kept) - 1
-        if more:
-            raise EventLogError(f"{error} (and {more} more failed writes)") from error.__cause__
-        raise error
+        error = self._failed.take(call_id)
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         if self._closed:
@@ -133,14 +124,10 @@ class MemoryEventLog:
             raise EventLogError("memory event log is closed")
 
     def _fail(self, call_id: str, what: str, cause: BaseException | str) -> None:
-        kept = self._errors.get(call_id)
-        if kept is not None:
-            self._errors[call_id] = (kept[0], kept[1] + 1)
-            return
         error = EventLogError(f"memory event log: could not write {what}: {cause}")
         if isinstance(cause, BaseException):
             error.__cause__ = cause
-        self._errors[call_id] = (error, 0)
+        self._failed.keep(call_id, error)
 
     # --- reading ---
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.failed_writes import FailedWrites
 from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount
 from fsm_voice.eventlog.sqlite_schema import (
     _COUNT_REFUSALS,
@@ -140,10 +141,7 @@ class _Writer:
         self._batch_s = batch_ms / 1000
         self._trace = trace
         self._on_commit = on_commit
-        self._error_lock = threading.Lock()
-        # Failures not told yet, by the call whose row failed (None: no one call's):
-        # the first error and how many more. Insertion order: the first one wins.
-        self._errors: dict[str | None, tuple[EventLogError, int]] = {}
+        self._failed = FailedWrites()  # told to the flush of the call whose row failed
         self._iso_second = 0
         self._iso_prefix = _iso_utc(0)[:-4]
         self._ready = threading.Event()
@@ -185,28 +183,11 @@ class _Writer:
     def keep_error(self, error: EventLogError, call_id: str | None = None) -> None:
         """Hold `error` for the next flush of `call_id` or of the whole log, or the close
         (the first one wins, others count)."""
-        with self._error_lock:
-            kept = self._errors.get(call_id)
-            self._errors[call_id] = (error, 0) if kept is None else (kept[0], kept[1] + 1)
+        self._failed.keep(call_id, error)
 
     def take_error(self, call_id: str | None = None) -> EventLogError | None:
         """The failures not told yet as one error: `call_id`'s, or (None) everyone's."""
-        with self._error_lock:
-            if call_id is None:
-                kept = list(self._errors.values())
-                self._errors.clear()
-            else:
-                one = self._errors.pop(call_id, None)
-                kept = [] if one is None else [one]
-        if not kept:
-            return None
-        error = kept[0][0]
-        more = sum(count for _, count in kept) + len(kept) - 1
-        if not more:
-            return error
-        summary = EventLogError(f"{error} (and {more} more failed writes)")
-        summary.__cause__ = error.__cause__
-        return summary
+        return self._failed.take(call_id)
 
     def _record(self, what: str, cause: BaseException, call_id: str | None = None) -> None:
         """Keep a failure: a row's belongs to its call, a whole batch's to the log."""
