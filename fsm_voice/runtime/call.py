@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from fsm_voice.audio.mulaw import FRAME_MS
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
 from fsm_voice.call.machine import (
@@ -44,6 +43,7 @@ from fsm_voice.runtime.config import CallConfig
 from fsm_voice.runtime.failure import FailureGuard, flush_call_rows
 from fsm_voice.runtime.guards import LimitWatch
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
+from fsm_voice.runtime.line import LinePosition
 from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.runtime.pending import CallTimers, MarkWaiters
 from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
@@ -134,10 +134,7 @@ class CallRuntime:
         self._agent = AgentTask(self, agent)
         self._agent_spawned = False  # spawned while handling the message just read
         self._violations = 0
-        self._last_seq: int | None = None
-        self._last_chunk: dict[str, int] = {}
-        self._caller_grid: tuple[int, int] | None = None  # (t_ms, frame) of the first frame
-        self.caller_frame_ms = 0  # call time of the caller frame being delivered (above)
+        self.line = LinePosition(lambda kind, data: self.record("transport", kind, data))
         self._dropped_agent_frames = 0
         self.frames_in = 0
         self.frames_out = 0
@@ -437,20 +434,14 @@ class CallRuntime:
         if media.stream_sid is not None and media.stream_sid != started:
             self._violation("stream_sid_mismatch", f"media for {media.stream_sid}")
             return
-        self._check_sequence(media.sequence_number)
+        self.line.sequence(media.sequence_number)
         if media.track not in ("inbound", "inbound_track"):
             return  # Twilio's copy of what it played (both_tracks); ours is recorded at send
-        frame_no = self._check_chunk(media.track, media.chunk)
+        frame_no = self.line.chunk(media.track, media.chunk)
         if frame_no is None:
             frame_no = self._caller.next_frame
         t_ms = self.t_ms()
-        grid = self._caller_grid
-        if grid is None:
-            grid = self._caller_grid = (t_ms, frame_no)
-        # The frame's place on the line, not its arrival: a frame late on a busy server
-        # is not a pause in the caller's speech, and the log keeps exactly this (the
-        # first chunk's arrival and every frame's number), so replay rebuilds it.
-        self.caller_frame_ms = grid[0] + FRAME_MS * (frame_no - grid[1])
+        self.line.place_caller_frame(frame_no, t_ms)
         self._caller.add(media.payload, t_ms, frame_no)
         self.frames_in += 1
         self.handle._deliver_audio(media.payload)
@@ -470,7 +461,7 @@ class CallRuntime:
             streams = self._streams
             params, sid = event.custom_parameters, event.call_sid
             rejection = streams.admit(params, sid) if streams is not None else None
-            self._check_sequence(envelope.sequence_number)
+            self.line.sequence(envelope.sequence_number)
             if rejection is not None:
                 self.dispatch(ev.StreamRejected(rejection, event.stream_sid, event.call_sid))
                 return
@@ -484,42 +475,8 @@ class CallRuntime:
             self._encoder = OutboundEncoder(event.stream_sid)
             self.dispatch(dataclasses.replace(event, custom_parameters=logged))
             return
-        self._check_sequence(envelope.sequence_number)
+        self.line.sequence(envelope.sequence_number)
         self.dispatch(event)
-
-    def _check_sequence(self, number: int | None) -> None:
-        if number is None:
-            return
-        last = self._last_seq
-        if last is not None and number != last + 1:
-            if number > last:
-                self.record(
-                    "transport",
-                    "sequence_gap",
-                    {"expected": last + 1, "received": number, "missing": number - last - 1},
-                )
-            else:
-                self.record(
-                    "transport", "sequence_out_of_order", {"last": last, "received": number}
-                )
-        if last is None or number > last:
-            self._last_seq = number
-
-    def _check_chunk(self, track: str, chunk: int | None) -> int | None:
-        """Detect lost/reordered chunks; return the frame's place in the track (from 0)."""
-        if chunk is None:
-            return None
-        last = self._last_chunk.get(track)
-        if last is not None and chunk != last + 1:
-            if chunk > last:
-                data = {"track": track, "expected": last + 1, "received": chunk}
-                self.record("transport", "chunk_gap", data | {"missing": chunk - last - 1})
-            else:
-                data = {"track": track, "last": last, "received": chunk}
-                self.record("transport", "chunk_out_of_order", data)
-        if last is None or chunk > last:
-            self._last_chunk[track] = chunk
-        return chunk - 1
 
     async def _write_loop(self) -> None:
         get = self._outbound.get

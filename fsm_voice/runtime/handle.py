@@ -221,7 +221,7 @@ class CallHandle:
         plus 20 ms per frame number after it. Arrival jitter moves no frame, lost
         frames leave their gap. A recogniser fed at this time hears the line as it was,
         the same live and in replay."""
-        return self._runtime.caller_frame_ms
+        return self._runtime.line.frame_ms
 
     def on_dtmf(self, callback: Callable[[str], None]) -> None:
         self._dtmf_callbacks.append(callback)
