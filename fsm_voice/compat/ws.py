@@ -32,11 +32,11 @@ from starlette.routing import WebSocketRoute
 
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.compat.protocols import SttProvider
+from fsm_voice.compat.stt_tee import SttTee
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.session import VoiceSession, _drain, _Mark
-from fsm_voice.stt_tee import SttTee
 from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
 __all__ = ["SessionBridge", "register_voice_websocket"]
