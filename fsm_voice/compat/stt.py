@@ -1,0 +1,221 @@
+"""voice_runtime's STT factories: `create_stt`, `get_stt_class`, and the adapter.
+
+`SttAdapter` turns one of fsm_voice's native recognisers (`SpeechRecognizer`) into
+voice_runtime's `SttProvider`: it reads caller frames from the queue `start()` is
+given, and calls `on_committed` / `on_recognizing` / `on_error` (fatal only) on the
+event loop. The transport sets `event_sink`, so results are in the call's log too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fsm_voice.audio.mulaw import SAMPLE_RATE
+from fsm_voice.compat.options import fit_options
+from fsm_voice.compat.protocols import EventSink, SttProvider
+from fsm_voice.compat.settings import VoiceRuntimeSettings
+from fsm_voice.errors import CallHangupError
+from fsm_voice.providers import create_recognizer
+from fsm_voice.providers.base import SpeechRecognizer, Transcript
+
+if TYPE_CHECKING:
+    from fsm_voice.session import VoiceSession
+
+__all__ = [
+    "AzureStt",
+    "ElevenLabsStt",
+    "OfflineStt",
+    "ScriptedStt",
+    "SttAdapter",
+    "create_stt",
+    "get_stt_class",
+]
+
+DEFAULT_PROVIDER = "elevenlabs"  # voice_runtime's default
+
+
+class SttAdapter:
+    """A native recogniser behind voice_runtime's `SttProvider` protocol."""
+
+    provider: ClassVar[str] = ""
+
+    def __init__(self, recognizer: SpeechRecognizer | None = None, **options: Any) -> None:
+        self.on_committed: Callable[[str], None] | None = None
+        self.on_recognizing: Callable[[str], None] | None = None
+        self.on_error: Callable[[str], None] | None = None
+        self.event_sink: EventSink | None = None
+        if recognizer is None:
+            defaults = _env_defaults(self.provider)
+            options = fit_options("STT", self.provider, options, defaults)
+            recognizer = create_recognizer(self.provider, **options)
+        self.recognizer = recognizer
+        self._feeder: asyncio.Task[None] | None = None
+        self._t_ms = 0  # caller time of the next frame, counted from the frames themselves
+        self._lock = threading.Lock()
+        self._listeners: list[concurrent.futures.Future[str]] = []
+
+    def set_speaking(self, speaking: bool) -> None:
+        self.recognizer.set_speaking(speaking)
+
+    async def start(self, inbound_queue: asyncio.Queue[bytes | None]) -> None:
+        """Connect, then feed frames from `inbound_queue` until None; idempotent."""
+        if self._feeder is not None:
+            return  # a second start must not add a second reader of the same queue
+        # An end-of-input None left by an earlier call's cleanup would end this feed at
+        # once; audio already queued is this call's and is kept (a tee relies on it).
+        pending = [inbound_queue.get_nowait() for _ in range(inbound_queue.qsize())]
+        for frame in pending:
+            if frame is not None:
+                inbound_queue.put_nowait(frame)
+        try:
+            await self.recognizer.start(_Listener(self))
+        except BaseException:
+            with contextlib.suppress(Exception):  # release what the failed start took
+                await self.recognizer.stop()
+            raise
+        self._feeder = asyncio.ensure_future(self._feed(inbound_queue))
+
+    async def _feed(self, queue: asyncio.Queue[bytes | None]) -> None:
+        while True:
+            frame = await queue.get()
+            if frame is None:
+                return
+            self.recognizer.feed(frame, self._t_ms)
+            self._t_ms += len(frame) * 1000 // SAMPLE_RATE
+
+    async def stop(self) -> None:
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+        await self.recognizer.stop()
+
+    def listen(self, session: VoiceSession, timeout: float | None = 30.0) -> str | None:
+        """Block until the next committed transcript; None on timeout.
+
+        Raises CallHangupError when the call ends during the wait (or has ended).
+        The STT must be running (the transport starts it from `session.stt_factory`).
+        """
+        waiter: concurrent.futures.Future[str] = concurrent.futures.Future()
+        with self._lock:
+            self._listeners.append(waiter)
+
+        def hung_up() -> None:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                waiter.set_exception(CallHangupError("the call ended while listening"))
+
+        unwatch = session._watch_hangup(hung_up)
+        try:
+            return waiter.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return None
+        finally:
+            unwatch()
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(waiter)
+
+    # --- results, on the loop ---
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        if self.event_sink is not None:
+            self.event_sink(kind, data)
+
+    def _call(self, name: str, callback: Callable[[str], None] | None, text: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(text)
+        except Exception as e:  # consumer code: its failure is an event, not the STT's end
+            self._event("callback_failed", {"callback": name, "error": f"{type(e).__name__}: {e}"})
+
+    def _committed(self, text: str) -> None:
+        with self._lock:
+            waiters, self._listeners = self._listeners, []
+        for waiter in waiters:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                waiter.set_result(text)
+        self._call("on_committed", self.on_committed, text)
+
+
+class _Listener:
+    """Native results → voice_runtime callbacks, logged as the conversation runner does."""
+
+    def __init__(self, adapter: SttAdapter) -> None:
+        self._adapter = adapter
+
+    def on_speech_started(self, t_ms: int) -> None:
+        self._adapter._event("speech_started", {"at_ms": t_ms})
+
+    def on_recognizing(self, text: str) -> None:
+        self._adapter._event("transcript_partial", {"text": text})
+        self._adapter._call("on_recognizing", self._adapter.on_recognizing, text)
+
+    def on_committed(self, transcript: Transcript) -> None:
+        data = {"text": transcript.text, "confidence": transcript.confidence}
+        self._adapter._event("transcript_committed", data)
+        if transcript.text.strip():  # voice_runtime committed words, not noise
+            self._adapter._committed(transcript.text)
+
+    def on_error(self, reason: str, fatal: bool) -> None:
+        self._adapter._event("provider_error", {"reason": reason, "fatal": fatal})
+        if fatal:  # voice_runtime's on_error means "gave up", not every hiccup
+            self._adapter._call("on_error", self._adapter.on_error, reason)
+
+    def on_state(self, state: str, detail: str) -> None:
+        self._adapter._event("provider_state_entered", {"state": state, "detail": detail})
+
+
+class ElevenLabsStt(SttAdapter):
+    provider = "elevenlabs"
+
+
+class AzureStt(SttAdapter):
+    provider = "azure"
+
+
+class OfflineStt(SttAdapter):
+    provider = "offline"
+
+
+class ScriptedStt(SttAdapter):
+    provider = "scripted"
+
+
+STT_CLASSES: dict[str, type[SttAdapter]] = {
+    cls.provider: cls for cls in (ElevenLabsStt, AzureStt, OfflineStt, ScriptedStt)
+}
+
+
+def _env_defaults(provider: str) -> dict[str, Any]:
+    settings = VoiceRuntimeSettings.from_env()
+    if provider == "elevenlabs":
+        return {
+            "api_key": settings.elevenlabs_api_key,
+            "model_id": settings.stt_model_id,
+            "language_code": settings.stt_language_code,
+        }
+    if provider == "azure":
+        return {"api_key": settings.azure_speech_key, "region": settings.azure_speech_region}
+    return {}
+
+
+def get_stt_class(provider: str = DEFAULT_PROVIDER) -> type[SttAdapter]:
+    """The adapter class for `provider`, not instantiated (for factory arguments)."""
+    try:
+        return STT_CLASSES[provider]
+    except KeyError:
+        known = ", ".join(sorted(STT_CLASSES))
+        raise ValueError(f"unknown STT provider {provider!r} (known: {known})") from None
+
+
+def create_stt(provider: str = DEFAULT_PROVIDER, **options: Any) -> SttAdapter:
+    """A new STT for one call; options go to the provider (see compat.options)."""
+    return get_stt_class(provider)(**options)
+
+
+if TYPE_CHECKING:
+    _provider: SttProvider = SttAdapter()

@@ -1,0 +1,180 @@
+"""voice_runtime's TTS factory: `create_tts` and the adapter behind `TtsProvider`.
+
+`TtsAdapter.speak(text, session)` runs on a consumer thread: synthesis runs on the
+session's loop, sentence by sentence, and the audio goes into the session's ordered
+outbound queue as it is produced. It returns voice_runtime's result dict:
+`last_spoken` (the sentences queued whole), plus `interrupted` when `stop_event` cut
+it, `call_disconnected` when the call ended first, and `error` when synthesis failed
+(after `on_error` was called, so a consumer's machine never waits in "speaking").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fsm_voice.compat.options import fit_options
+from fsm_voice.compat.protocols import TtsProvider
+from fsm_voice.compat.settings import VoiceRuntimeSettings
+from fsm_voice.providers import create_synthesizer
+from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+
+if TYPE_CHECKING:
+    from fsm_voice.session import VoiceSession
+
+__all__ = [
+    "AzureTts",
+    "ElevenLabsTts",
+    "OfflineTts",
+    "ScriptedTts",
+    "TtsAdapter",
+    "create_tts",
+]
+
+DEFAULT_PROVIDER = "elevenlabs"  # voice_runtime's default
+
+
+class TtsAdapter:
+    provider: ClassVar[str] = ""
+
+    def __init__(self, synthesizer: SpeechSynthesizer | None = None, **options: Any) -> None:
+        self.on_error: Callable[[str], None] | None = None
+        if synthesizer is None:
+            defaults = _env_defaults(self.provider)
+            options = fit_options("TTS", self.provider, options, defaults)
+            synthesizer = create_synthesizer(self.provider, **options)
+        self.synthesizer = synthesizer
+
+    def speak(
+        self, text: str, session: VoiceSession, stop_event: threading.Event | None = None
+    ) -> dict[str, Any]:
+        """Queue `text` as audio for the live call; blocks until it is all queued."""
+        loop = session.loop
+        if loop is None or not loop.is_running():
+            raise RuntimeError("speak needs a session whose transport loop is running")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("speak blocks: call it from a consumer thread or await speak_async")
+        future = asyncio.run_coroutine_threadsafe(self.speak_async(text, session, stop_event), loop)
+        return future.result()
+
+    async def speak_async(
+        self, text: str, session: VoiceSession, stop_event: threading.Event | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        spoken: list[str] = []
+        if session.is_disconnected:
+            return {"last_spoken": "", "call_disconnected": True}
+        _record(session, "speak_started", {"chars": len(text)})
+        stt = session.stt
+        if stt is not None:
+            stt.set_speaking(True)
+        try:
+            await self.synthesizer.start()
+            for sentence in split_sentences(text):
+                stopped = await self._queue_sentence(sentence, session, stop_event, result)
+                if stopped:
+                    break
+                spoken.append(sentence)
+        except Exception as e:  # a provider failure ends this utterance, not the call
+            message = f"{type(e).__name__}: {e}"
+            result["error"] = message
+            _record(session, "provider_failed", {"error": message})
+            if self.on_error is not None:
+                self.on_error(message)
+        finally:
+            if stt is not None:
+                stt.set_speaking(False)
+        result["last_spoken"] = " ".join(spoken)
+        _record(session, "speak_finished", {k: v for k, v in result.items() if k != "error"})
+        return result
+
+    async def _queue_sentence(
+        self,
+        sentence: str,
+        session: VoiceSession,
+        stop_event: threading.Event | None,
+        result: dict[str, Any],
+    ) -> bool:
+        """Queue one sentence's audio; True when it was cut short (stop or hang-up)."""
+        chunks = self.synthesizer.synthesize(sentence)
+        try:
+            async for chunk in chunks:
+                if stop_event is not None and stop_event.is_set():
+                    result["interrupted"] = True
+                    return True
+                if session.is_disconnected:
+                    result["call_disconnected"] = True
+                    return True
+                await session.put_outbound(chunk)
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()  # stops the synthesis itself, not just the forwarding
+        if stop_event is not None and stop_event.is_set():
+            result["interrupted"] = True
+            return True
+        return False
+
+
+def _record(session: VoiceSession, kind: str, data: dict[str, Any]) -> None:
+    handle = session._handle
+    if handle is not None:
+        handle.record("tts", kind, data)
+
+
+class ElevenLabsTts(TtsAdapter):
+    provider = "elevenlabs"
+
+
+class AzureTts(TtsAdapter):
+    provider = "azure"
+
+
+class OfflineTts(TtsAdapter):
+    provider = "offline"
+
+
+class ScriptedTts(TtsAdapter):
+    provider = "scripted"
+
+
+TTS_CLASSES: dict[str, type[TtsAdapter]] = {
+    cls.provider: cls for cls in (ElevenLabsTts, AzureTts, OfflineTts, ScriptedTts)
+}
+
+
+def _env_defaults(provider: str) -> dict[str, Any]:
+    settings = VoiceRuntimeSettings.from_env()
+    if provider == "elevenlabs":
+        return {
+            "api_key": settings.elevenlabs_api_key,
+            "voice_id": settings.elevenlabs_voice_id,
+            "model_id": settings.elevenlabs_model,
+        }
+    if provider == "azure":
+        return {
+            "api_key": settings.azure_speech_key,
+            "region": settings.azure_speech_region,
+            "voice": settings.azure_tts_voice,
+        }
+    return {}
+
+
+def create_tts(provider: str = DEFAULT_PROVIDER, **options: Any) -> TtsAdapter:
+    """A TTS for `speak(text, session)`; options go to the provider (see compat.options)."""
+    try:
+        cls = TTS_CLASSES[provider]
+    except KeyError:
+        known = ", ".join(sorted(TTS_CLASSES))
+        raise ValueError(f"unknown TTS provider {provider!r} (known: {known})") from None
+    return cls(**options)
+
+
+if TYPE_CHECKING:
+    _provider: TtsProvider = TtsAdapter()
