@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
+from fsm_voice.compat.mock_tts import MockTts
 from fsm_voice.compat.options import fit_options
 from fsm_voice.compat.protocols import TtsProvider
 from fsm_voice.compat.settings import VoiceRuntimeSettings
@@ -166,12 +167,18 @@ def _env_defaults(provider: str) -> dict[str, Any]:
     return {}
 
 
-def create_tts(provider: str = DEFAULT_PROVIDER, **options: Any) -> TtsAdapter:
+@overload
+def create_tts(provider: Literal["mock"], **options: Any) -> MockTts: ...
+@overload
+def create_tts(provider: str = DEFAULT_PROVIDER, **options: Any) -> TtsAdapter: ...
+def create_tts(provider: str = DEFAULT_PROVIDER, **options: Any) -> TtsAdapter | MockTts:
     """A TTS for `speak(text, session)`; options go to the provider (see compat.options)."""
+    if provider == "mock":  # records and relays text (fsm_voice.mock), synthesises nothing
+        return MockTts(**options)
     try:
         cls = TTS_CLASSES[provider]
     except KeyError:
-        known = ", ".join(sorted(TTS_CLASSES))
+        known = ", ".join(sorted([*TTS_CLASSES, "mock"]))
         raise ValueError(f"unknown TTS provider {provider!r} (known: {known})") from None
     return cls(**options)
 
