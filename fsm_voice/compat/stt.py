@@ -13,9 +13,10 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from fsm_voice.audio.mulaw import SAMPLE_RATE
+from fsm_voice.compat.mock_stt import MockStt
 from fsm_voice.compat.options import fit_options
 from fsm_voice.compat.protocols import EventSink, SttProvider
 from fsm_voice.compat.settings import VoiceRuntimeSettings
@@ -203,16 +204,28 @@ def _env_defaults(provider: str) -> dict[str, Any]:
     return {}
 
 
-def get_stt_class(provider: str = DEFAULT_PROVIDER) -> type[SttAdapter]:
+# A provider held in a plain `str` variable may be "mock" too: the second overload's
+# type is then too narrow, the usual price of a Literal overload (mypy flags it).
+@overload
+def get_stt_class(provider: Literal["mock"]) -> type[MockStt]: ...  # type: ignore[overload-overlap]
+@overload
+def get_stt_class(provider: str = DEFAULT_PROVIDER) -> type[SttAdapter]: ...
+def get_stt_class(provider: str = DEFAULT_PROVIDER) -> type[SttAdapter] | type[MockStt]:
     """The adapter class for `provider`, not instantiated (for factory arguments)."""
+    if provider == "mock":  # scripted transcripts (fsm_voice.mock), not a recogniser
+        return MockStt
     try:
         return STT_CLASSES[provider]
     except KeyError:
-        known = ", ".join(sorted(STT_CLASSES))
+        known = ", ".join(sorted([*STT_CLASSES, "mock"]))
         raise ValueError(f"unknown STT provider {provider!r} (known: {known})") from None
 
 
-def create_stt(provider: str = DEFAULT_PROVIDER, **options: Any) -> SttAdapter:
+@overload
+def create_stt(provider: Literal["mock"], **options: Any) -> MockStt: ...
+@overload
+def create_stt(provider: str = DEFAULT_PROVIDER, **options: Any) -> SttAdapter: ...
+def create_stt(provider: str = DEFAULT_PROVIDER, **options: Any) -> SttAdapter | MockStt:
     """A new STT for one call; options go to the provider (see compat.options)."""
     return get_stt_class(provider)(**options)
 
