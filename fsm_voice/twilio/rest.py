@@ -8,6 +8,11 @@ The HTTP layer is a `TwilioHttpClient` that applies our timeout and, when `api_b
 is given (tests, a local fake of the API), sends every request there instead of
 `https://api[.edge][.region].twilio.com`, passing the host the SDK chose in
 `X-Fsm-Voice-Target` so a fake can check region/edge routing.
+
+`sdk_client` builds the SDK's `Client` for `TwilioRest` and for the voice_runtime
+compat functions (which hand SDK errors on unchanged, as voice_runtime did): the one
+place a client is made, always with a bounded timeout and never with ambient routing
+or credentials it was not given.
 """
 
 from __future__ import annotations
@@ -17,15 +22,22 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import twilio.rest
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
-from twilio.rest import Client
 
 from fsm_voice.errors import ConfigError, TwilioApiError
 from fsm_voice.security import Secret
 
-__all__ = ["CALL_STATUS_EVENTS", "TARGET_HEADER", "HangupResult", "TwilioRest"]
+__all__ = [
+    "CALL_STATUS_EVENTS",
+    "DEFAULT_TIMEOUT_S",
+    "TARGET_HEADER",
+    "HangupResult",
+    "TwilioRest",
+    "sdk_client",
+]
 
 DEFAULT_TIMEOUT_S = 15.0
 TARGET_HEADER = "X-Fsm-Voice-Target"
@@ -68,6 +80,44 @@ class _HttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no t
         return super().request(method, url, params, data, headers, auth, timeout, allow_redirects)
 
 
+def sdk_client(
+    username: str,
+    password: Secret,
+    account_sid: str,
+    *,
+    region: str | None = None,
+    edge: str | None = None,
+    api_host: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    api_base: str | None = None,
+) -> Any:
+    """The SDK's REST `Client` for one identity: an account SID and token, or an API key
+    (`username` SK…, `password` its secret) acting for `account_sid`.
+
+    Requests go to `api_host` when given (an explicit regional host such as
+    `api.dublin.ie1.twilio.com`, with no region/edge rewriting), else to the host the
+    SDK derives from `region`/`edge`. Every request is bounded by `timeout_s`.
+    """
+    if not timeout_s > 0 or timeout_s == float("inf"):  # also refuses NaN
+        raise ConfigError(f"the Twilio HTTP timeout must be finite and positive, not {timeout_s}")
+    # Looked up at call time, so code that patches `twilio.rest.Client` sees its patch.
+    client = twilio.rest.Client(
+        username,
+        password.reveal(),
+        account_sid,
+        region=region,
+        edge=edge,
+        http_client=_HttpClient(timeout_s, api_base),
+        # The SDK reads region, edge and credentials it was not given from this
+        # mapping, and from os.environ when the mapping is empty: give it one that
+        # answers nothing, so only what we pass here counts.
+        environment={"TWILIO_REGION": "", "TWILIO_EDGE": ""},
+    )
+    if api_host is not None:
+        client.api.base_url = f"https://{api_host}"
+    return client
+
+
 class TwilioRest:
     """Calls, hangup, transfer and SMS for one Twilio account."""
 
@@ -84,21 +134,19 @@ class TwilioRest:
     ) -> None:
         if not account_sid or not auth_token:
             raise ConfigError("Twilio REST needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
-        if timeout_s <= 0:
-            raise ConfigError(f"the Twilio HTTP timeout must be positive, not {timeout_s}")
         self.account_sid = account_sid
         self.from_number = from_number
         self.timeout_s = timeout_s
-        self._http = _HttpClient(timeout_s, api_base)
-        self._client = Client(
+        self._client = sdk_client(
             account_sid,
-            auth_token.reveal(),
+            auth_token,
             account_sid,
             region=region,
             edge=edge,
-            http_client=self._http,
-            environment={},  # never fall back to other credentials in os.environ
+            timeout_s=timeout_s,
+            api_base=api_base,
         )
+        self._http = self._client.http_client
 
     @property
     def api_host(self) -> str:

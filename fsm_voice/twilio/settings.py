@@ -12,6 +12,7 @@ from fsm_voice.errors import ConfigError
 from fsm_voice.runtime.config import SecuritySettings, derive_stream_key
 from fsm_voice.security import Secret
 from fsm_voice.twilio.rest import DEFAULT_TIMEOUT_S, TwilioRest
+from fsm_voice.twilio.twiml import stream_endpoint
 
 __all__ = ["TwilioSettings", "http_base"]
 
@@ -91,8 +92,8 @@ class TwilioSettings:
     @property
     def voice_url(self) -> str:
         """The wss URL of `/voice` that TwiML tells Twilio to stream to."""
-        if self.stream_url:
-            return self.stream_url
+        if self.stream_url:  # an https base URL (voice_runtime's style) streams to /voice
+            return stream_endpoint(self.stream_url)
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return urlunsplit((scheme, parts.netloc, parts.path + "/voice", "", ""))
@@ -128,8 +129,9 @@ class TwilioSettings:
 
 
 def http_base(stream_url: str) -> str:
-    """`wss://host/voice` → `https://host`: the webhooks live beside the stream."""
-    parts = urlsplit(stream_url)
+    """`wss://host/voice` (or voice_runtime's `https://host`) → `https://host`: the
+    webhooks live beside the stream."""
+    parts = urlsplit(stream_endpoint(stream_url))
     scheme = "https" if parts.scheme == "wss" else "http"
     path = parts.path.removesuffix("/voice")
     return urlunsplit((scheme, parts.netloc, path, "", ""))

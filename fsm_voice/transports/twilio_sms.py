@@ -1,0 +1,13 @@
+"""voice_runtime's import path `voice_runtime.transports.twilio_sms`;
+the body is `fsm_voice.compat.twilio_sms`.
+
+The module *is* the compat module (`sys.modules` points both names at one object), so
+`patch("fsm_voice.transports.twilio_sms.X")` patches what the code itself uses, as with the seed.
+"""
+
+import sys
+
+from fsm_voice.compat import twilio_sms as _body
+from fsm_voice.compat.twilio_sms import *  # noqa: F403
+
+sys.modules[__name__] = _body
