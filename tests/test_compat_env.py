@@ -71,9 +71,9 @@ def test_stt_factory_names_and_default() -> None:
     ]
     assert isinstance(create_stt("scripted"), ScriptedStt)
     assert isinstance(create_tts("scripted"), ScriptedTts)
-    with pytest.raises(ValueError, match="unknown STT provider 'whisper'"):
+    with pytest.raises(ValueError, match="Unknown STT provider: whisper"):
         create_stt("whisper")
-    with pytest.raises(ValueError, match="unknown TTS provider 'polly'"):
+    with pytest.raises(ValueError, match="Unknown TTS provider: polly"):
         create_tts("polly")
 
 

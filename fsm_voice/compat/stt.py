@@ -4,6 +4,12 @@
 voice_runtime's `SttProvider`: it reads caller frames from the queue `start()` is
 given, and calls `on_committed` / `on_recognizing` / `on_error` (fatal only) on the
 event loop. The transport sets `event_sink`, so results are in the call's log too.
+
+The seed's policy, kept here: nothing the recogniser hears while the agent speaks
+(`set_speaking(True)`) reaches `on_committed`, `on_recognizing` or `listen()` (it is
+logged as `transcript_discarded`, reason `agent_speaking`). The ElevenLabs adapter
+(`PersistentSttSession`, the seed's class name) builds its recogniser with the seed's
+limits (`ELEVENLABS_SEED_POLICY`) and reports why it gave up in the seed's words.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ if TYPE_CHECKING:
     from fsm_voice.session import VoiceSession
 
 __all__ = [
+    "ELEVENLABS_SEED_POLICY",
+    "STT_CLASSES",
+    "AzurePersistentStt",
     "AzureStt",
     "ElevenLabsStt",
     "OfflineStt",
+    "PersistentSttSession",
     "ScriptedStt",
     "SttAdapter",
     "create_stt",
@@ -38,6 +48,15 @@ __all__ = [
 ]
 
 DEFAULT_PROVIDER = "elevenlabs"  # voice_runtime's default
+
+# The seed's documented ElevenLabs limits, passed by the compat factory only (the native
+# recogniser keeps its own defaults: 5 retries, rate_limited retried, sends unbounded).
+ELEVENLABS_SEED_POLICY: dict[str, Any] = {
+    "max_retries": 3,  # the 3rd failed reconnect gives up
+    "cap_ms": 30_000,  # backoff 1, 2, 4 s … capped at 30 s
+    "max_send_failures": 3,  # 3 failed sends in a row end the feed
+}
+SEED_TERMINAL_ERRORS = frozenset({"auth_error", "quota_exceeded", "rate_limited", "input_error"})
 
 
 class SttAdapter:
@@ -55,12 +74,14 @@ class SttAdapter:
             options = fit_options("STT", self.provider, options, defaults)
             recognizer = create_recognizer(self.provider, **options)
         self.recognizer = recognizer
+        self.agent_speaking = False
         self._feeder: asyncio.Task[None] | None = None
         self._t_ms = 0  # caller time of the next frame, counted from the frames themselves
         self._lock = threading.Lock()
         self._listeners: list[concurrent.futures.Future[str]] = []
 
     def set_speaking(self, speaking: bool) -> None:
+        self.agent_speaking = speaking
         self.recognizer.set_speaking(speaking)
 
     async def start(self, inbound_queue: asyncio.Queue[bytes | None]) -> None:
@@ -133,6 +154,10 @@ class SttAdapter:
         except Exception as e:  # consumer code: its failure is an event, not the STT's end
             self._event("callback_failed", {"callback": name, "error": f"{type(e).__name__}: {e}"})
 
+    def fatal_reason(self, reason: str) -> str:
+        """The reason `on_error` gets when the recogniser gave up (`reason`: its own)."""
+        return reason
+
     def _committed(self, text: str) -> None:
         with self._lock:
             waiters, self._listeners = self._listeners, []
@@ -151,31 +176,70 @@ class _Listener:
     def on_speech_started(self, t_ms: int) -> None:
         self._adapter._event("speech_started", {"at_ms": t_ms})
 
+    def _agent_heard(self, text: str) -> bool:
+        """While the agent speaks, what the line carries is (mostly) its own voice: the
+        seed delivered none of it, so compat consumers never act on their own echo."""
+        if not self._adapter.agent_speaking:
+            return False
+        self._adapter._event("transcript_discarded", {"text": text, "reason": "agent_speaking"})
+        return True
+
     def on_recognizing(self, text: str) -> None:
+        if self._agent_heard(text):
+            return
         self._adapter._event("transcript_partial", {"text": text})
         self._adapter._call("on_recognizing", self._adapter.on_recognizing, text)
 
     def on_committed(self, transcript: Transcript) -> None:
+        if self._agent_heard(transcript.text):
+            return
         data = {"text": transcript.text, "confidence": transcript.confidence}
         self._adapter._event("transcript_committed", data)
         if transcript.text.strip():  # voice_runtime committed words, not noise
-            self._adapter._committed(transcript.text)
+            self._adapter._committed(transcript.text.strip())
+
+    def on_discarded(self, transcript: Transcript, reason: str) -> None:
+        self._adapter._event("transcript_discarded", {"text": transcript.text, "reason": reason})
 
     def on_error(self, reason: str, fatal: bool) -> None:
         self._adapter._event("provider_error", {"reason": reason, "fatal": fatal})
         if fatal:  # voice_runtime's on_error means "gave up", not every hiccup
-            self._adapter._call("on_error", self._adapter.on_error, reason)
+            adapter = self._adapter
+            adapter._call("on_error", adapter.on_error, adapter.fatal_reason(reason))
 
     def on_state(self, state: str, detail: str) -> None:
         self._adapter._event("provider_state_entered", {"state": state, "detail": detail})
 
 
-class ElevenLabsStt(SttAdapter):
+class PersistentSttSession(SttAdapter):
+    """ElevenLabs Scribe realtime, one session per call (the seed's class name)."""
+
     provider = "elevenlabs"
 
+    def fatal_reason(self, reason: str) -> str:
+        """The seed's words: the error type (`auth_error`, `rate_limited`, ...),
+        `reconnect_exhausted_after_N_attempts`, `feed_audio_N_consecutive_send_failures`."""
+        failure = getattr(self.recognizer, "failure", None)
+        kind = getattr(failure, "kind", None)
+        if not isinstance(kind, str):
+            return reason
+        if kind == "reconnect_exhausted":
+            attempts = getattr(self.recognizer, "machine", None)
+            return f"reconnect_exhausted_after_{getattr(attempts, 'retries', 0)}_attempts"
+        if kind == "send_failures":
+            sent = getattr(self.recognizer, "send_failures", 0)
+            return f"feed_audio_{sent}_consecutive_send_failures"
+        return kind
 
-class AzureStt(SttAdapter):
+
+class AzurePersistentStt(SttAdapter):
+    """Azure Speech continuous recognition (the seed's class name)."""
+
     provider = "azure"
+
+
+ElevenLabsStt = PersistentSttSession  # fsm_voice's earlier names
+AzureStt = AzurePersistentStt
 
 
 class OfflineStt(SttAdapter):
@@ -186,21 +250,26 @@ class ScriptedStt(SttAdapter):
     provider = "scripted"
 
 
+# provider name → class: `get_stt_class` / `create_stt` look providers up here only.
 STT_CLASSES: dict[str, type[SttAdapter]] = {
-    cls.provider: cls for cls in (ElevenLabsStt, AzureStt, OfflineStt, ScriptedStt)
+    cls.provider: cls for cls in (PersistentSttSession, AzurePersistentStt, OfflineStt, ScriptedStt)
 }
 
 
 def _env_defaults(provider: str) -> dict[str, Any]:
     settings = VoiceRuntimeSettings.from_env()
     if provider == "elevenlabs":
+        from fsm_voice.providers.elevenlabs_client import TERMINAL  # the SDK, when chosen
+
         return {
             "api_key": settings.elevenlabs_api_key,
             "model_id": settings.stt_model_id,
             "language_code": settings.stt_language_code,
+            "terminal_errors": TERMINAL | SEED_TERMINAL_ERRORS,
+            **ELEVENLABS_SEED_POLICY,
         }
     if provider == "azure":
-        return {"api_key": settings.azure_speech_key, "region": settings.azure_speech_region}
+        return {"key": settings.azure_speech_key, "region": settings.azure_speech_region}
     return {}
 
 
@@ -218,7 +287,7 @@ def get_stt_class(provider: str = DEFAULT_PROVIDER) -> type[SttAdapter] | type[M
         return STT_CLASSES[provider]
     except KeyError:
         known = ", ".join(sorted([*STT_CLASSES, "mock"]))
-        raise ValueError(f"unknown STT provider {provider!r} (known: {known})") from None
+        raise ValueError(f"Unknown STT provider: {provider} (known: {known})") from None
 
 
 @overload

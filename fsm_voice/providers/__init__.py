@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any, cast
 
-from fsm_voice.compat.protocols import SttProvider, TtsProvider
 from fsm_voice.providers.base import (
     Grammar,
     SpeechRecognizer,
@@ -25,6 +24,7 @@ from fsm_voice.providers.base import (
     Transcript,
     split_sentences,
 )
+from fsm_voice.providers.protocols import SttProvider, TtsProvider
 
 __all__ = [
     "CREDENTIALS",

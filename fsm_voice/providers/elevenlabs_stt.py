@@ -22,8 +22,13 @@ a server `error`, a closed socket, a handshake or `session_started` that does no
 come within `connect_timeout_ms` — go to `reconnecting` and retry on their own with
 backoff (1, 2, 4 s … capped, ±25 % jitter) until `max_retries`, then `error` with
 `on_error(reason, True)`; terminal ones — `auth_error`, `quota_exceeded`,
-`input_error` — go straight to `error`. `session_time_limit_exceeded` is not an
-error: a new session starts at once.
+`input_error` (plus any in `terminal_errors`, e.g. `rate_limited`) — go straight to
+`error`. `session_time_limit_exceeded` is not an error: a new session starts at once.
+A failed send is a dropped socket; with `max_send_failures`, that many failed sends in a
+row (reconnects in between do not reset the count, only a send that succeeds does) end
+the recognizer with a fatal error: a link that opens but cannot carry audio must not loop
+through reconnects for ever. `failure` says, as an `ElevenLabsError`, what ended it:
+the service's error type, `reconnect_exhausted` or `send_failures`.
 
 Caller audio that arrives while there is no session is kept (up to `max_buffer_ms`,
 oldest dropped first, the loss counted and reported) and sent, in order, as soon as
@@ -36,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -86,6 +91,8 @@ class ElevenLabsRecognizer:
         max_retries: int = 5,
         cap_ms: int = 16_000,
         immediate_first_retry: bool = False,
+        terminal_errors: Collection[str] = TERMINAL,
+        max_send_failures: int | None = None,
         clock: Clock | None = None,
         jitter: Callable[[], float] = lambda: 0.5,
         name: str = "elevenlabs",
@@ -104,6 +111,10 @@ class ElevenLabsRecognizer:
         self.timestamps = timestamps
         self.connect_timeout_ms = connect_timeout_ms
         self.vad_silence_threshold_secs = vad_silence_threshold_secs
+        self.terminal_errors = frozenset(terminal_errors)
+        self.max_send_failures = max_send_failures
+        self.send_failures = 0  # failed sends in a row, across reconnects
+        self.failure: ElevenLabsError | None = None  # what put it in `error`
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._machine_args: dict[str, Any] = {
             "jitter": jitter,
@@ -138,6 +149,8 @@ class ElevenLabsRecognizer:
         self._listener = listener
         if self.machine.state in pm.FINAL:  # started again after stop (or error)
             self.machine = pm.ProviderMachine(f"stt:{self.name}", **self._machine_args)
+            self.failure = None
+            self.send_failures = 0
         if self.machine.state != pm.IDLE:
             return
         if self._sender is None or self._sender.done():
@@ -205,11 +218,24 @@ class ElevenLabsRecognizer:
                 await session.send(chunk)
             except ElevenLabsError as error:
                 self.backlog.put_back((t_ms, chunk))  # not lost: it goes to the next session
-                if generation == self._generation:
-                    self._dropped(f"socket closed: {error.detail}")
+                if generation == self._generation:  # a replaced session's send is no failure
+                    self._send_failed(error)
                 continue
+            self.send_failures = 0
             if generation == self._generation:
                 self._timeline.sent(t_ms, len(chunk))
+
+    def _send_failed(self, error: ElevenLabsError) -> None:
+        self.send_failures += 1
+        limit = self.max_send_failures
+        if limit is None or self.send_failures < limit:
+            self._dropped(f"socket closed: {error.detail}")
+            return
+        self._fail(
+            ElevenLabsError(
+                "send_failures", f"{self.send_failures} sends in a row failed", retryable=False
+            )
+        )
 
     # --- sessions ---
 
@@ -222,22 +248,24 @@ class ElevenLabsRecognizer:
         session: ScribeSession | None = None
         failure: ElevenLabsError | None = None
         session_id = ""
-        with scope:
-            try:
-                session = await open_scribe(
-                    self.settings,
-                    functools.partial(self._on_message, generation),
-                    functools.partial(self._on_close, generation),
-                    vad_silence_threshold_secs=self.vad_silence_threshold_secs,
-                    include_timestamps=self.timestamps,
-                )
-                if generation == self._generation:
-                    self._session = session
-                session_id = await self._ready
-            except ElevenLabsError as error:
-                failure = error
-        timer.cancel()
-        self._ready = None
+        try:
+            with scope:
+                try:
+                    session = await open_scribe(
+                        self.settings,
+                        functools.partial(self._on_message, generation),
+                        functools.partial(self._on_close, generation),
+                        vad_silence_threshold_secs=self.vad_silence_threshold_secs,
+                        include_timestamps=self.timestamps,
+                    )
+                    if generation == self._generation:
+                        self._session = session
+                    session_id = await self._ready
+                except ElevenLabsError as error:
+                    failure = error
+        finally:  # stopped while connecting: no timeout timer may outlive the attempt
+            timer.cancel()
+            self._ready = None
         if scope.cancelled_caught:
             failure = ElevenLabsError(
                 "connect_timeout", f"no session within {self.connect_timeout_ms} ms", retryable=True
@@ -251,10 +279,10 @@ class ElevenLabsRecognizer:
             self._generation += 1
             if session is not None:
                 self._spawn(session.close())
-            event: pm.ProviderEvent = (
-                pm.Dropped(str(failure)) if failure.retryable else pm.Fatal(str(failure))
-            )
-            self._execute(self.machine.fire(event), str(failure))
+            if failure.retryable:
+                self._execute(self.machine.fire(pm.Dropped(str(failure))), str(failure))
+            else:
+                self._fail(failure)
             return
         self.sessions_opened += 1
         self._speech_start_ms = None
@@ -286,14 +314,14 @@ class ElevenLabsRecognizer:
         elif kind == SESSION_LIMIT:
             self._renew("session time limit")
         else:  # an error message type (or the SDK's report of a failed socket)
-            retryable = kind not in TERMINAL
+            retryable = kind not in self.terminal_errors
             error = ElevenLabsError(kind, str(data.get("error", "")), retryable=retryable)
             if ready is not None and not ready.done():
                 ready.set_exception(error)
             elif retryable:
                 self._dropped(str(error))
             else:
-                self._execute(self.machine.fire(pm.Fatal(str(error))), str(error))
+                self._fail(error)
 
     def _on_close(self, generation: int, code: int | None, reason: str) -> None:
         if generation != self._generation:
@@ -304,6 +332,11 @@ class ElevenLabsRecognizer:
             ready.set_exception(error)
         else:
             self._dropped(str(error))
+
+    def _fail(self, error: ElevenLabsError) -> None:
+        """Give up for `error` (no retry can help)."""
+        self.failure = error
+        self._execute(self.machine.fire(pm.Fatal(str(error))), str(error))
 
     def _dropped(self, reason: str) -> None:
         self._retire_session()
@@ -369,6 +402,12 @@ class ElevenLabsRecognizer:
         for effect in step.effects:
             if isinstance(effect, pm.ScheduleRetry):
                 detail = f"{detail}; attempt {effect.attempt} in {effect.delay_ms} ms"
+        if step.changed_state and step.dest == pm.ERROR and self.failure is None:
+            # The only way into `error` not through `_fail`: out of retries.
+            retries = self.machine.retries
+            self.failure = ElevenLabsError(
+                "reconnect_exhausted", f"after {retries} retries: {detail}", retryable=False
+            )
         listener = self._listener
         pm.report_step(step, listener.on_state if listener else None, detail)
         for effect in step.effects:
