@@ -366,6 +366,42 @@ async def test_barge_in_starts_speaking_while_the_prompt_is_still_playing() -> N
 
 
 @pytest.mark.anyio
+async def test_after_a_barge_in_wait_prompt_waits_for_the_reply() -> None:
+    """A prompt that pauses (a slow synthesiser, a busy machine) plays as two stretches.
+    Both are the prompt the caller barged in on; the next wait_prompt is for the reply."""
+
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            heard = anyio.Event()
+            call.on_caller_audio(lambda frame: heard.set() if voiced(frame) else None)
+            await call.send_audio(tone(500))
+            await clock.sleep(700)  # a pause inside the prompt: a second stretch
+            await call.send_audio(tone(3000))
+            await heard.wait()
+            await call.clear()
+            await clock.sleep(1500)  # thinking: longer than the caller's quiet_ms
+            await call.send_audio(tone(800))
+            await call.wait_ended()
+
+        return agent
+
+    steps = (
+        "  - say: {text: 'cancel', barge_in_after_ms: 1500}\n"
+        "  - wait_prompt: {}\n"
+        "  - say: 'yes'\n"
+        "  - hangup: {}\n"
+    )
+    result, _, _, _ = await run(script(steps), make_agent)
+    assert result.ok, result.failure
+    cancel, yes = result.lines
+    (reply,) = result.prompts
+    # The reply started after the caller's line, and "yes" came only once it was over.
+    assert reply.first_audio_ms > cancel.voiced_end_ms
+    assert reply.played_bytes == 800 * 8
+    assert yes.start_ms >= reply.first_audio_ms + 800 and not yes.over_agent_audio
+
+
+@pytest.mark.anyio
 async def test_hangup_after_ms_ends_the_call_mid_prompt_with_stop() -> None:
     result, ivr, call, _ = await run(load_caller_script(EXAMPLE))
     assert result.hung_up_ms == ivr.sent_at["goodbye"] + 500

@@ -234,6 +234,11 @@ class ScriptedCaller:
         over_agent_audio = self._playing()
         utterance = self._utter(audio)
         await utterance.done.wait()
+        # Agent audio that began before the caller stopped talking is what they talked
+        # over (a prompt that paused splits into stretches): the next wait_prompt is for
+        # the agent's answer. One still playing now is still found by `_prompt`.
+        talked_over = sum(1 for s in self._stretches if s.t_ms < utterance.voiced_end_ms)
+        self._heard = max(self._heard, talked_over)
         self.result.lines.append(
             SpokenLine(
                 index,
