@@ -5,6 +5,13 @@ It serves what the `twilio` SDK sends: create a call, update one (`Status=comple
 shapes: `{"code", "message", "more_info", "status"}` with 401/20003 for bad
 credentials, 404/20404 for an unknown call, 400/21220 for a call not in progress.
 
+It lists calls too (`GET Calls.json` with `To`, `StartTime>`, `PageSize`), in pages
+linked by a relative `next_page_uri` as Twilio links them; `list_fault` replaces a page
+with a hostile or malformed one. Regions: each call lives on one API host (`host`,
+default api.twilio.com, as the SDK names it in `X-Fsm-Voice-Target`); any other host
+answers 404/20404 for it and leaves it out of lists. `api_keys` (SK… → secret) are
+accepted like the auth token, as Twilio accepts API keys.
+
 It can also *answer* the calls it creates, like a phone: it reads the TwiML's
 `<Connect><Stream url>` and `<Parameter>`s, posts signed status callbacks, dials the
 stream URL with the phone simulator (upgrade signed with the auth token, parameters
@@ -21,8 +28,10 @@ import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 import httpx
@@ -62,6 +71,8 @@ class RecordedRequest:
     form: dict[str, list[str]]
     target: str | None  # the API host the SDK chose (region/edge), see fsm_voice.twilio.rest
     authorized: bool
+    query: dict[str, str] = field(default_factory=dict)
+    authorization: str | None = None
 
     def one(self, name: str) -> str | None:
         values = self.form.get(name)
@@ -82,6 +93,9 @@ class FakeCall:
     ended_by: str | None = None  # rest_hangup | redirect | stream_closed
     stream_parameters: dict[str, str] = field(default_factory=dict)
     done: anyio.Event = field(default_factory=anyio.Event)
+    host: str = "api.twilio.com"  # the API host (region) the call lives on
+    direction: str = "outbound-api"
+    start_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,12 +127,18 @@ class FakeTwilioApi:
         self.update_error: tuple[int, int, str] | None = None
         # ... or a REST hangup completes the call but leaves its stream open.
         self.closes_stream_on_hangup = True
+        self.api_keys: dict[str, str] = {}  # API key SID -> secret, valid like the token
+        # Call lists: page n (1-based) answers this JSON instead of the real page, or
+        # the real page with this `next_page_uri`.
+        self.list_fault: dict[int, Any] = {}
+        self.next_page_override: dict[int, Any] = {}
         self._ids = itertools.count(1)
         self._tg: TaskGroup | None = None
         base = API.format(account=account_sid)
         self.app = Starlette(
             routes=[
                 Route(base + "/Calls.json", self._create_call, methods=["POST"]),
+                Route(base + "/Calls.json", self._list_calls, methods=["GET"]),
                 Route(base + "/Calls/{sid}.json", self._update_call, methods=["POST"]),
                 Route(base + "/Messages.json", self._create_message, methods=["POST"]),
             ]
@@ -136,6 +156,23 @@ class FakeTwilioApi:
     def requests_to(self, suffix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith(suffix)]
 
+    def add_call(
+        self,
+        to: str,
+        start_time: datetime | None,
+        *,
+        host: str = "api.twilio.com",
+        from_: str = "+15550111",
+        status: str = "in-progress",
+        direction: str = "inbound",
+    ) -> str:
+        """A call that exists at Twilio already (an inbound call, say); its SID."""
+        sid = self._sid("CA")
+        call = FakeCall(sid, to, from_, "", {}, status=status, host=host, direction=direction)
+        call.start_time = start_time
+        self.calls[sid] = call
+        return sid
+
     # --- the API ---
 
     async def _create_call(self, request: Request) -> JSONResponse:
@@ -144,6 +181,7 @@ class FakeTwilioApi:
             return refused
         sid = self._sid("CA")
         call = FakeCall(sid, _one(form, "To"), _one(form, "From"), _one(form, "Twiml"), form)
+        call.host = self._host(request)  # it lives in the region it was created in
         self.calls[sid] = call
         if self.answer is not None:
             assert self._tg is not None
@@ -157,7 +195,7 @@ class FakeTwilioApi:
         call = self.calls.get(request.path_params["sid"])
         if self.update_error is not None:
             return _error(*self.update_error)
-        if call is None:
+        if call is None or call.host != self._host(request):
             return _error(404, 20404, "The requested resource was not found")
         if call.status not in ("queued", "ringing", "in-progress"):
             return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
@@ -169,6 +207,40 @@ class FakeTwilioApi:
             call.redirects.append(_one(form, "Twiml"))
             self._end_stream(call, "redirect")  # <Connect> ends when the call moves on
         return JSONResponse(self._call_json(call))
+
+    async def _list_calls(self, request: Request) -> JSONResponse:
+        _, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        query = request.query_params
+        size = int(query.get("PageSize", "50"))
+        offset = int(query.get("PageToken", "PA0").removeprefix("PA"))
+        page_number = offset // size + 1
+        if page_number in self.list_fault:
+            return JSONResponse(self.list_fault[page_number])
+        after = query.get("StartTime>")
+        cut = datetime.strptime(after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if after else None
+        matching = [
+            call
+            for call in self.calls.values()
+            if call.host == self._host(request)
+            and call.to == query.get("To", call.to)
+            and (cut is None or call.start_time is None or call.start_time.date() >= cut.date())
+        ]
+        chunk = matching[offset : offset + size]
+        next_uri: Any = None
+        if offset + size < len(matching):
+            rest = {"To": query.get("To", ""), "PageSize": size, "Page": page_number}
+            rest["PageToken"] = f"PA{offset + size}"
+            next_uri = f"{API.format(account=self.account_sid)}/Calls.json?{urlencode(rest)}"
+        next_uri = self.next_page_override.get(page_number, next_uri)
+        page = {
+            "calls": [self._call_json(call) for call in chunk],
+            "next_page_uri": next_uri,
+            "page": page_number - 1,
+            "page_size": size,
+        }
+        return JSONResponse(page)
 
     async def _create_message(self, request: Request) -> JSONResponse:
         form, refused = await self._receive(request)
@@ -194,9 +266,10 @@ class FakeTwilioApi:
         form: dict[str, list[str]] = {}
         for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
             form.setdefault(key, []).append(value)
-        authorized = request.headers.get("authorization") == _basic(
-            self.account_sid, self.auth_token
-        )
+        identities = {self.account_sid: self.auth_token, **self.api_keys}
+        authorized = request.headers.get("authorization") in {
+            _basic(user, secret) for user, secret in identities.items()
+        }
         self.requests.append(
             RecordedRequest(
                 request.method,
@@ -204,6 +277,8 @@ class FakeTwilioApi:
                 form,
                 request.headers.get("x-fsm-voice-target"),
                 authorized,
+                dict(request.query_params),
+                request.headers.get("authorization"),
             )
         )
         if self.stall is not None:
@@ -211,6 +286,11 @@ class FakeTwilioApi:
         if not authorized:
             return form, _error(401, 20003, "Authenticate")
         return form, None
+
+    @staticmethod
+    def _host(request: Request) -> str:
+        """The API host the SDK meant (region/edge), as fsm_voice's HTTP client names it."""
+        return request.headers.get("x-fsm-voice-target") or "api.twilio.com"
 
     def _sid(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):032x}"
@@ -222,10 +302,11 @@ class FakeTwilioApi:
             "to": call.to,
             "from": call.from_,
             "status": call.status,
-            "direction": "outbound-api",
+            "direction": call.direction,
             "api_version": "2010-04-01",
             "answered_by": None,
             "date_created": None,
+            "start_time": format_datetime(call.start_time) if call.start_time else None,
             "uri": f"{API.format(account=self.account_sid)}/Calls/{call.sid}.json",
         }
 

@@ -69,6 +69,7 @@ __all__ = [
 
 logger = logging.getLogger("fsm_voice.compat")
 
+
 def build_stream_twiml(
     stream_url: str,
     parameters: Mapping[str, str] | None = None,
@@ -112,9 +113,7 @@ def rest_from_env(
     names = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER")
     missing = [name for name in names if not env.get(name)]
     if missing:
-        raise TwilioCredentialsMissingError(
-            f"Twilio needs {', '.join(missing)} in the environment"
-        )
+        raise TwilioCredentialsMissingError(f"Twilio needs {', '.join(missing)} in the environment")
     return TwilioRest(
         env["TWILIO_ACCOUNT_SID"],
         Secret(env["TWILIO_AUTH_TOKEN"]),
