@@ -44,6 +44,9 @@ class CallNotAnsweredError(FsmVoiceError):
 class CallHangupError(FsmVoiceError):
     """The call ended while the caller of this method was waiting on it."""
 
+    def __init__(self, message: str = "the call was hung up while waiting on it") -> None:
+        super().__init__(message)  # no argument, as voice_runtime raised it
+
 
 class SocketClosed(FsmVoiceError):
     """The WebSocket is closed; `code` is the close code (1000 normal, 1006 dropped)."""

@@ -23,7 +23,7 @@ from fsm_voice.runtime.call import Agent
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server_protocol import MediaStreamsProtocol
-from fsm_voice.transports.twilio_ws import VoiceEndpoint
+from fsm_voice.transports.endpoint import VoiceEndpoint
 
 if TYPE_CHECKING:
     from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks

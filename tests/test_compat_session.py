@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from typing import Any
 
@@ -23,7 +24,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 
 
 def media_and_marks(received: list[dict[str, Any]]) -> list[str]:
-    return [m["event"] if m["event"] == "media" else f"mark:{m['mark']['name']}" for m in received]
+    """Media and marks as sent; a mark by its label (its wire name less the suffix)."""
+    return [m["event"] if m["event"] == "media" else f"mark:{label(m)}" for m in received]
+
+
+def label(mark: dict[str, Any]) -> str:
+    name: str = mark["mark"]["name"]
+    assert re.fullmatch(r".+__[0-9a-f]{8}", name), name  # the seed's wire shape
+    return name.rsplit("__", 1)[0]
 
 
 async def test_a_mark_waits_for_the_audio_queued_before_it() -> None:
@@ -290,9 +298,11 @@ async def test_barge_in_clears_the_platform_buffer_and_releases_the_mark() -> No
                         result.append(await in_thread(speak_then_wait))
 
                     tg.start_soon(wait_mark)
+                    mark = await sim.wait_for_message(lambda m: m["event"] == "mark")
+                    assert label(mark) == "end-of-prompt"
                     await sim.wait_played_bytes(10 * FRAME)
                     session.request_clear_buffer()
-                    await sim.wait_for_mark_echoed("end-of-prompt")
+                    await sim.wait_for_mark_echoed(mark["mark"]["name"])
         await server.wait_finished(1)
     assert result == [False]
     assert sim.cleared == 1
@@ -316,9 +326,12 @@ async def test_a_transport_reading_the_queues_gets_marks_only_after_their_audio(
     assert not mark.done()  # the audio in front of it has not been taken
     assert await session.get_outbound() == b"\x01" * 160
     next_audio = asyncio.ensure_future(session.get_outbound())
-    assert await mark == "m"
+    wire_name = await mark
+    assert re.fullmatch(r"m__[0-9a-f]{8}", wire_name)
     assert not next_audio.done()  # the mark is never handed out as audio
     next_audio.cancel()
-    session.signal_mark_received("m")
+    session.signal_mark_received("m")  # the label is not the mark: nothing is released
+    assert waiter.is_alive()
+    session.signal_mark_received(wire_name)
     await anyio.to_thread.run_sync(waiter.join)
     assert result == [True]

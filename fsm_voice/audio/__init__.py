@@ -1,7 +1,12 @@
-"""Telephone audio: G.711 μ-law, 20 ms frames, WAV files, resampling and the mixer."""
+"""Telephone audio: G.711 μ-law, 20 ms frames, WAV files, resampling and the mixer.
+
+This package is also voice_runtime's import path `voice_runtime.audio`: the mixer and
+the seed's audio constants come from the compat wing (`fsm_voice.compat.mixer`).
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from fsm_voice.audio.frames import mix, mix_frames, pad_to_frame, silence, split_frames
-from fsm_voice.audio.mixer import AudioMixer
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, decode, encode
 from fsm_voice.audio.resample import (
     float_to_mulaw_8k,
@@ -21,11 +26,39 @@ from fsm_voice.audio.wav import (
     write_wav_pcm16,
 )
 
+if TYPE_CHECKING:
+    from fsm_voice.compat.mixer import (
+        CATCHUP_LIMIT,
+        FRAME_INTERVAL,
+        MAX_FRAMES,
+        SILENCE_FRAME,
+        AudioMixer,
+    )
+
+_FROM_COMPAT = frozenset(
+    ("CATCHUP_LIMIT", "FRAME_INTERVAL", "MAX_FRAMES", "SILENCE_FRAME", "AudioMixer")
+)
+
+
+def __getattr__(name: str) -> Any:
+    # Looked up on first use: the compat mixer imports this package's own modules, so
+    # importing it while this package initialises would be circular.
+    if name in _FROM_COMPAT:
+        from fsm_voice.compat import mixer
+
+        return getattr(mixer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "CATCHUP_LIMIT",
     "FRAME_BYTES",
+    "FRAME_INTERVAL",
     "FRAME_MS",
+    "MAX_FRAMES",
     "SAMPLE_RATE",
     "SILENCE_BYTE",
+    "SILENCE_FRAME",
     "AudioMixer",
     "WavAudio",
     "WavError",

@@ -23,7 +23,7 @@ from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.security import twilio_signature_valid
-from fsm_voice.transports.twilio_ws import VoiceEndpoint
+from fsm_voice.transports.endpoint import VoiceEndpoint
 from fsm_voice.twilio.legs import FINAL_STATUSES, CallLegLog
 from fsm_voice.twilio.outbound import AMD_PATH, STATUS_PATH, TWIML_PATH, stream_for_call
 from fsm_voice.twilio.settings import TwilioSettings
