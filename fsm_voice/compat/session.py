@@ -24,17 +24,26 @@ Differences from voice_runtime, on purpose (its known defects):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from fsm_voice.clock import IdSource, RandomIds
 from fsm_voice.compat.protocols import SttProvider
+from fsm_voice.compat.session_parts import (
+    CallLink,
+    LoopBound,
+    MarkWaits,
+    QueuedMark,
+    drain,
+    drain_async,
+    running_loop,
+    spawn,
+)
 from fsm_voice.errors import CallHangupError, CallNotAnsweredError, MissingStreamUrlError
 
 if TYPE_CHECKING:
@@ -55,46 +64,10 @@ log = logging.getLogger(__name__)
 MAX_INBOUND_FRAMES = 3_000  # 60 s of caller audio waiting for an STT before the oldest go
 STT_STOP_TIMEOUT_S = 5.0  # reset() waits this long for the STT to stop
 CLEAR_TIMEOUT_S = 5.0  # clear_inbound() waits this long for the loop to drain the queue
-MARK_SUFFIX_HEX = 8  # a mark goes on the wire as `label__` + 8 hex digits, as the seed's
-
-
-class CallLink(Protocol):
-    """The live call a transport attaches to a session (`VoiceSession.attach_call`)."""
-
-    def clear(self) -> None:
-        """Barge-in: drop the agent audio the platform has not played yet."""
-
-    def hang_up(self) -> None:
-        """End the call: the agent hangs up."""
-
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
-        """Append an event to the call's log."""
-
-    def stt_factory_set(self) -> None:
-        """`stt_factory` was set during the call: start the STT now (any thread)."""
 
 
 @dataclass(eq=False)
-class QueuedMark:
-    """A mark in `outbound`, behind the audio queued before it; `name` is its wire name."""
-
-    name: str
-    done: concurrent.futures.Future[bool] = field(default_factory=concurrent.futures.Future)
-
-    def release(self, played: bool) -> None:
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            self.done.set_result(played)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-@dataclass(eq=False)
-class VoiceSession:
+class VoiceSession(LoopBound):
     """One call at a time: queues, marks and transport intents (subclass it freely)."""
 
     call_sid: str | None = None
@@ -113,17 +86,19 @@ class VoiceSession:
     generation: int = 0  # +1 for every call this session serves; see request_disconnect
     mark_ids: IdSource = field(default_factory=RandomIds, repr=False)  # wire mark suffixes
     inbound_dropped: int = field(default=0, init=False)  # caller frames nobody read in time
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     _link: CallLink | None = field(default=None, init=False, repr=False)
     _marks_ready: asyncio.Queue[QueuedMark] = field(
         default_factory=asyncio.Queue, init=False, repr=False
     )
-    _marks: dict[str, QueuedMark] = field(default_factory=dict, init=False, repr=False)
+    _waits: MarkWaits = field(init=False, repr=False)  # the marks threads wait on
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _connected: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _disconnected: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _hangup_watchers: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
     _mixer: AudioMixer | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._waits = MarkWaits(self.mark_ids)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -133,38 +108,6 @@ class VoiceSession:
             link = getattr(self, "_link", None)
             if link is not None:
                 link.stt_factory_set()
-
-    # --- the loop ---
-    def set_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The event loop the transport runs on (register_voice_websocket sets it too)."""
-        self._loop = loop
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._loop
-
-    def _call_on_loop(self, func: Callable[..., object], *args: Any) -> None:
-        """Run `func` on the loop: now when already there, else scheduled thread-safely."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or _running_loop() is loop:
-            func(*args)  # no loop yet: nothing can race with us on the queues
-        else:
-            loop.call_soon_threadsafe(func, *args)
-
-    def _run_on_loop(self, coro: Coroutine[Any, Any, Any], timeout_s: float | None) -> Any:
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            coro.close()
-            return None
-        if _running_loop() is loop:
-            coro.close()
-            raise RuntimeError("a blocking VoiceSession method was called on its event loop")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout_s)
-
-    def _off_loop(self) -> bool:
-        """A running loop that is not this thread's: blocking on it is safe and needed."""
-        loop = self._loop
-        return loop is not None and loop.is_running() and _running_loop() is not loop
 
     # --- audio I/O ---
     def put_inbound(self, data: bytes | None) -> None:
@@ -183,10 +126,10 @@ class VoiceSession:
         From a consumer thread it returns once the queue is empty, caller frames put
         before the call included."""
         if not self._off_loop():
-            _drain(self.inbound)
+            drain(self.inbound)
             return
         try:
-            self._run_on_loop(_drain_async(self.inbound), CLEAR_TIMEOUT_S)
+            self._run_on_loop(drain_async(self.inbound), CLEAR_TIMEOUT_S)
         except TimeoutError:  # the loop is stuck: nothing reads the queue either
             log.warning("clear_inbound: the loop did not drain the queue in %s s", CLEAR_TIMEOUT_S)
 
@@ -234,11 +177,9 @@ class VoiceSession:
         """
         if not self._connected.is_set() or self._disconnected.is_set():
             return False
-        if self._loop is not None and _running_loop() is self._loop:
+        if self._loop is not None and running_loop() is self._loop:
             raise RuntimeError("send_mark_and_wait blocks: call it from a consumer thread")
-        with self._lock:
-            mark = QueuedMark(self._unique_mark_name(mark_name))
-            self._marks[mark.name] = mark
+        mark = self._waits.new(mark_name)
         self._call_on_loop(self._queue_mark, mark)
         try:
             return mark.done.result(timeout)
@@ -248,12 +189,6 @@ class VoiceSession:
             raise TimeoutError(
                 f"mark {mark_name!r} ({mark.name!r}) was not played within {timeout} s"
             ) from None
-
-    def _unique_mark_name(self, label: str) -> str:
-        while True:  # a clash is next to impossible; checking makes it impossible
-            name = f"{label}__{self.mark_ids.new_id('')[-MARK_SUFFIX_HEX:]}"
-            if name not in self._marks:
-                return name
 
     def _queue_mark(self, mark: QueuedMark) -> None:
         if self._disconnected.is_set() or not self._connected.is_set():
@@ -270,23 +205,14 @@ class VoiceSession:
         self._release_mark(mark_name, False)
 
     def _release_mark(self, name: str, played: bool) -> bool:
-        """Release the wait for mark `name`; False when nothing waits for it (any more)."""
-        with self._lock:
-            mark = self._marks.pop(name, None)
-        if mark is None:
-            return False
-        mark.release(played)
-        return True
+        return self._waits.release(name, played)
 
     def _release_all_marks(self) -> None:
-        with self._lock:
-            marks, self._marks = list(self._marks.values()), {}
-        for mark in marks:
-            mark.release(False)
+        self._waits.release_all()
 
     def _drop_queued(self) -> None:
         """Drop the audio and marks still queued here; their mark waits return False."""
-        for item in _drain(self.outbound) + _drain(self._marks_ready):
+        for item in drain(self.outbound) + drain(self._marks_ready):
             if isinstance(item, QueuedMark):
                 self._release_mark(item.name, False)
 
@@ -326,7 +252,7 @@ class VoiceSession:
             return False
         self._link = link
         self.generation += 1
-        _drain(self.inbound)
+        drain(self.inbound)
         self.inbound_dropped = 0
         return True
 
@@ -407,8 +333,8 @@ class VoiceSession:
         stt, self.stt = self.stt, None
         if stt is not None:
             with contextlib.suppress(Exception):  # a failing stop must not block reuse
-                if self._loop is not None and _running_loop() is self._loop:
-                    _spawn(stt.stop())
+                if self._loop is not None and running_loop() is self._loop:
+                    spawn(stt.stop())
                 else:
                     self._run_on_loop(stt.stop(), STT_STOP_TIMEOUT_S)
         if self._off_loop():
@@ -426,7 +352,7 @@ class VoiceSession:
         self._drain_now()
 
     def _drain_now(self) -> None:
-        _drain(self.inbound)
+        drain(self.inbound)
         self._drop_queued()
 
     # --- monitoring ---
@@ -440,23 +366,3 @@ class VoiceSession:
     def tap_agent(self, chunk: bytes) -> None:
         if self._mixer is not None:
             self._mixer.write_agent(chunk)
-
-
-def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-async def _drain_async(queue: asyncio.Queue[Any]) -> None:
-    _drain(queue)
-
-
-_TASKS: set[asyncio.Task[Any]] = set()  # keeps fire-and-forget tasks alive until done
-
-
-def _spawn(coro: Coroutine[Any, Any, Any]) -> None:
-    task = asyncio.ensure_future(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
