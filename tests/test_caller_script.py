@@ -341,6 +341,7 @@ async def test_a_pause_inside_a_prompt_shorter_than_quiet_ms_does_not_end_it() -
             await call.send_mark("half")
             await clock.sleep(400)
             await call.send_audio(tone(500))
+            await call.send_mark("end")
             await call.wait_ended()
 
         return agent
@@ -351,6 +352,63 @@ async def test_a_pause_inside_a_prompt_shorter_than_quiet_ms_does_not_end_it() -
         (0, 1400, 8000)
     ]
     assert result.hung_up_ms == 2000
+
+
+@pytest.mark.anyio
+async def test_a_stall_before_a_sentence_mark_does_not_end_the_prompt() -> None:
+    """A synthesiser running behind (a busy machine) leaves the line quiet mid-sentence for
+    longer than quiet_ms; the sentence's mark has not come, so the prompt is not over."""
+
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            await call.send_audio(tone(500))
+            await call.send_mark("s0")  # returns once it has played, at 500 ms
+            await call.send_audio(tone(500))
+            await clock.sleep(1500)  # playback runs dry from 1000 ms to 2000 ms
+            await call.send_audio(tone(500))
+            await call.send_mark("s1")
+            await call.wait_ended()
+
+        return agent
+
+    result, _, _, _ = await run(script("  - wait_prompt: {}\n  - hangup: {}\n"), make_agent)
+    assert result.ok, result.failure
+    assert [(p.first_audio_ms, p.idle_ms, p.played_bytes) for p in result.prompts] == [
+        (0, 2500, 12000)
+    ]
+    assert result.hung_up_ms == 3100
+
+
+@pytest.mark.anyio
+async def test_an_agent_that_never_marks_ends_its_prompt_by_quiet_alone() -> None:
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            await call.send_audio(tone(500))
+            await call.wait_ended()
+
+        return agent
+
+    result, _, _, _ = await run(script("  - wait_prompt: {}\n  - hangup: {}\n"), make_agent)
+    assert result.ok, result.failure
+    assert [(p.idle_ms, p.played_bytes) for p in result.prompts] == [(500, 4000)]
+    assert result.hung_up_ms == 1100
+
+
+@pytest.mark.anyio
+async def test_a_marking_agent_that_leaves_its_last_audio_unmarked_fails_the_wait() -> None:
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            await call.send_mark("hello")
+            await call.send_audio(tone(500))
+            await call.wait_ended()
+
+        return agent
+
+    steps = "  - wait_prompt: {timeout_ms: 3000}\n  - hangup: {}\n"
+    result, _, _, _ = await run(script(steps), make_agent)
+    assert result.failure == (
+        "<t>:4: wait_prompt: the agent's audio had no mark after it within 3000 ms"
+    )
 
 
 @pytest.mark.anyio

@@ -9,8 +9,10 @@ Three tasks share the call while the script runs:
   of agent audio: a stretch starts when audio plays after more than a frame of quiet,
   or after a `clear`;
 - the steps, in order. `wait_prompt` waits for a stretch it has not yet heard (or for
-  audio playing right now) and then for `quiet_ms` of idle playback. Only what the
-  phone heard counts, never the server's internals.
+  audio playing right now) and then for `quiet_ms` of idle playback after the end of
+  what the agent said: an agent that marks its audio (a `mark` after each sentence)
+  has not finished while its last audio has no mark after it. Only what reaches the
+  phone counts, never the server's internals.
 
 Times in the result are ms since `t0_ms` (by default when `run()` began), so a spoken
 line's end and the next prompt's first audio give the turn latency directly
@@ -207,11 +209,13 @@ class ScriptedCaller:
             self.result.prompts.append(HeardPrompt(index, stretch.t_ms, self._last_end_ms, played))
 
         if await _first(body, lambda: self.clock.sleep(step.timeout_ms)) == 1:
-            what = (
-                f"the agent was still speaking after {step.timeout_ms} ms"
-                if speaking
-                else f"no agent audio within {step.timeout_ms} ms"
-            )
+            if not speaking:
+                what = f"no agent audio within {step.timeout_ms} ms"
+            elif self.sim.awaiting_mark:
+                what = f"the agent's audio had no mark after it within {step.timeout_ms} ms"
+            else:
+                what = f"the agent was still speaking after {step.timeout_ms} ms"
+
             raise _StepFailed(f"{step.source}: {step.describe()}: {what}")
 
     def _claim_partial(self, index: int) -> bool:
@@ -288,6 +292,12 @@ class ScriptedCaller:
     async def _until_quiet(self, quiet_ms: int) -> None:
         while True:
             await self.sim.wait_playback_idle()
+            if self.sim.awaiting_mark:
+                # The agent marks the end of what it says (fsm_voice after each sentence,
+                # voice_runtime after each speak): audio with no mark after it yet is a
+                # synthesiser running behind, not the end of the prompt.
+                await self.sim.wait_audio_marked()
+                continue
             if len(self.sim.played) != self._ear_position:
                 await self._changed.wait()  # let the ear see the last frame first
                 continue

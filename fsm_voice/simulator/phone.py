@@ -280,6 +280,17 @@ class PhoneSimulator:
         await self._wait_until(lambda: self._playback.idle)
 
     @property
+    def awaiting_mark(self) -> bool:
+        """The agent marks its audio, and the audio received last has no mark after it yet
+        (a synthesiser that stalls mid-sentence; the sentence's mark follows its end)."""
+        return self._playback.awaiting_mark
+
+    async def wait_audio_marked(self) -> None:
+        """Return once the audio received so far has a mark after it (or was cleared);
+        at once for an agent that has never sent a mark."""
+        await self._wait_until(lambda: not self._playback.awaiting_mark)
+
+    @property
     def hung_up(self) -> bool:
         """Whether we ended the call (`hangup`), not the server or a dropped line."""
         return self._ended_by == "hangup"

@@ -24,6 +24,8 @@ class Playback:
         self._received = 0  # bytes ever received
         self._done = 0  # bytes finished playing, or dropped by clear
         self._marks: deque[tuple[int, str]] = deque()  # (position, name), in order
+        self._marks_seen = False
+        self._marked_to = 0  # audio up to here was followed by a mark, or dropped by clear
 
     @property
     def received_bytes(self) -> int:
@@ -38,6 +40,12 @@ class Playback:
         """Nothing left to play and no mark waiting to be echoed."""
         return not self._buffer and not self._marks
 
+    @property
+    def awaiting_mark(self) -> bool:
+        """The agent marks its audio (it has sent a mark before), and audio has come since
+        its last mark: what it is saying has not reached its end yet."""
+        return self._marks_seen and self._received > self._marked_to
+
     def add_audio(self, audio: bytes) -> None:
         self._buffer += audio
         self._received += len(audio)
@@ -45,12 +53,15 @@ class Playback:
     def add_mark(self, name: str) -> list[str]:
         """Queue a mark behind the audio received so far; returns the marks now due."""
         self._marks.append((self._received, name))
+        self._marks_seen = True
+        self._marked_to = self._received
         return self._due()
 
     def clear(self) -> list[str]:
         """Drop the buffer; returns every pending mark, all now due."""
         self._buffer.clear()
         self._done = self._received
+        self._marked_to = self._received
         return self._due()
 
     def next_frame(self) -> tuple[bytes, int] | None:
