@@ -111,7 +111,8 @@ async def one_call(url: str, script: CallerScript, kit: Providers) -> str | None
     async with dial(url) as ws:
         sim = PhoneSimulator(ws, clock, RandomIds(), custom_parameters=params)
         async with sim:
-            result = await ScriptedCaller(sim, script, kit.caller_voice, clock).run()
+            caller = ScriptedCaller(sim, script, kit.caller_voice, clock, agent_marks=True)
+            result = await caller.run()
             if not result.hung_up_ms and result.close_code is None:
                 await sim.hangup()
     return result.failure

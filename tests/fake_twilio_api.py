@@ -351,7 +351,9 @@ class FakeTwilioApi:
                                 "MachineDetectionDuration": "1200",
                             },
                         )
-                    caller = ScriptedCaller(sim, answer.script, answer.voice, self.clock)
+                    caller = ScriptedCaller(
+                        sim, answer.script, answer.voice, self.clock, agent_marks=True
+                    )
                     call.result = await caller.run()
                     with contextlib.suppress(SocketClosed):
                         await sim.wait_closed()  # the agent (or a REST hangup) ends it

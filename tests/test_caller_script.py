@@ -380,6 +380,30 @@ async def test_a_stall_before_a_sentence_mark_does_not_end_the_prompt() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_agent_known_to_mark_keeps_even_its_first_prompt_open_until_its_mark() -> None:
+    def make_agent(clock: Clock) -> Agent:
+        async def agent(call: CallHandle) -> None:
+            await call.send_audio(tone(300))  # a first clause, then the synthesiser lags
+            await clock.sleep(1500)
+            await call.send_audio(tone(500))
+            await call.send_mark("s0")
+            await call.wait_ended()
+
+        return agent
+
+    steps = "  - wait_prompt: {}\n  - hangup: {}\n"
+    clock = VirtualClock()
+    async with in_process_call(make_agent(clock), clock=clock) as call:
+        told = ScriptedCaller(call.sim, script(steps), ToneSynthesizer(), clock, agent_marks=True)
+        result = await told.run()
+    assert result.ok, result.failure
+    assert [(p.idle_ms, p.played_bytes) for p in result.prompts] == [(2000, 6400)]
+    # Not told, the caller cannot know yet that this agent marks: the gap ends the prompt.
+    unknown, _, _, _ = await run(script(steps), make_agent)
+    assert [(p.idle_ms, p.played_bytes) for p in unknown.prompts] == [(300, 2400)]
+
+
+@pytest.mark.anyio
 async def test_an_agent_that_never_marks_ends_its_prompt_by_quiet_alone() -> None:
     def make_agent(clock: Clock) -> Agent:
         async def agent(call: CallHandle) -> None:

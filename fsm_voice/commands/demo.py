@@ -85,7 +85,12 @@ async def run_demo_call(
         sim = PhoneSimulator(socket, clock, RandomIds(), custom_parameters=params)
         async with sim:
             caller = ScriptedCaller(
-                sim, script, kit.caller_voice, clock, on_step=view.on_step if view else None
+                sim,
+                script,
+                kit.caller_voice,
+                clock,
+                on_step=view.on_step if view else None,
+                agent_marks=True,  # our own server: it marks every sentence
             )
             result = await caller.run()
             if not result.hung_up_ms and result.close_code is None:

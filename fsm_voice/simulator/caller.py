@@ -91,7 +91,13 @@ class ScriptedCaller:
         *,
         on_step: Callable[[StepEvent], None] | None = None,
         t0_ms: int | None = None,
+        agent_marks: bool = False,
     ) -> None:
+        # agent_marks: the agent marks the end of each sentence (fsm_voice's runtime does),
+        # so even the first prompt is not over before its mark. Otherwise that is learnt
+        # from the first mark the agent sends.
+        if agent_marks:
+            sim.expect_marks()
         self.sim = sim
         self.script = script
         self.synthesizer = synthesizer

@@ -285,6 +285,12 @@ class PhoneSimulator:
         (a synthesiser that stalls mid-sentence; the sentence's mark follows its end)."""
         return self._playback.awaiting_mark
 
+    def expect_marks(self) -> None:
+        """The agent is known to mark the end of what it says (fsm_voice's runtime marks
+        each sentence): its audio awaits a mark from the first prompt on, not only once
+        a first mark has come."""
+        self._playback.expect_marks()
+
     async def wait_audio_marked(self) -> None:
         """Return once the audio received so far has a mark after it (or was cleared);
         at once for an agent that has never sent a mark."""

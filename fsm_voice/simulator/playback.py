@@ -46,6 +46,10 @@ class Playback:
         its last mark: what it is saying has not reached its end yet."""
         return self._marks_seen and self._received > self._marked_to
 
+    def expect_marks(self) -> None:
+        """The agent is known to mark its audio, so its first audio awaits a mark too."""
+        self._marks_seen = True
+
     def add_audio(self, audio: bytes) -> None:
         self._buffer += audio
         self._received += len(audio)
