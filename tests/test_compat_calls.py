@@ -50,7 +50,9 @@ async def test_a_factory_gives_each_concurrent_call_its_own_session() -> None:
         await server.wait_finished(2)
     assert bytes(sim_a.played) == frames(20, salt=1)
     assert bytes(sim_b.played) == frames(20, salt=2)
-    assert (sim_a.marks_echoed, sim_b.marks_echoed) == (["done-1"], ["done-2"])
+    # on the wire a mark is its label + "__" + 8 hex digits, as the seed sent it
+    labels = [[name.rsplit("__", 1)[0] for name in sim.marks_echoed] for sim in (sim_a, sim_b)]
+    assert labels == [["done-1"], ["done-2"]]
     assert [s.generation for s in sessions] == [1, 1]
     assert all(s.is_disconnected for s in sessions)
 
@@ -271,9 +273,9 @@ async def test_a_tts_failure_calls_on_error_and_is_logged() -> None:
             await in_thread(session.wait_for_ws_connect, 10)
             result = await in_thread(tts.speak, "One. Two.", session)
         calls = await server.wait_finished(1)
-    assert result == {"error": "ConnectionError: quota exceeded", "last_spoken": ""}
-    assert errors == ["ConnectionError: quota exceeded"]
+    assert result == {"error": "tts_failed: ConnectionError: quota exceeded", "last_spoken": ""}
+    assert errors == ["tts_failed: ConnectionError: quota exceeded"]
     failed = server.events(calls[0], "provider_failed")
     assert [(e.source, e.data) for e in failed] == [
-        ("tts", {"error": "ConnectionError: quota exceeded"})
+        ("tts", {"error": "tts_failed: ConnectionError: quota exceeded"})
     ]

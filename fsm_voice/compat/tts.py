@@ -6,11 +6,17 @@ outbound queue as it is produced. It returns voice_runtime's result dict:
 `last_spoken` (the sentences queued whole), plus `interrupted` when `stop_event` cut
 it, `call_disconnected` when the call ended first, and `error` when synthesis failed
 (after `on_error` was called, so a consumer's machine never waits in "speaking").
+
+A hang-up ends `speak` at once, even in the middle of a sentence whose audio has not
+come yet: the synthesis is cancelled (its request closed), not waited for. The
+`on_error` reason names the provider and the failure, in the seed's words
+(`elevenlabs_tts_failed: ...`, `azure_synthesis_failed: ...`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
@@ -19,6 +25,7 @@ from fsm_voice.compat.mock_tts import MockTts
 from fsm_voice.compat.options import fit_options
 from fsm_voice.compat.protocols import TtsProvider
 from fsm_voice.compat.settings import VoiceRuntimeSettings
+from fsm_voice.errors import FsmVoiceError
 from fsm_voice.providers import create_synthesizer
 from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
 
@@ -26,7 +33,10 @@ if TYPE_CHECKING:
     from fsm_voice.session import VoiceSession
 
 __all__ = [
+    "TTS_CLASSES",
+    "AzureTTS",
     "AzureTts",
+    "ElevenLabsTTS",
     "ElevenLabsTts",
     "OfflineTts",
     "ScriptedTts",
@@ -39,6 +49,7 @@ DEFAULT_PROVIDER = "elevenlabs"  # voice_runtime's default
 
 class TtsAdapter:
     provider: ClassVar[str] = ""
+    failure: ClassVar[str] = "tts_failed"  # what `on_error` reasons start with
 
     def __init__(self, synthesizer: SpeechSynthesizer | None = None, **options: Any) -> None:
         self.on_error: Callable[[str], None] | None = None
@@ -72,6 +83,37 @@ class TtsAdapter:
         if session.is_disconnected:
             return {"last_spoken": "", "call_disconnected": True}
         _record(session, "speak_started", {"chars": len(text)})
+        hung_up = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_hangup() -> None:  # any thread; the loop may be closing with the call
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(hung_up.set)
+
+        unwatch = session.watch_hangup(on_hangup)
+        speaking = asyncio.ensure_future(self._speak(text, session, stop_event, result, spoken))
+        hangup = asyncio.ensure_future(hung_up.wait())
+        try:
+            await asyncio.wait({speaking, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unwatch()
+            hangup.cancel()
+            if not speaking.done():  # the call ended mid-synthesis: stop it, now
+                result["call_disconnected"] = True
+                speaking.cancel()
+            await asyncio.wait({speaking, hangup})
+        result["last_spoken"] = " ".join(spoken)
+        _record(session, "speak_finished", {k: v for k, v in result.items() if k != "error"})
+        return result
+
+    async def _speak(
+        self,
+        text: str,
+        session: VoiceSession,
+        stop_event: threading.Event | None,
+        result: dict[str, Any],
+        spoken: list[str],
+    ) -> None:
         stt = session.stt
         if stt is not None:
             stt.set_speaking(True)
@@ -83,7 +125,7 @@ class TtsAdapter:
                     break
                 spoken.append(sentence)
         except Exception as e:  # a provider failure ends this utterance, not the call
-            message = f"{type(e).__name__}: {e}"
+            message = self.failure_reason(e)
             result["error"] = message
             _record(session, "provider_failed", {"error": message})
             if self.on_error is not None:
@@ -91,9 +133,14 @@ class TtsAdapter:
         finally:
             if stt is not None:
                 stt.set_speaking(False)
-        result["last_spoken"] = " ".join(spoken)
-        _record(session, "speak_finished", {k: v for k, v in result.items() if k != "error"})
-        return result
+
+    def failure_reason(self, error: Exception) -> str:
+        """`on_error`'s reason: which provider failed, and how (our errors say it in
+        their message; anything else is named by its type)."""
+        what = (
+            str(error) if isinstance(error, FsmVoiceError) else f"{type(error).__name__}: {error}"
+        )
+        return f"{self.failure}: {what}"
 
     async def _queue_sentence(
         self,
@@ -124,17 +171,25 @@ class TtsAdapter:
 
 
 def _record(session: VoiceSession, kind: str, data: dict[str, Any]) -> None:
-    handle = session._handle
-    if handle is not None:
-        handle.record("tts", kind, data)
+    session.record("tts", kind, data)
 
 
-class ElevenLabsTts(TtsAdapter):
+class ElevenLabsTTS(TtsAdapter):
+    """ElevenLabs streaming TTS (the seed's class name)."""
+
     provider = "elevenlabs"
+    failure = "elevenlabs_tts_failed"
 
 
-class AzureTts(TtsAdapter):
+class AzureTTS(TtsAdapter):
+    """Azure Speech TTS (the seed's class name)."""
+
     provider = "azure"
+    failure = "azure_synthesis_failed"
+
+
+ElevenLabsTts = ElevenLabsTTS  # fsm_voice's earlier names
+AzureTts = AzureTTS
 
 
 class OfflineTts(TtsAdapter):
@@ -145,8 +200,9 @@ class ScriptedTts(TtsAdapter):
     provider = "scripted"
 
 
+# provider name → class: `create_tts` looks providers up here only.
 TTS_CLASSES: dict[str, type[TtsAdapter]] = {
-    cls.provider: cls for cls in (ElevenLabsTts, AzureTts, OfflineTts, ScriptedTts)
+    cls.provider: cls for cls in (ElevenLabsTTS, AzureTTS, OfflineTts, ScriptedTts)
 }
 
 
@@ -160,7 +216,7 @@ def _env_defaults(provider: str) -> dict[str, Any]:
         }
     if provider == "azure":
         return {
-            "api_key": settings.azure_speech_key,
+            "key": settings.azure_speech_key,
             "region": settings.azure_speech_region,
             "voice": settings.azure_tts_voice,
         }
@@ -179,7 +235,7 @@ def create_tts(provider: str = DEFAULT_PROVIDER, **options: Any) -> TtsAdapter |
         cls = TTS_CLASSES[provider]
     except KeyError:
         known = ", ".join(sorted([*TTS_CLASSES, "mock"]))
-        raise ValueError(f"unknown TTS provider {provider!r} (known: {known})") from None
+        raise ValueError(f"Unknown TTS provider: {provider} (known: {known})") from None
     return cls(**options)
 
 
