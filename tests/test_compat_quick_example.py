@@ -141,7 +141,10 @@ def test_quick_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert call.to == "+358401234567"
     assert call.stream_parameters["call_id"] and call.stream_parameters["token"]
     assert call.sim is not None
-    assert re.fullmatch(r"after-greeting__[0-9a-f]{8}", call.sim.marks_echoed[0])  # seed's shape
+    # speak() waits for its own mark, as the seed's did; then the example's (seed's shape)
+    marks = call.sim.marks_echoed[:2]
+    assert [m.split("__")[0] for m in marks] == ["tts_complete", "after-greeting"]
+    assert all(re.fullmatch(r"[a-z_-]+__[0-9a-f]{8}", m) for m in marks)
     assert heard and heard[0].strip()
     assert session.is_disconnected
     assert call.sim.close_code == 1000

@@ -60,7 +60,7 @@ class Caller:
             sim = self.sim = PhoneSimulator(sock, SystemClock(), RandomIds())
             async with sim:
                 mark = await sim.wait_for_message(lambda m: m["event"] == "mark")
-                await sim.wait_for_mark_echoed(mark["mark"]["name"])  # after-greeting__<hex>
+                await sim.wait_for_mark_echoed(mark["mark"]["name"])  # tts_complete__<hex>
                 while self.session.stt is None:  # a caller who pauses before answering
                     await sim.send_silence(20)
                 await sim.send_silence(600)
@@ -133,7 +133,9 @@ def test_quick_example_with_the_phone_dialling_directly(
     assert heard and heard[0].strip()
     sim = caller.sim
     assert sim is not None
-    assert re.fullmatch(r"after-greeting__[0-9a-f]{8}", sim.marks_echoed[0])  # seed's shape
+    # speak() waits for its own mark, as the seed's did; then the example's (seed's shape)
+    assert [m.split("__")[0] for m in sim.marks_echoed[:2]] == ["tts_complete", "after-greeting"]
+    assert all(re.fullmatch(r"[a-z_-]+__[0-9a-f]{8}", m) for m in sim.marks_echoed[:2])
     assert len(sim.played) > 8000  # the greeting: more than a second of speech
     assert sim.close_code == 1000
     assert session.is_disconnected

@@ -112,3 +112,22 @@ async def test_azure_takes_the_seeds_option_names_and_names_its_failure() -> Non
     assert spoken == {"last_spoken": "Hei."}
     assert len(errors) == 1 and errors[0].startswith("azure_synthesis_failed: ")
     assert failed["error"] == errors[0]
+
+
+async def test_speak_returns_once_the_caller_has_heard_it_all() -> None:
+    # The seed's speak waited for its `tts_complete` mark: code that listens right
+    # after speak() must not hear the tail of its own prompt.
+    tts = create_tts("scripted", ms_per_char=10)
+    session = VoiceSession()
+    with ThreadedServer(session) as server:
+        async with dial(server.url) as sock, phone(sock) as sim:
+            await in_thread(session.wait_for_ws_connect, 10)
+            result = await in_thread(tts.speak, "Hello there. How are you?", session)
+            played_then = len(sim.played)
+            marks_then = list(sim.marks_echoed)
+        await server.wait_finished(1)
+    assert result == {"last_spoken": "Hello there. How are you?"}
+    synth = tts.synthesizer
+    total = sum(synth.duration_ms(s) for s in ("Hello there.", "How are you?")) * 8  # type: ignore[attr-defined]
+    assert played_then == total
+    assert [m.split("__")[0] for m in marks_then] == ["tts_complete"]

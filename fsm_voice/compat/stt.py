@@ -131,7 +131,7 @@ class SttAdapter:
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 waiter.set_exception(CallHangupError("the call ended while listening"))
 
-        unwatch = session._watch_hangup(hung_up)
+        unwatch = session.watch_hangup(hung_up)
         try:
             return waiter.result(timeout)
         except concurrent.futures.TimeoutError:

@@ -2,7 +2,9 @@
 
 `TtsAdapter.speak(text, session)` runs on a consumer thread: synthesis runs on the
 session's loop, sentence by sentence, and the audio goes into the session's ordered
-outbound queue as it is produced. It returns voice_runtime's result dict:
+outbound queue as it is produced. Then, as in the seed, it waits (up to 30 s) for a
+`tts_complete` mark: it returns once the caller has heard it all, and the STT hears
+the agent as the agent until then. It returns voice_runtime's result dict:
 `last_spoken` (the sentences queued whole), plus `interrupted` when `stop_event` cut
 it, `call_disconnected` when the call ended first, and `error` when synthesis failed
 (after `on_error` was called, so a consumer's machine never waits in "speaking").
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_PROVIDER = "elevenlabs"  # voice_runtime's default
+MARK_NAME = "tts_complete"  # the seed's: queued behind the audio, echoed once played
+MARK_TIMEOUT_S = 30.0
 
 
 class TtsAdapter:
@@ -124,6 +128,8 @@ class TtsAdapter:
                 if stopped:
                     break
                 spoken.append(sentence)
+            else:
+                await self._played(session)
         except Exception as e:  # a provider failure ends this utterance, not the call
             message = self.failure_reason(e)
             result["error"] = message
@@ -133,6 +139,14 @@ class TtsAdapter:
         finally:
             if stt is not None:
                 stt.set_speaking(False)
+
+    async def _played(self, session: VoiceSession) -> None:
+        """Wait until the caller has heard what was queued (a hang-up or a cleared
+        buffer ends the wait at once; a mark that never comes back, after 30 s)."""
+        try:
+            await asyncio.to_thread(session.send_mark_and_wait, MARK_NAME, MARK_TIMEOUT_S)
+        except TimeoutError:  # the seed warned and went on: the audio may be cut off
+            _record(session, "mark_timeout", {"mark": MARK_NAME, "timeout_s": MARK_TIMEOUT_S})
 
     def failure_reason(self, error: Exception) -> str:
         """`on_error`'s reason: which provider failed, and how (our errors say it in
