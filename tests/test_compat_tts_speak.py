@@ -131,3 +131,16 @@ async def test_speak_returns_once_the_caller_has_heard_it_all() -> None:
     total = sum(synth.duration_ms(s) for s in ("Hello there.", "How are you?")) * 8  # type: ignore[attr-defined]
     assert played_then == total
     assert [m.split("__")[0] for m in marks_then] == ["tts_complete"]
+
+
+async def test_speaking_nothing_returns_at_once_without_a_mark() -> None:
+    tts = create_tts("scripted")
+    session = VoiceSession()
+    with ThreadedServer(session) as server:
+        async with dial(server.url) as sock, phone(sock) as sim:
+            await in_thread(session.wait_for_ws_connect, 10)
+            assert await in_thread(tts.speak, "  ", session) == {"last_spoken": ""}
+            marks = list(sim.marks_echoed)
+        await server.wait_finished(1)
+    assert marks == []
+    assert len(sim.played) == 0

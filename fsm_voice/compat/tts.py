@@ -84,6 +84,8 @@ class TtsAdapter:
     ) -> dict[str, Any]:
         result: dict[str, Any] = {}
         spoken: list[str] = []
+        if not text.strip():  # nothing to say: no request, no mark to wait for
+            return {"last_spoken": ""}
         if session.is_disconnected:
             return {"last_spoken": "", "call_disconnected": True}
         _record(session, "speak_started", {"chars": len(text)})
