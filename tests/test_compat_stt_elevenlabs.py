@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from compat_stt_harness import GUARD_S, Consumer, retry_until_error, states
 from elevenlabs.realtime.connection import RealtimeConnection
 
 import fsm_voice
@@ -24,39 +25,7 @@ from fsm_voice.stt import ELEVENLABS_SEED_POLICY, PersistentSttSession, SttAdapt
 from tests.fake_elevenlabs import API_KEY, FakeElevenLabs, silence, tone
 
 pytestmark = pytest.mark.anyio
-GUARD_S = 10  # a hang guard, never a timing assertion
 PACKAGE = str(Path(fsm_voice.__file__).parent)
-
-
-class Consumer:
-    """What a voice_runtime consumer wires to an STT: its callbacks, and the call log."""
-
-    def __init__(self, stt: SttAdapter) -> None:
-        self.committed: list[str] = []
-        self.recognizing: list[str] = []
-        self.errors: list[str] = []
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self._changed = asyncio.Event()
-        stt.on_committed = self._note(self.committed)
-        stt.on_recognizing = self._note(self.recognizing)
-        stt.on_error = self._note(self.errors)
-        stt.event_sink = lambda kind, data: self._note(self.events)((kind, data))
-
-    def _note(self, into: list[Any]) -> Callable[[Any], None]:
-        def note(value: Any) -> None:
-            into.append(value)
-            self._changed.set()
-
-        return note
-
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, data in self.events if k == kind]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        with anyio.fail_after(GUARD_S):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -75,24 +44,6 @@ def compat_stt(base_url: str, clock: VirtualClock) -> PersistentSttSession:
 def say(queue: asyncio.Queue[bytes | None], audio: bytes) -> None:
     for start in range(0, len(audio), 160):
         queue.put_nowait(audio[start : start + 160])
-
-
-def states(consumer: Consumer) -> list[str]:
-    return [data["state"] for data in consumer.kinds("provider_state_entered")]
-
-
-async def retry_until_error(consumer: Consumer, clock: VirtualClock) -> None:
-    """Fire each retry timer (only that: a connect timeout must not beat the fake's
-    real answer) until the recogniser gives up."""
-    for _ in range(10):
-        await consumer.until(lambda: states(consumer)[-1] in ("reconnecting", "error"))
-        if consumer.errors:
-            return
-        due = clock.next_due_ms()
-        assert due is not None
-        await clock.run_until(due)
-        await consumer.until(lambda: states(consumer)[-1] != "reconnecting")
-    raise AssertionError(f"still retrying: {states(consumer)}")
 
 
 async def test_nothing_heard_while_the_agent_speaks_reaches_the_consumer(

@@ -29,11 +29,13 @@ from fsm_voice.compat.settings import VoiceRuntimeSettings
 from fsm_voice.errors import CallHangupError
 from fsm_voice.providers import create_recognizer
 from fsm_voice.providers.base import SpeechRecognizer, Transcript
+from fsm_voice.providers.machine import ProviderMachine
 
 if TYPE_CHECKING:
     from fsm_voice.session import VoiceSession
 
 __all__ = [
+    "AZURE_SEED_POLICY",
     "ELEVENLABS_SEED_POLICY",
     "STT_CLASSES",
     "AzurePersistentStt",
@@ -56,6 +58,8 @@ ELEVENLABS_SEED_POLICY: dict[str, Any] = {
     "cap_ms": 30_000,  # backoff 1, 2, 4 s … capped at 30 s
     "max_send_failures": 3,  # 3 failed sends in a row end the feed
 }
+# Azure: the seed's reconnect limits too (its terminal errors are fsm_voice's already).
+AZURE_SEED_POLICY: dict[str, Any] = {"max_retries": 3, "cap_ms": 30_000}
 SEED_TERMINAL_ERRORS = frozenset({"auth_error", "quota_exceeded", "rate_limited", "input_error"})
 
 
@@ -155,7 +159,11 @@ class SttAdapter:
             self._event("callback_failed", {"callback": name, "error": f"{type(e).__name__}: {e}"})
 
     def fatal_reason(self, reason: str) -> str:
-        """The reason `on_error` gets when the recogniser gave up (`reason`: its own)."""
+        """The reason `on_error` gets when the recogniser gave up (`reason`: its own):
+        out of retries, the seed's `reconnect_exhausted_after_N_attempts`."""
+        machine = getattr(self.recognizer, "machine", None)
+        if isinstance(machine, ProviderMachine) and machine.exhausted:
+            return f"reconnect_exhausted_after_{machine.retries}_attempts"
         return reason
 
     def _committed(self, text: str) -> None:
@@ -221,11 +229,8 @@ class PersistentSttSession(SttAdapter):
         `reconnect_exhausted_after_N_attempts`, `feed_audio_N_consecutive_send_failures`."""
         failure = getattr(self.recognizer, "failure", None)
         kind = getattr(failure, "kind", None)
-        if not isinstance(kind, str):
-            return reason
-        if kind == "reconnect_exhausted":
-            attempts = getattr(self.recognizer, "machine", None)
-            return f"reconnect_exhausted_after_{getattr(attempts, 'retries', 0)}_attempts"
+        if not isinstance(kind, str) or kind == "reconnect_exhausted":
+            return super().fatal_reason(reason)
         if kind == "send_failures":
             sent = getattr(self.recognizer, "send_failures", 0)
             return f"feed_audio_{sent}_consecutive_send_failures"
@@ -269,7 +274,11 @@ def _env_defaults(provider: str) -> dict[str, Any]:
             **ELEVENLABS_SEED_POLICY,
         }
     if provider == "azure":
-        return {"key": settings.azure_speech_key, "region": settings.azure_speech_region}
+        return {
+            "key": settings.azure_speech_key,
+            "region": settings.azure_speech_region,
+            **AZURE_SEED_POLICY,
+        }
     return {}
 
 

@@ -213,6 +213,7 @@ class ProviderMachine:
         self.cap_ms = cap_ms
         self.retries = 0  # retries since the last successful connection
         self.last_reason = ""
+        self.exhausted = False  # in `error` because the retries ran out
         self._m: PureMachine[ProviderEffect] = PureMachine(name, STATES, IDLE, self._edges())
 
     @property
@@ -235,6 +236,7 @@ class ProviderMachine:
 
     def _connect_first(self, _: Start) -> None:
         self.retries = 0
+        self.exhausted = False
         self._m.emit(Connect(1))
 
     def _connected(self, _: Connected) -> None:
@@ -263,6 +265,7 @@ class ProviderMachine:
         self._m.emit(Connect(self.retries + 1))
 
     def _exhausted(self, e: Dropped) -> None:
+        self.exhausted = True
         reason = f"{e.reason} (after {self.retries} retries)"
         self._fail(reason)
 
