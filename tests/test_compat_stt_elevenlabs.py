@@ -73,6 +73,26 @@ async def test_nothing_heard_while_the_agent_speaks_reaches_the_consumer(
     assert len(server.sessions) == 1
 
 
+async def test_set_speaking_from_a_consumer_thread_renews_after_a_long_turn(
+    fake: tuple[FakeElevenLabs, str],
+) -> None:
+    # The seed's consumers call set_speaking from their own threads; the end of a long
+    # agent turn replaces the Scribe session, which must happen on the loop.
+    server, base_url = fake
+    clock = VirtualClock()
+    stt = compat_stt(base_url, clock)
+    consumer = Consumer(stt)
+    await stt.start(asyncio.Queue())
+    await anyio.to_thread.run_sync(stt.set_speaking, True)
+    await clock.advance(10_000)
+    await anyio.to_thread.run_sync(stt.set_speaking, False)
+    with anyio.fail_after(GUARD_S):
+        await server.wait_for(lambda: len(server.sessions) == 2)
+    await consumer.until(lambda: states(consumer).count("streaming") == 2)
+    assert consumer.errors == []
+    await stt.stop()
+
+
 @pytest.mark.parametrize("kind", ["rate_limited", "auth_error", "quota_exceeded", "input_error"])
 async def test_terminal_errors_report_their_type_once_and_never_reconnect(
     fake: tuple[FakeElevenLabs, str], kind: str

@@ -79,14 +79,21 @@ class SttAdapter:
             recognizer = create_recognizer(self.provider, **options)
         self.recognizer = recognizer
         self.agent_speaking = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one start() ran on
         self._feeder: asyncio.Task[None] | None = None
         self._t_ms = 0  # caller time of the next frame, counted from the frames themselves
         self._lock = threading.Lock()
         self._listeners: list[concurrent.futures.Future[str]] = []
 
     def set_speaking(self, speaking: bool) -> None:
-        self.agent_speaking = speaking
-        self.recognizer.set_speaking(speaking)
+        """From any thread, as in the seed: the recogniser acts on it on its loop (a
+        long turn's end may replace its session, which is loop work)."""
+        self.agent_speaking = speaking  # the filter applies at once
+        loop = self._loop
+        if loop is None or loop.is_closed() or _running_loop() is loop:
+            self.recognizer.set_speaking(speaking)
+        else:
+            loop.call_soon_threadsafe(self.recognizer.set_speaking, speaking)
 
     async def start(self, inbound_queue: asyncio.Queue[bytes | None]) -> None:
         """Connect, then feed frames from `inbound_queue` until None; idempotent."""
@@ -98,6 +105,7 @@ class SttAdapter:
         for frame in pending:
             if frame is not None:
                 inbound_queue.put_nowait(frame)
+        self._loop = asyncio.get_running_loop()
         try:
             await self.recognizer.start(_Listener(self))
         except BaseException:
@@ -173,6 +181,13 @@ class SttAdapter:
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 waiter.set_result(text)
         self._call("on_committed", self.on_committed, text)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Listener:
