@@ -125,3 +125,32 @@ async def test_a_session_mixer_records_the_whole_call(tmp_path: Path, no_ffplay:
     mixer.stop()
     with wave.open(str(tmp_path / "call.wav")) as wav:
         assert wav.getnframes() == sim.frames_sent * FRAME == 30 * FRAME
+
+
+def test_voice_runtimes_audio_names_are_there() -> None:
+    assert audio.FRAME_INTERVAL == 0.020
+    assert audio.SILENCE_FRAME == b"\xff" * FRAME
+    assert audio.MAX_FRAMES >= 400  # at least the seed's 8 s of agent audio ahead
+    assert audio.mix_frames(audio.SILENCE_FRAME, audio.SILENCE_FRAME) == audio.SILENCE_FRAME
+
+
+def test_a_silent_side_leaves_the_other_sides_bytes_unchanged(tmp_path: Path) -> None:
+    # 0x7F is μ-law's "-0": decoded and re-encoded it would come back as 0xFF.
+    talk = bytes([0x7F, 0x10, 0x80, 0xFE]) * (FRAME // 4)
+    mixer = AudioMixer(record_path=tmp_path / "c.wav", record_format="mulaw", monitor=False)
+    mixer.start()
+    mixer.write_caller(talk)  # agent silent
+    mixer.write_agent(talk)
+    mixer.write_caller(silence(20))  # caller silent
+    mixer.shutdown()
+    assert read_wav(tmp_path / "c.wav").data == talk + talk
+
+
+def test_agent_audio_ahead_of_the_caller_is_bounded_oldest_first(tmp_path: Path) -> None:
+    mixer = AudioMixer(record_path=tmp_path / "c.wav", record_format="mulaw", monitor=False)
+    mixer.start()
+    for i in range(audio.MAX_FRAMES + 1):
+        mixer.write_agent(bytes([i % 250]) * FRAME)
+    mixer.write_caller(silence(20))
+    mixer.shutdown()
+    assert read_wav(tmp_path / "c.wav").data == bytes([1]) * FRAME  # frame 0 went
