@@ -36,8 +36,8 @@ from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server import create_app, serve_in_background
 from fsm_voice.simulator.client import WebSocketClientSocket, dial
 from fsm_voice.simulator.phone import PhoneSimulator
+from fsm_voice.transports.endpoint import VoiceEndpoint
 from fsm_voice.transports.socket import MessageSocket
-from fsm_voice.transports.twilio_ws import VoiceEndpoint
 from tests.hostile_messages import hostile_message, nesting
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]

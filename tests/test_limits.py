@@ -22,8 +22,8 @@ from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server import RunningServer, create_app, serve_in_background
 from fsm_voice.simulator.client import DialRejected, dial
 from fsm_voice.simulator.phone import PhoneSimulator
+from fsm_voice.transports.endpoint import VoiceEndpoint
 from fsm_voice.transports.socket import MessageSocket
-from fsm_voice.transports.twilio_ws import VoiceEndpoint
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 

@@ -28,7 +28,7 @@ from fsm_voice.server import (
 )
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.twilio_ws import VoiceEndpoint
+from fsm_voice.transports.endpoint import VoiceEndpoint
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 

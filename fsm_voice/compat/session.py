@@ -267,11 +267,6 @@ class VoiceSession(LoopBound):
         if link is not None:
             link.record(source, kind, data)
 
-    @property
-    def _handle(self) -> CallLink | None:
-        # The name the compat TTS used before `record` existed.
-        return self._link
-
     # --- lifecycle ---
     def signal_ws_connected(self, stream_sid: str | None = None) -> None:
         """The stream started (the transport calls it)."""
@@ -320,8 +315,6 @@ class VoiceSession(LoopBound):
                 return functools.partial(self._unwatch_hangup, watcher)
         watcher()
         return lambda: None
-
-    _watch_hangup = watch_hangup  # the name the compat STT used
 
     def _unwatch_hangup(self, watcher: Callable[[], None]) -> None:
         with self._lock, contextlib.suppress(ValueError):
