@@ -20,6 +20,7 @@ VOICE_STREAM_URL (else Host + path) and a `start` needs its stream token (which
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -36,7 +37,7 @@ from fsm_voice.compat.bridge import SessionBridge
 from fsm_voice.compat.session import VoiceSession
 from fsm_voice.compat.twilio_call import TwilioRegion, hangup_call
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
+from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings, env_flag
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.transports.endpoint import VoiceEndpoint
 
@@ -71,8 +72,9 @@ def register_voice_websocket(
     Every call is logged to `log` (default: SQLite at $FSM_VOICE_DB or ./calls.db, as
     the `fsm-voice` command does). `security` defaults to `SecuritySettings.from_env()`
     (TWILIO_AUTH_TOKEN, VOICE_STREAM_URL, FSM_VOICE_STREAM_KEY, FSM_VOICE_INSECURE…),
-    checked exactly as `fsm-voice serve` checks. Returns the endpoint (its `calls` are
-    the live ones).
+    checked exactly as `fsm-voice serve` checks; the seed's
+    TWILIO_SKIP_SIGNATURE_VALIDATION=1 turns the checks off like FSM_VOICE_INSECURE=1.
+    Returns the endpoint (its `calls` are the live ones).
 
     A session's hangup ends the call over Twilio's REST API first (Twilio then closes
     the stream), with `hangup_regions` tried in order when given (`hangup_call`'s
@@ -86,7 +88,11 @@ def register_voice_websocket(
         from fsm_voice.eventlog.sqlite import SqliteEventLog
 
         log = SqliteEventLog(os.environ.get("FSM_VOICE_DB", "calls.db"))
-    security = security if security is not None else SecuritySettings.from_env()
+    if security is None:
+        security = SecuritySettings.from_env()
+        if env_flag(os.environ.get("TWILIO_SKIP_SIGNATURE_VALIDATION", "")):
+            # The seed's switch, read here only (never by `fsm-voice serve`).
+            security = dataclasses.replace(security, insecure_dev=True)
     if not security.verifies:
         logger.warning(
             "/voice upgrades are NOT verified (%s): set TWILIO_AUTH_TOKEN in production",

@@ -29,6 +29,7 @@ from fsm_voice.clock import Clock
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.security import twilio_signature_valid
+from fsm_voice.twilio.twiml import stream_endpoint
 
 __all__ = ["UPGRADE_REFUSALS", "UpgradeRefusal", "check_upgrade", "refuse_upgrade", "signed_url"]
 
@@ -66,7 +67,9 @@ def signed_url(scope: Scope, public_url: str | None) -> str | None:
         if not _HOST.fullmatch(host) or not _port_valid(host):
             return None
         return str(urlunsplit(("wss", host, path, query, "")))
-    public = urlsplit(public_url)
+    # The URL in the TwiML is what Twilio signs: an https base (voice_runtime's
+    # VOICE_STREAM_URL) streams to wss://…/voice.
+    public = urlsplit(stream_endpoint(public_url))
     return str(
         urlunsplit(
             (
