@@ -6,7 +6,7 @@ The module *is* the compat module (`sys.modules` points both names at one object
 
 import sys
 
-from fsm_voice.compat import stt_tee as _body
-from fsm_voice.compat.stt_tee import *  # noqa: F403
+from fsm_voice.compat import stt_tee as _body  # noqa: TID251
+from fsm_voice.compat.stt_tee import *  # noqa: TID251, F403
 
 sys.modules[__name__] = _body

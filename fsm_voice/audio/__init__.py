@@ -27,7 +27,7 @@ from fsm_voice.audio.wav import (
 )
 
 if TYPE_CHECKING:
-    from fsm_voice.compat.mixer import (
+    from fsm_voice.compat.mixer import (  # noqa: TID251
         CATCHUP_LIMIT,
         FRAME_INTERVAL,
         MAX_FRAMES,
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     # Looked up on first use: the compat mixer imports this package's own modules, so
     # importing it while this package initialises would be circular.
     if name in _FROM_COMPAT:
-        from fsm_voice.compat import mixer
+        from fsm_voice.compat import mixer  # noqa: TID251
 
         return getattr(mixer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

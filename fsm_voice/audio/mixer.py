@@ -6,7 +6,7 @@ patching a name here patches what the mixer itself uses.
 
 import sys
 
-from fsm_voice.compat import mixer as _body
-from fsm_voice.compat.mixer import *  # noqa: F403
+from fsm_voice.compat import mixer as _body  # noqa: TID251
+from fsm_voice.compat.mixer import *  # noqa: TID251, F403
 
 sys.modules[__name__] = _body

@@ -5,7 +5,7 @@
 and `create_tts(provider="mock")` build them too.
 """
 
-from fsm_voice.compat.mock_stt import MockStt
-from fsm_voice.compat.mock_tts import MockTts
+from fsm_voice.compat.mock_stt import MockStt  # noqa: TID251
+from fsm_voice.compat.mock_tts import MockTts  # noqa: TID251
 
 __all__ = ["MockStt", "MockTts"]

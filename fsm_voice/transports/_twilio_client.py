@@ -8,7 +8,7 @@ the seed.
 
 import sys
 
-from fsm_voice.compat import twilio_client as _body
-from fsm_voice.compat.twilio_client import *  # noqa: F403
+from fsm_voice.compat import twilio_client as _body  # noqa: TID251
+from fsm_voice.compat.twilio_client import *  # noqa: TID251, F403
 
 sys.modules[__name__] = _body

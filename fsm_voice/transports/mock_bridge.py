@@ -8,7 +8,7 @@ uses, as with the seed.
 
 import sys
 
-from fsm_voice.compat import mock_bridge as _body
-from fsm_voice.compat.mock_bridge import *  # noqa: F403
+from fsm_voice.compat import mock_bridge as _body  # noqa: TID251
+from fsm_voice.compat.mock_bridge import *  # noqa: TID251, F403
 
 sys.modules[__name__] = _body
