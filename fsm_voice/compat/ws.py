@@ -25,7 +25,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -36,6 +36,7 @@ from fsm_voice.compat import twilio_call
 from fsm_voice.compat.bridge import SessionBridge
 from fsm_voice.compat.session import VoiceSession
 from fsm_voice.compat.twilio_call import TwilioRegion, hangup_call
+from fsm_voice.compat.websocket_asgi import WebSocketDecorating, voice_websocket_handler
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings, env_flag
 from fsm_voice.runtime.handle import CallHandle
@@ -55,7 +56,7 @@ REST_CLOSE_WAIT_S = 5.0
 
 
 def register_voice_websocket(
-    app: Starlette,
+    app: Starlette | WebSocketDecorating,
     session_or_factory: SessionSource,
     *,
     path: str = "/voice",
@@ -111,8 +112,20 @@ def register_voice_websocket(
         security=security,
         limits=limits or Limits(),
     )
-    app.router.routes.append(WebSocketRoute(path, endpoint))
+    _mount(app, path, endpoint)
     return endpoint
+
+
+def _mount(app: Starlette | WebSocketDecorating, path: str, endpoint: VoiceEndpoint) -> None:
+    """Through the app's FastAPI-style `websocket(path)` decorator where it has one
+    (voice_runtime registered that way, and some callers capture the handler from
+    it), else as a route of the app's router (plain Starlette)."""
+    decorator = getattr(app, "websocket", None)
+    if callable(decorator):
+        decorator(path)(voice_websocket_handler(endpoint, path))
+    else:
+        # Starlette, or anything with its `router`, as before.
+        cast(Starlette, app).router.routes.append(WebSocketRoute(path, endpoint))
 
 
 def _call_opened(
