@@ -70,6 +70,10 @@ def register_voice_websocket(
 ) -> VoiceEndpoint:
     """Mount the Media Streams WebSocket at `path` on any Starlette or FastAPI app.
 
+    On an app with FastAPI's `websocket(path)` decorator the handler is registered
+    through it, as voice_runtime did, and runs this endpoint over the WebSocket object
+    it is given (`compat/websocket_asgi.py`); on plain Starlette it is a router route.
+
     Every call is logged to `log` (default: SQLite at $FSM_VOICE_DB or ./calls.db, as
     the `fsm-voice` command does). `security` defaults to `SecuritySettings.from_env()`
     (TWILIO_AUTH_TOKEN, VOICE_STREAM_URL, FSM_VOICE_STREAM_KEY, FSM_VOICE_INSECURE…),
