@@ -1,10 +1,14 @@
-"""The catalogue of event kinds: well formed, and the logs refuse a kind it lacks."""
+"""The catalogue of event kinds: well formed, complete for the corpus of recorded calls
+(replays/ and the example machines' calls), and the logs refuse a kind it lacks."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
+from recorded_calls import record_calls
 
 from fsm_voice.eventlog.catalogue import (
     PayloadField,
@@ -15,6 +19,7 @@ from fsm_voice.eventlog.catalogue import (
     payload_problems,
 )
 from fsm_voice.eventlog.records import SOURCES, EventRecord
+from fsm_voice.eventlog.sqlite import SqliteEventLog
 
 PAST_TENSE_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
@@ -74,3 +79,36 @@ def test_payload_problems() -> None:
     assert payload_problems(event({"name": "m"})) == [
         "transport mark_sent: required field 'mark_id' is missing"
     ]
+
+
+# --- the corpus: every kind recorded is declared, with the payload it declares ---
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDINGS = sorted((ROOT / "replays").glob("*/events.jsonl"))
+
+
+def _recorded_events(path: Path) -> list[EventRecord]:
+    call_id = path.parent.name
+    return [
+        EventRecord(call_id, e["seq"], e["t_ms"], 0, e["source"], e["kind"], e["data"], e["v"])
+        for e in map(json.loads, path.read_text().splitlines())
+    ]
+
+
+@pytest.mark.parametrize("recording", RECORDINGS, ids=lambda p: p.parent.name)
+def test_every_kind_in_the_replay_corpus_is_declared_with_its_payload(recording: Path) -> None:
+    problems = {p for event in _recorded_events(recording) for p in payload_problems(event)}
+    assert sorted(problems) == []
+
+
+def test_the_replay_corpus_is_there() -> None:
+    assert len(RECORDINGS) >= 10
+
+
+def test_calls_recorded_by_the_example_machines_match_the_catalogue(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record_calls(path)
+    with SqliteEventLog(path) as log:
+        events = [e for call in log.calls() for e in log.events(call.call_id)]
+    assert len({e.kind for e in events}) > 40
+    assert sorted({p for event in events for p in payload_problems(event)}) == []
