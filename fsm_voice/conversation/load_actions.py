@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fsm_voice.conversation.expr import ExprError, compile_expr, template_names
+from fsm_voice.conversation.expr import Expr, ExprError, compile_expr, template_names
 from fsm_voice.conversation.spec import (
     BUILTIN_EVENTS,
     Action,
@@ -242,6 +242,7 @@ def _set(r: Reader, node: Node | None, src: Source) -> Set | None:
         return None
     values: dict[str, object] = {}
     expressions: set[str] = set()
+    compiled: dict[str, Expr] = {}
     for name, (key, value) in fields.items():
         if not NAME.match(name):
             r.problem(key, f"set: {name!r} must be a variable name (letters, digits, _)")
@@ -253,21 +254,23 @@ def _set(r: Reader, node: Node | None, src: Source) -> Set | None:
             expr_fields = r.mapping(value, f"set {name!r}", ("expr",))
             if expr_fields and "expr" in expr_fields:
                 text = r.text(expr_fields["expr"][1], "expr")
-                if text is not None and _expr_ok(r, expr_fields["expr"][1], text):
+                parsed = None if text is None else _expr(r, expr_fields["expr"][1], text)
+                if text is not None and parsed is not None:
                     values[name] = text
                     expressions.add(name)
+                    compiled[name] = parsed
             elif expr_fields is not None:
                 r.problem(value, f"set {name!r}: a value is a literal or {{expr: ...}}")
-    return Set(values, frozenset(expressions), src)
+    return Set(values, frozenset(expressions), src, compiled)
 
 
-def _expr_ok(r: Reader, node: Node, text: str) -> bool:
+def _expr(r: Reader, node: Node, text: str) -> Expr | None:
+    """The parsed expression, or None after reporting why it does not parse."""
     try:
-        compile_expr(text)
+        return compile_expr(text)
     except ExprError as e:
         r.problem(node, str(e))
-        return False
-    return True
+        return None
 
 
 def _hook(r: Reader, node: Node | None, src: Source) -> Hook | None:

@@ -272,9 +272,10 @@ def _handler(r: Reader, event: str, node: Node) -> Handler | None:
         if goto is None:
             return None
     when = r.text(fields["when"][1], "when") if "when" in fields else None
+    condition = None
     if when is not None:
         try:
-            compile_expr(when)
+            condition = compile_expr(when)
         except ExprError as e:
             r.problem(fields["when"][1], f"on {event}: when: {e}")
             return None
@@ -292,6 +293,7 @@ def _handler(r: Reader, event: str, node: Node) -> Handler | None:
         event,
         goto,
         when=when,
+        condition=condition,
         count=count,
         actions=tuple(a for a in actions if a is not None),
         reprompt=bool(reprompt),

@@ -3,10 +3,9 @@
 Events in (`conversation.events`), effects out (`conversation.effects`); it never
 awaits, reads a clock or touches a socket, so a recorded call replays exactly.
 
-The user's states are the states of a `transitions` machine; every handler with a
-`goto` is one of its edges (trigger `on:<event>`), global handlers are edges from
-every state, and the fallback is an edge `fallback` from every state. Inside a state
-an *action cursor* runs the entry actions in order: `say`/`play` block until their
+One interpreter over the immutable spec. The machine is in one of the user's states,
+or in `__start__` (before the call connected) or `__ended__`. Inside a state an
+*action cursor* runs the entry actions in order: `say`/`play` block until their
 prompt finished playing (marks echoed), `hook` blocks until it returns, `listen`/
 `gather` arm input — the noinput timer starts only there, after the prompts before
 it have played, so it never runs while the caller is still hearing the question.
@@ -15,55 +14,101 @@ actions followed by its continuation (goto, reprompt or stay).
 
 Dialog semantics follow VoiceXML: per-visit noinput/nomatch counters (reset on
 entering a state, kept across reprompts); the handler with the highest `count` ≤ the
-counter wins; no handler → reprompt. The global fallback is a hard cap: once the
-failures (noinput + nomatch) of one visit reach `fallback.after`, it is taken.
+counter wins (`conversation.selection`); no handler → reprompt. The global fallback is
+a hard cap: once the failures (noinput + nomatch) of one visit reach `fallback.after`,
+it is taken. Effects, ids and timers are collected in a `conversation.outbox.Outbox`.
 
-The decisions are here; the transitions table, what the machine remembers and the
-primitive ways it acts are in `conversation.machine_core`.
+There is no separate transitions table: the handler chosen is the move (see
+docs/design.md, "The conversation machine"). Two rules remain, in `_move`: before the
+call connected only the start and the end can happen, and the start happens once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation import spec as sp
-from fsm_voice.conversation.expr import ExprError, compile_expr
-from fsm_voice.conversation.intents import grammar_phrases, match_intent
-from fsm_voice.conversation.loops import Loop
-from fsm_voice.conversation.machine_core import (
-    ENDED,
-    START,
+from fsm_voice.conversation.hearing import DigitCollector, listening_for, without_words
+from fsm_voice.conversation.intents import match_intent
+from fsm_voice.conversation.loops import Loop, LoopGuard
+from fsm_voice.conversation.outbox import Outbox
+from fsm_voice.conversation.scope import Scope
+from fsm_voice.conversation.selection import (
     Continue,
     CursorStep,
-    MachineCore,
     TakeFallback,
+    describe,
+    pick_prompt,
+    select_handler,
 )
 
 __all__ = ["ENDED", "START", "ConversationMachine"]
 
+START = "__start__"
+ENDED = "__ended__"
 NOINPUT_TIMER = "noinput"
 INTERDIGIT_TIMER = "interdigit"
 _FAILURE_EVENTS = ("noinput", "nomatch")
-MIN_SPEECH_MS = 200  # an empty result shorter than this is noise, not a nomatch
 
 
-class ConversationMachine(MachineCore):
-    """The dialog decisions; what they read and write is in `MachineCore`."""
+class ConversationMachine:
+    """One conversation: the state, what it remembers, and the dialog decisions."""
+
+    def __init__(self, spec: sp.MachineSpec) -> None:
+        self.spec = spec
+        self.ended = False
+        self.state = START
+        self._out = Outbox()
+        self._scope = Scope(spec.variables, self._out)
+        # The action cursor: what is left to run, and the prompt or hook it waits for.
+        self._queue: deque[CursorStep] = deque()
+        self._blocked_on: str | None = None  # a prompt id or hook id
+        self._prompt: tuple[str, bool] | None = None  # (prompt id, bargein) while playing
+        # Input: whether the recogniser is on, whether this visit awaits an answer.
+        self._listening = False
+        self._input_armed = False
+        self._digits = DigitCollector()
+        self._loops = LoopGuard()  # ends a conversation that goes round without progress
+
+    @property
+    def current(self) -> sp.StateSpec | None:
+        return self.spec.states.get(self.state)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return self._scope.variables
+
+    @property
+    def noinput_count(self) -> int:
+        return self._scope.noinput_count
+
+    @property
+    def nomatch_count(self) -> int:
+        return self._scope.nomatch_count
+
+    @property
+    def attempt(self) -> int:
+        return self._scope.attempt
+
+    def context(self) -> dict[str, Any]:
+        """The variables a template, condition or hook sees."""
+        return self._scope.context(self.state)
 
     # --- the one entry point ---
 
     def handle(self, event: ev.ConversationEvent) -> list[fx.ConversationEffect]:
-        self._out = []
+        self._out.take()
         if self.ended:
-            self._note("event_ignored", event=event.kind, reason="conversation_ended")
-            return self._out
+            self._out.note("event_ignored", event=event.kind, reason="conversation_ended")
+            return self._out.take()
         self._loops.observe(event)
         match event:
             case ev.CallConnected(variables=variables):
                 self.variables.update(variables)
-                self._fire("on:__start__", None, "__start__")
+                self._move("on:__start__", self.spec.initial, "__start__")
             case ev.PromptFinished():
                 self._on_prompt_finished(event)
             case ev.SpeechStarted():
@@ -90,55 +135,67 @@ class ConversationMachine(MachineCore):
             case ev.ActionCompleted():
                 pass  # the result is in the log as the event itself
             case _:
-                self._note("event_ignored", event=event.kind, reason="unknown")
-        return self._out
+                self._out.note("event_ignored", event=event.kind, reason="unknown")
+        return self._out.take()
 
-    # --- entering states and running actions ---
+    # --- entering states ---
 
-    def _fire(self, trigger: str, handler: sp.Handler | None, event: str) -> None:
-        step = self._m.fire(trigger, handler)
-        if not step.accepted:
-            self._note("transition_rejected", trigger=trigger, state=step.source)
+    def _move(self, trigger: str, dest: str, event: str) -> None:
+        source = self.state
+        # The start happens once, from __start__; handlers and the fallback only run
+        # in a user's state (a global handler chosen before the call connected is not).
+        if (source == START) != (trigger == "on:__start__") or source == ENDED:
+            self._out.note("transition_rejected", trigger=trigger, state=source)
             return
-        self._note("state_entered", state=step.dest, previous=step.source, event=event)
-        if step.dest == ENDED:
-            return
+        self.state = dest
+        self._out.note("state_entered", state=dest, previous=source, event=event)
         self._enter()
 
     def _enter(self) -> None:
         state = self.current
         assert state is not None
-        self._cancel_timers()
-        self._visit += 1
-        self.noinput_count = self.nomatch_count = self.attempt = 0
-        self._digits = []
+        self._out.cancel_timers()
+        self._scope.new_visit()
+        self._digits.clear()
         self._input_armed = False
         self._queue.clear()
-        takes_input = state.listen is not None or state.gather is not None
-        if takes_input:
+        if state.listen is not None or state.gather is not None:
             self._start_listening(state)
         elif self._listening:
             self._listening = False
-            self._emit(fx.StopListening())
+            self._out.emit(fx.StopListening())
         self._run_state_actions(state)
 
     def _start_listening(self, state: sp.StateSpec) -> None:
-        listen, gather = state.listen, state.gather
-        speech = listen is not None or (gather is not None and gather.input != "dtmf")
-        if not speech:
-            self._listening = True  # dtmf only: nothing to tell the recogniser
-            return
-        intents = listen.intents if listen else ()
-        phrases = grammar_phrases(intents, listen.hints if listen else ())
-        # Keywords and hints are in the grammar; only regexes need open speech.
-        free_form = not phrases or any(i.regexes for i in intents)
         self._listening = True
-        self._emit(fx.StartListening(phrases, free_form, state.name))
+        start = listening_for(state)
+        if start is not None:
+            self._out.emit(start)
+
+    def _end(self, effect: fx.ConversationEffect | None, reason: str = "") -> None:
+        self._out.cancel_timers()
+        if self._prompt is not None and effect is None:
+            self._prompt = None
+        self._queue.clear()
+        if self._listening:
+            self._listening = False
+            self._out.emit(fx.StopListening())
+        if effect is not None:
+            self._out.emit(effect)
+        self.ended = True
+        previous, self.state = self.state, ENDED
+        self._out.note("conversation_ended", state=previous, reason=reason or _reason(effect))
+
+    # --- the action cursor ---
 
     def _run_state_actions(self, state: sp.StateSpec) -> None:
-        self.attempt += 1
-        self._sync_counters()
+        self._scope.next_attempt()
         self._queue.extend(state.actions)
+        self._advance()
+
+    def _replace_queue(self, steps: list[CursorStep]) -> None:
+        self._queue.clear()
+        self._queue.extend(steps)
         self._advance()
 
     def _advance(self) -> None:
@@ -147,9 +204,7 @@ class ConversationMachine(MachineCore):
         if self._queue or self._blocked_on is not None or self.ended or self._input_armed:
             return
         state = self.current
-        if state is None:
-            return
-        if state.listen is None and state.gather is None:
+        if state is not None and state.listen is None and state.gather is None:
             self._state_done(state)
 
     def _state_done(self, state: sp.StateSpec) -> None:
@@ -158,58 +213,71 @@ class ConversationMachine(MachineCore):
         elif state.final:
             self._end(fx.HangupCall("completed"))
         else:
-            self._note("state_idle", state=state.name)
+            self._out.note("state_idle", state=state.name)
 
     def _run(self, step: CursorStep) -> None:
+        out = self._out
         bargein = self._bargein()
         match step:
             case sp.Say(prompts=prompts):
-                prompt_id = f"p{next(self._ids)}"
-                text = self._render(_pick_prompt(prompts, self.attempt).text)
+                prompt_id = f"p{out.next_id()}"
+                text = self._render(pick_prompt(prompts, self.attempt).text)
                 self._play(prompt_id, bargein, fx.Speak(prompt_id, text, bargein))
             case sp.Play(path=path):
-                prompt_id = f"p{next(self._ids)}"
+                prompt_id = f"p{out.next_id()}"
                 self._play(prompt_id, bargein, fx.PlayFile(prompt_id, path, bargein))
             case sp.Listen(timeout_ms=timeout_ms) | sp.Gather(timeout_ms=timeout_ms):
                 self._input_armed = True
-                self._start_timer(
-                    NOINPUT_TIMER, timeout_ms or self.spec.settings.noinput_timeout_ms
-                )
+                out.start_timer(NOINPUT_TIMER, timeout_ms or self.spec.settings.noinput_timeout_ms)
             case sp.Set():
-                self._apply_set(step)
+                self._scope.apply_set(step, self.state)
             case sp.Hook(target=target, timeout_ms=timeout_ms):
-                call_id = next(self._ids)
+                call_id = out.next_id()
                 self._blocked_on = f"h{call_id}"
-                self._emit(fx.CallHook(call_id, target, timeout_ms, self.context()))
+                out.emit(fx.CallHook(call_id, target, timeout_ms, self.context()))
             case sp.Sms(to=to, body=body):
-                self._emit(fx.SendSms(next(self._ids), self._render(to), self._render(body)))
+                out.emit(fx.SendSms(out.next_id(), self._render(to), self._render(body)))
             case sp.Transfer(to=to):
-                self._end(fx.TransferCall(next(self._ids), self._render(to)))
+                self._end(fx.TransferCall(out.next_id(), self._render(to)))
             case sp.Hangup(reason=reason):
                 self._end(fx.HangupCall(reason))
             case sp.StartTimer(name=name, after_ms=after_ms):
-                self._start_timer(name, after_ms)
+                out.start_timer(name, after_ms)
             case Continue(handler=handler):
                 self._continue(handler)
             case TakeFallback(fallback=fallback):
-                self._note("fallback_taken", after=fallback.after, goto=fallback.goto)
-                self._fire("fallback", None, "fallback")
+                out.note("fallback_taken", after=fallback.after, goto=fallback.goto)
+                self._move("fallback", fallback.goto, "fallback")
 
     def _play(self, prompt_id: str, bargein: bool, effect: fx.ConversationEffect) -> None:
         self._blocked_on = prompt_id
         self._prompt = (prompt_id, bargein)
-        self._emit(effect)
+        self._out.emit(effect)
 
     def _continue(self, handler: sp.Handler) -> None:
         state = self.current
         if handler.goto is not None:
-            self._fire(f"on:{handler.event}", handler, handler.event)
+            self._move(f"on:{handler.event}", handler.goto, handler.event)
         elif handler.reprompt and state is not None:
             self._input_armed = False
             self._run_state_actions(state)
         elif state is not None and (state.listen or state.gather):
             self._input_armed = True  # stay: listen again
-            self._start_timer(NOINPUT_TIMER, self._noinput_ms(state))
+            self._out.start_timer(NOINPUT_TIMER, self._noinput_ms(state))
+
+    def _render(self, text: str) -> str:
+        return self._scope.render(text, self.state)
+
+    def _bargein(self) -> bool:
+        state = self.current
+        if state is not None and state.bargein is not None:
+            return state.bargein
+        return self.spec.settings.bargein
+
+    def _noinput_ms(self, state: sp.StateSpec) -> int:
+        action = state.listen or state.gather
+        timeout = action.timeout_ms if action is not None else None
+        return timeout or self.spec.settings.noinput_timeout_ms
 
     # --- inputs ---
 
@@ -227,42 +295,38 @@ class ConversationMachine(MachineCore):
             prompt_id, bargein = self._prompt
             if not bargein:
                 return  # speech during a no-barge-in prompt is not input
-            self._emit(fx.StopPrompt(prompt_id, "barge_in"))
+            self._out.emit(fx.StopPrompt(prompt_id, "barge_in"))
         if self._input_armed:
-            self._cancel_timer(NOINPUT_TIMER)  # the caller is talking: not a noinput
+            self._out.cancel_timer(NOINPUT_TIMER)  # the caller is talking: not a noinput
 
     def _on_transcript(self, event: ev.TranscriptReceived) -> None:
         state = self.current
         if not self._listening or state is None:
-            self._note("utterance_ignored", text=event.text, reason="not_listening")
+            self._out.note("utterance_ignored", text=event.text, reason="not_listening")
             return
         if self._prompt is not None and not self._prompt[1]:
-            self._note("utterance_ignored", text=event.text, reason="prompt_without_bargein")
+            self._out.note("utterance_ignored", text=event.text, reason="prompt_without_bargein")
             return
-        # VoiceXML: speech that nothing recognised is a nomatch, whether the recogniser
-        # rejected it as outside the grammar or returned no words; only a blip too
-        # short to be speech (a click, a cough) is ignored.
-        spoke_ms = event.end_ms - event.start_ms
-        if not event.text.strip() and (event.rejected or spoke_ms >= MIN_SPEECH_MS):
-            reason = "outside_grammar" if event.rejected else "no_words"
-            self._note("intent_not_matched", text="", reason=reason)
-            self._input_event("nomatch")
-            return
-        if not event.text.strip():
-            self._note("utterance_ignored", text=event.text, reason="empty")
+        empty = without_words(event)
+        if empty == "noise":
+            self._out.note("utterance_ignored", text=event.text, reason="empty")
             if self._input_armed:
-                self._start_timer(NOINPUT_TIMER, self._noinput_ms(state))
+                self._out.start_timer(NOINPUT_TIMER, self._noinput_ms(state))
+            return
+        if empty is not None:
+            self._out.note("intent_not_matched", text="", reason=empty)
+            self._input_event("nomatch")
             return
         self.variables["last_utterance"] = event.text
         intents = state.listen.intents if state.listen else ()
         found = match_intent(event.text, intents)
         if found is None:
-            self._note("intent_not_matched", text=event.text)
+            self._out.note("intent_not_matched", text=event.text)
             self._input_event("nomatch")
             return
         self.variables["last_intent"] = found.intent
         self.variables.update(found.slots)
-        self._note(
+        self._out.note(
             "intent_matched",
             intent=found.intent,
             text=event.text,
@@ -271,7 +335,7 @@ class ConversationMachine(MachineCore):
             slots=found.slots,
         )
         if self._handler_for(found.intent) is None:
-            self._note("intent_unhandled", intent=found.intent)
+            self._out.note("intent_unhandled", intent=found.intent)
             self._input_event("nomatch")
         else:
             self._input_event(found.intent)
@@ -280,38 +344,32 @@ class ConversationMachine(MachineCore):
         state = self.current
         gather = state.gather if state else None
         if gather is None or gather.input == "speech" or not self._listening:
-            self._note("digit_ignored", digit=digit)
+            self._out.note("digit_ignored", digit=digit)
             return
         if self._prompt is not None and self._prompt[1]:
-            self._emit(fx.StopPrompt(self._prompt[0], "dtmf"))
-        self._cancel_timer(NOINPUT_TIMER)
-        if gather.finish_on_key and digit == gather.finish_on_key:
-            self._digits_done(gather)
-            return
-        self._digits.append(digit)
-        if gather.num_digits is not None and len(self._digits) >= gather.num_digits:
+            self._out.emit(fx.StopPrompt(self._prompt[0], "dtmf"))
+        self._out.cancel_timer(NOINPUT_TIMER)
+        if self._digits.press(digit, gather):
             self._digits_done(gather)
         else:
-            self._start_timer(INTERDIGIT_TIMER, gather.inter_digit_timeout_ms)
+            self._out.start_timer(INTERDIGIT_TIMER, gather.inter_digit_timeout_ms)
 
     def _digits_done(self, gather: sp.Gather) -> None:
-        self._cancel_timer(INTERDIGIT_TIMER)
-        digits = "".join(self._digits)
-        self._digits = []
+        self._out.cancel_timer(INTERDIGIT_TIMER)
+        digits = self._digits.take()
         if not digits:
             self._input_event("nomatch")
             return
         self.variables[gather.variable] = digits
         self.variables["digits"] = digits
-        self._note("digits_collected", digits=digits, variable=gather.variable)
+        self._out.note("digits_collected", digits=digits, variable=gather.variable)
         # A handler named by the digits themselves (e.g. "1") wins over `digits`.
         self._input_event(digits if self._handler_for(digits) is not None else "digits")
 
     def _on_timer(self, name: str, token: int) -> None:
-        if self._timers.get(name) != token:
-            self._note("timer_ignored", name=name, reason="stale")
+        if not self._out.timer_fired(name, token):
+            self._out.note("timer_ignored", name=name, reason="stale")
             return
-        del self._timers[name]
         state = self.current
         if name == NOINPUT_TIMER:
             if self._input_armed:
@@ -323,12 +381,12 @@ class ConversationMachine(MachineCore):
 
     def _on_hook_returned(self, event: ev.HookReturned) -> None:
         if self._blocked_on != f"h{event.call_id}":
-            self._note("hook_result_ignored", call_id=event.call_id)
+            self._out.note("hook_result_ignored", call_id=event.call_id)
             return
         self._blocked_on = None
         if event.variables:
             self.variables.update(event.variables)
-            self._note("variables_set", values=dict(event.variables))
+            self._out.note("variables_set", values=dict(event.variables))
         if event.event:
             self._take(event.event)
         else:
@@ -337,13 +395,14 @@ class ConversationMachine(MachineCore):
     def _on_hangup(self, reason: str) -> None:
         handler = self._handler_for("hangup")
         if handler is not None:
-            self._note("handler_selected", **_describe(handler))
+            self._out.note("handler_selected", **describe(handler))
             for action in handler.actions:  # the caller is gone: only silent actions
                 if isinstance(action, sp.Set | sp.Sms | sp.Hook):
                     self._run(action)
             if handler.goto is not None:
-                self._m.fire("on:hangup", handler)
-                self._note("state_entered", state=handler.goto, previous="", event="hangup")
+                if self.state != START:  # a global handler does not run before the start
+                    self.state = handler.goto
+                self._out.note("state_entered", state=handler.goto, previous="", event="hangup")
         self._end(None, reason)
 
     def _error(self, reason: str) -> None:
@@ -360,30 +419,25 @@ class ConversationMachine(MachineCore):
             self._loop_detected(loop)
 
     def _loop_detected(self, loop: Loop) -> None:
-        self._note("loop_detected", **loop.details())
+        self._out.note("loop_detected", **loop.details())
         self._end(fx.HangupCall("loop_detected"))
 
     # --- choosing handlers ---
 
     def _input_event(self, name: str) -> None:
         self._input_armed = False
-        self._cancel_timer(NOINPUT_TIMER)
-        self._cancel_timer(INTERDIGIT_TIMER)
+        self._out.cancel_timer(NOINPUT_TIMER)
+        self._out.cancel_timer(INTERDIGIT_TIMER)
         if name in _FAILURE_EVENTS:
             self._failure(name)
         else:
             self._take(name)
 
     def _failure(self, name: str) -> None:
-        if name == "noinput":
-            self.noinput_count += 1
-        else:
-            self.nomatch_count += 1
-        count = self.noinput_count if name == "noinput" else self.nomatch_count
-        self._sync_counters()
-        self._note("counter_changed", counter=name, value=count)
+        count = self._scope.count_failure(name)
+        self._out.note("counter_changed", counter=name, value=count)
         fallback = self.spec.fallback
-        if fallback is not None and self.noinput_count + self.nomatch_count >= fallback.after:
+        if fallback is not None and self._scope.failures >= fallback.after:
             self._replace_queue([TakeFallback(fallback)])
             return
         handler = self._select(name, count)
@@ -398,60 +452,29 @@ class ConversationMachine(MachineCore):
         elif name == "error":
             self._end(fx.HangupCall("error"))
         else:
-            self._note("event_unhandled", event=name, state=self.state)
+            self._out.note("event_unhandled", event=name, state=self.state)
 
     def _handler_for(self, name: str) -> sp.Handler | None:
-        count = {"noinput": self.noinput_count, "nomatch": self.nomatch_count}.get(name, 1)
-        return self._select(name, count)
+        return self._select(name, self._scope.count_for(name))
 
     def _select(self, name: str, count: int) -> sp.Handler | None:
-        state = self.current
-        local = state.handlers_for(name) if state else ()
-        for candidates in (local, tuple(h for h in self.spec.global_handlers if h.event == name)):
-            best: sp.Handler | None = None
-            for handler in candidates:
-                if handler.count > count or not self._condition(handler):
-                    continue
-                if best is None or handler.count > best.count:
-                    best = handler
-            if best is not None:
-                return best
-        return None
+        def holds(handler: sp.Handler) -> bool:
+            return self._scope.holds(handler, self.state)
 
-    def _condition(self, handler: sp.Handler) -> bool:
-        if handler.when is None:
-            return True
-        try:
-            return bool(compile_expr(handler.when).evaluate(self.context()))
-        except ExprError as error:
-            self._note("condition_failed", when=handler.when, error=str(error))
-            return False
+        return select_handler(self.spec, self.current, name, count, holds)
 
     def _apply(self, handler: sp.Handler) -> None:
         loop = self._loops.selected(self.state, handler)
         if loop is not None:
             self._loop_detected(loop)
             return
-        self._note("handler_selected", **_describe(handler))
+        self._out.note("handler_selected", **describe(handler))
         self._replace_queue([*handler.actions, Continue(handler)])
 
-    def _replace_queue(self, steps: list[CursorStep]) -> None:
-        self._queue.clear()
-        self._queue.extend(steps)
-        self._advance()
 
-
-def _pick_prompt(prompts: tuple[sp.Prompt, ...], attempt: int) -> sp.Prompt:
-    eligible = [p for p in prompts if p.count <= attempt] or [prompts[0]]
-    return max(eligible, key=lambda p: p.count)
-
-
-def _describe(handler: sp.Handler) -> dict[str, Any]:
-    return {
-        "event": handler.event,
-        "goto": handler.goto,
-        "count": handler.count,
-        "when": handler.when,
-        "reprompt": handler.reprompt,
-        "line": handler.source.line if handler.source else None,
-    }
+def _reason(effect: fx.ConversationEffect | None) -> str:
+    if isinstance(effect, fx.HangupCall):
+        return effect.reason
+    if isinstance(effect, fx.TransferCall):
+        return "transferred"
+    return "ended"

@@ -42,6 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fsm_voice.conversation.expr import Expr, compile_expr
+
 __all__ = [
     "Action",
     "Fallback",
@@ -144,6 +146,15 @@ class Set:
     values: Mapping[str, object]
     expressions: frozenset[str]  # keys whose value is an expression (`{expr: ...}`)
     source: Source
+    # The expressions parsed once, at load time; filled here when not given.
+    compiled: Mapping[str, Expr] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        missing = self.expressions - set(self.compiled)
+        if missing:
+            compiled = {**self.compiled}
+            compiled.update((k, compile_expr(str(self.values[k]))) for k in sorted(missing))
+            object.__setattr__(self, "compiled", compiled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +209,12 @@ class Handler:
     actions: tuple[Action, ...] = ()  # run before leaving (say/set/sms ...)
     reprompt: bool = False  # replay the state's prompts (attempt + 1)
     source: Source | None = None
+    # `when` parsed once, at load time; filled here when not given (raises ExprError).
+    condition: Expr | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.when is not None and self.condition is None:
+            object.__setattr__(self, "condition", compile_expr(self.when))
 
 
 @dataclass(frozen=True, slots=True)
