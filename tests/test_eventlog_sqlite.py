@@ -77,13 +77,13 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def log(db_path: Path) -> Iterator[SqliteEventLog]:
-    with SqliteEventLog(db_path) as made:
+    with SqliteEventLog(db_path, kinds="off") as made:
         yield made
 
 
 def test_wal_and_synchronous_normal(db_path: Path) -> None:
     trace = Trace()
-    with SqliteEventLog(db_path, trace=trace):
+    with SqliteEventLog(db_path, kinds="off", trace=trace):
         pass
     assert "PRAGMA journal_mode=WAL" in trace.statements
     assert "PRAGMA synchronous=NORMAL" in trace.statements
@@ -130,10 +130,10 @@ def test_the_file_is_plain_tables_a_person_can_read(log: SqliteEventLog, db_path
 
 
 def test_reopening_keeps_what_was_written(db_path: Path) -> None:
-    with SqliteEventLog(db_path) as first:
+    with SqliteEventLog(db_path, kinds="off") as first:
         first.open_call(CallRecord("c1", started_wall_ms=T0))
         first.append(event(0))
-    with open_log(db_path) as again:
+    with open_log(db_path, kinds="off") as again:
         assert [c.call_id for c in again.calls()] == ["c1"]
         assert again.events("c1") == [event(0)]
         again.append(event(1))
@@ -143,7 +143,7 @@ def test_reopening_keeps_what_was_written(db_path: Path) -> None:
 
 def test_batching_commits_far_fewer_times_than_appends(db_path: Path) -> None:
     trace = Trace()
-    with SqliteEventLog(db_path, trace=trace) as log:
+    with SqliteEventLog(db_path, kinds="off", trace=trace) as log:
         log.open_call(CallRecord("c1", started_wall_ms=T0))
         log.flush_sync()
         before = trace.commits()
@@ -158,7 +158,9 @@ def test_batching_commits_far_fewer_times_than_appends(db_path: Path) -> None:
 def test_batch_rows_starts_a_commit_without_waiting_for_the_tick(db_path: Path) -> None:
     commits = Commits()
     # A tick far longer than any test: only batch_rows can make this commit.
-    with SqliteEventLog(db_path, batch_ms=3_600_000, batch_rows=100, on_commit=commits) as log:
+    with SqliteEventLog(
+        db_path, kinds="off", batch_ms=3_600_000, batch_rows=100, on_commit=commits
+    ) as log:
         for seq in range(1000):
             log.append(event(seq))
         assert commits.wait_until(1000)
@@ -169,7 +171,9 @@ def test_batch_rows_starts_a_commit_without_waiting_for_the_tick(db_path: Path) 
 
 def test_the_tick_commits_without_a_flush(db_path: Path) -> None:
     commits = Commits()
-    with SqliteEventLog(db_path, batch_ms=5, batch_rows=1_000_000, on_commit=commits) as log:
+    with SqliteEventLog(
+        db_path, kinds="off", batch_ms=5, batch_rows=1_000_000, on_commit=commits
+    ) as log:
         log.append(event(0))
         assert commits.wait_until(1)
         assert log.events("c1") == [event(0)]
@@ -202,7 +206,7 @@ def test_another_process_reads_while_the_writer_is_mid_transaction(db_path: Path
         )
         return int(done.stdout)
 
-    with SqliteEventLog(db_path, trace=hold_inside_transaction) as log:
+    with SqliteEventLog(db_path, kinds="off", trace=hold_inside_transaction) as log:
         for seq in range(10):
             log.append(event(seq))
         log.flush_sync()
@@ -225,7 +229,7 @@ CRASHING_WRITER = textwrap.dedent(
     import sys, threading
     from fsm_voice.eventlog import CallRecord, EventRecord, SqliteEventLog
 
-    log = SqliteEventLog(sys.argv[1])
+    log = SqliteEventLog(sys.argv[1], kinds="off")
 
     def write(call_id, flush_every, report):
         log.open_call(CallRecord(call_id, started_wall_ms=0))
@@ -306,7 +310,7 @@ def test_a_file_from_a_newer_version_is_refused(db_path: Path) -> None:
     with plain(db_path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(EventLogError, match="newer"):
-        SqliteEventLog(db_path)
+        SqliteEventLog(db_path, kinds="off")
 
 
 def test_open_log_wants_an_existing_file(tmp_path: Path) -> None:
@@ -336,7 +340,7 @@ def test_a_write_error_names_the_path_and_later_batches_still_commit(
 
 
 def test_an_unclosed_log_still_commits_when_collected(db_path: Path) -> None:
-    log = SqliteEventLog(db_path, batch_ms=3_600_000)
+    log = SqliteEventLog(db_path, kinds="off", batch_ms=3_600_000)
     log.append(event(0))
     del log  # the finalizer stops the writer, which commits first
     with plain(db_path) as conn:
@@ -351,7 +355,7 @@ def test_a_writer_thread_that_dies_fails_flushes_instead_of_hanging(db_path: Pat
     def explode(rows: int) -> None:
         raise Boom("hook exploded")
 
-    log = SqliteEventLog(db_path, on_commit=explode)
+    log = SqliteEventLog(db_path, kinds="off", on_commit=explode)
     log.append(event(0))
     with pytest.raises(EventLogError, match=r"writer thread stopped.*hook exploded"):
         log.flush_sync()

@@ -18,7 +18,10 @@ The logs refuse a (source, kind) the catalogue does not know (see
   never dies because a kind is missing here.
 - The in-memory log (tests, replay, `fsm_voice.testing`) raises
   `UnknownEventKindError` at `append`, so a test that logs an undeclared kind fails
-  where it is logged. Both logs take `strict_kinds=` to choose the other way.
+  where it is logged.
+
+Both take `kinds=` (a `KindCheck`: "raise", "refuse" or "off") to choose otherwise;
+"off" is for storage tests that write made-up rows.
 
 Payload fields are checked by `payload_problems` in tests (the corpus of recordings),
 not on every write: the hot path only looks up the kind.
@@ -28,19 +31,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.records import SOURCES, EventRecord, Source
 
 __all__ = [
     "EventKind",
+    "KindCheck",
     "PayloadField",
     "UnknownEventKindError",
     "catalogue",
     "check_kind",
     "declaration",
     "payload_problems",
+    "unknown_kind",
 ]
 
 # The JSON types a payload field may hold, by the name used in declarations.
@@ -53,6 +58,13 @@ _TYPES: Final[Mapping[str, tuple[type, ...]]] = {
     "dict": (dict,),
     "None": (type(None),),
 }
+
+
+# What a log does with an event of an undeclared (source, kind): "raise" at `append`,
+# "refuse" it as a failed write (told by the call's next flush), or "off": store any
+# kind (storage tests of made-up rows, tools that copy logs written before a kind
+# was declared).
+KindCheck = Literal["raise", "refuse", "off"]
 
 
 class UnknownEventKindError(EventLogError):
@@ -166,11 +178,19 @@ def declaration(source: str, kind: str) -> EventKind | None:
 
 def check_kind(source: str, kind: str) -> None:
     """Raise `UnknownEventKindError` unless `source` may log `kind`."""
+    error = unknown_kind(source, kind)
+    if error is not None:
+        raise error
+
+
+def unknown_kind(source: str, kind: str) -> UnknownEventKindError | None:
+    """The error for an undeclared (source, kind), or None when it is declared: the
+    logs' check on every `append`, so the declared case is one dictionary look-up."""
     if (source, kind) in _catalogue()[1]:
-        return
+        return None
     others = sorted(s for s, k in _catalogue()[1] if k == kind)
     hint = f" (declared for {', '.join(others)})" if others else ""
-    raise UnknownEventKindError(
+    return UnknownEventKindError(
         f"event kind {kind!r} from {source!r} is not in the catalogue{hint}:"
         " declare it in fsm_voice/eventlog/catalogue_kinds*.py"
     )

@@ -4,6 +4,8 @@ It keeps what the SQLite log would give back: event data goes through the same J
 (tuples come back as lists), and a write that SQLite would refuse (a duplicate key,
 data JSON cannot hold, an update of a call never opened) is skipped and reported by
 the next `flush`/`close` as an `EventLogError` (`flush(call_id)`: that call's only).
+An event of a kind the catalogue does not declare raises `UnknownEventKindError` at
+`append` (`kinds="refuse"`: reported as a failed write, like SQLite; `"off"`: kept).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import fields, replace
 from typing import Any, Final
 
 from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.catalogue import KindCheck, unknown_kind
 from fsm_voice.eventlog.failed_writes import FailedWrites
 from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
 
@@ -31,7 +34,8 @@ def _copy(call: CallRecord) -> CallRecord:
 class MemoryEventLog:
     """An `EventLog` held in dictionaries; every write is "committed" at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, kinds: KindCheck = "raise") -> None:
+        self._kinds = kinds  # what an undeclared kind gets (see `catalogue`)
         self._calls: dict[str, CallRecord] = {}
         # Event data is kept as its JSON text, as in SQLite: reads get fresh dicts.
         self._events: dict[str, dict[int, tuple[EventRecord, str]]] = {}
@@ -75,6 +79,13 @@ class MemoryEventLog:
     def append(self, event: EventRecord) -> None:
         self._check_open()
         what = f"event {event.call_id!r} seq {event.seq}"
+        if self._kinds != "off":
+            unknown = unknown_kind(event.source, event.kind)
+            if unknown is not None:
+                if self._kinds == "raise":
+                    raise unknown
+                self._fail(event.call_id, what, unknown)
+                return
         try:
             data = _JSON.encode(event.data)
         except (TypeError, ValueError) as e:

@@ -11,18 +11,22 @@ from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE
 from fsm_voice.audio.wav import wav_bytes_mulaw
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.catalogue import KindCheck
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Track
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 
 __all__ = ["call_events", "list_calls", "open_log", "track_pcm_mulaw", "track_wav"]
 
 
-def open_log(path: str | Path, *, create: bool = False) -> SqliteEventLog:
-    """Open a recorded log; a missing file is an error unless `create`."""
+def open_log(
+    path: str | Path, *, create: bool = False, kinds: KindCheck = "refuse"
+) -> SqliteEventLog:
+    """Open a recorded log; a missing file is an error unless `create`. `kinds`: what
+    an event of a kind the catalogue does not declare gets (see `catalogue`)."""
     path = Path(path)
     if not create and not path.exists():
         raise EventLogError(f"no event log at {path}")
-    return SqliteEventLog(path)
+    return SqliteEventLog(path, kinds=kinds)
 
 
 def list_calls(log: EventLog) -> list[CallRecord]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from fsm_voice.errors import EventLogError
+from fsm_voice.eventlog.catalogue import KindCheck, unknown_kind
 from fsm_voice.eventlog.records import (
     AudioChunk,
     CallRecord,
@@ -78,6 +79,7 @@ class SqliteEventLog:
         batch_rows: int = 1000,
         trace: Callable[[str], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        kinds: KindCheck = "refuse",
     ) -> None:
         if batch_ms < 0 or batch_rows < 1:
             raise ValueError(
@@ -85,6 +87,9 @@ class SqliteEventLog:
             )
         self.path = Path(path)
         self._closed = False
+        # An undeclared kind (see `catalogue`): by default refused like any bad row,
+        # told by its call's flush; a live call never dies for it.
+        self._kinds = kinds
         self._writer = _Writer(self.path, batch_ms, batch_rows, trace, on_commit)
         self._writer.start()
         try:
@@ -125,6 +130,16 @@ class SqliteEventLog:
     def append(self, event: EventRecord) -> None:
         """Enqueue `event`; its `data` is encoded later, so do not mutate it afterwards."""
         self._check_writable()
+        if self._kinds != "off":
+            unknown = unknown_kind(event.source, event.kind)
+            if unknown is not None:
+                if self._kinds == "raise":
+                    raise unknown
+                what = f"event {event.call_id!r} seq {event.seq}"
+                error = EventLogError(f"event log {self.path}: could not write {what}: {unknown}")
+                error.__cause__ = unknown
+                self._writer.keep_error(error, event.call_id)
+                return
         self._enqueue(event)
 
     def append_audio(self, chunk: AudioChunk) -> None:
@@ -142,6 +157,11 @@ class SqliteEventLog:
         or none. Blocks until it is committed, so it is for tools, not the event loop;
         raises `EventLogError` if it was not (a row the schema refuses, a full disk)."""
         self._check_writable()
+        if self._kinds != "off":
+            for event in events:  # the whole call or nothing: refused before it is queued
+                unknown = unknown_kind(event.source, event.kind)
+                if unknown is not None:
+                    raise unknown
         self._enqueue(
             _Group(
                 replace(call, custom_parameters=dict(call.custom_parameters)),
