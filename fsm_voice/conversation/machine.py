@@ -16,7 +16,11 @@ Dialog semantics follow VoiceXML: per-visit noinput/nomatch counters (reset on
 entering a state, kept across reprompts); the handler with the highest `count` ≤ the
 counter wins (`conversation.selection`); no handler → reprompt. The global fallback is
 a hard cap: once the failures (noinput + nomatch) of one visit reach `fallback.after`,
-it is taken. Effects, ids and timers are collected in a `conversation.outbox.Outbox`.
+it is taken.
+
+The machine is one class made of plain parts: `outbox.Outbox` (effects, ids, timers),
+`scope.Scope` (variables, counters, conditions), `hearing.CallerInput` (the caller's
+speech and keys as a dialog event) and `selection` (which handler an event runs).
 
 There is no separate transitions table: the handler chosen is the move (see
 docs/design.md, "The conversation machine"). Two rules remain, in `_move`: before the
@@ -31,8 +35,7 @@ from typing import Any
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation import spec as sp
-from fsm_voice.conversation.hearing import DigitCollector, listening_for, without_words
-from fsm_voice.conversation.intents import match_intent
+from fsm_voice.conversation.hearing import INTERDIGIT_TIMER, NOINPUT_TIMER, CallerInput
 from fsm_voice.conversation.loops import Loop, LoopGuard
 from fsm_voice.conversation.outbox import Outbox
 from fsm_voice.conversation.scope import Scope
@@ -49,8 +52,6 @@ __all__ = ["ENDED", "START", "ConversationMachine"]
 
 START = "__start__"
 ENDED = "__ended__"
-NOINPUT_TIMER = "noinput"
-INTERDIGIT_TIMER = "interdigit"
 _FAILURE_EVENTS = ("noinput", "nomatch")
 
 
@@ -67,10 +68,7 @@ class ConversationMachine:
         self._queue: deque[CursorStep] = deque()
         self._blocked_on: str | None = None  # a prompt id or hook id
         self._prompt: tuple[str, bool] | None = None  # (prompt id, bargein) while playing
-        # Input: whether the recogniser is on, whether this visit awaits an answer.
-        self._listening = False
-        self._input_armed = False
-        self._digits = DigitCollector()
+        self._input = CallerInput(spec.settings, self._out, self._scope)
         self._loops = LoopGuard()  # ends a conversation that goes round without progress
 
     @property
@@ -112,11 +110,13 @@ class ConversationMachine:
             case ev.PromptFinished():
                 self._on_prompt_finished(event)
             case ev.SpeechStarted():
-                self._on_speech_started()
+                self._input.speech_started(self._prompt)
             case ev.TranscriptReceived():
-                self._on_transcript(event)
+                heard = self._input.transcript(event, self.current, self._prompt, self._handled)
+                self._input_event(heard)
             case ev.DigitPressed(digit=digit):
-                self._on_digit(digit)
+                pressed = self._input.digit(digit, self.current, self._prompt, self._handled)
+                self._input_event(pressed)
             case ev.TimerFired(name=name, token=token):
                 self._on_timer(name, token)
             case ev.HookReturned():
@@ -156,30 +156,16 @@ class ConversationMachine:
         assert state is not None
         self._out.cancel_timers()
         self._scope.new_visit()
-        self._digits.clear()
-        self._input_armed = False
         self._queue.clear()
-        if state.listen is not None or state.gather is not None:
-            self._start_listening(state)
-        elif self._listening:
-            self._listening = False
-            self._out.emit(fx.StopListening())
+        self._input.enter(state)
         self._run_state_actions(state)
-
-    def _start_listening(self, state: sp.StateSpec) -> None:
-        self._listening = True
-        start = listening_for(state)
-        if start is not None:
-            self._out.emit(start)
 
     def _end(self, effect: fx.ConversationEffect | None, reason: str = "") -> None:
         self._out.cancel_timers()
         if self._prompt is not None and effect is None:
             self._prompt = None
         self._queue.clear()
-        if self._listening:
-            self._listening = False
-            self._out.emit(fx.StopListening())
+        self._input.stop()
         if effect is not None:
             self._out.emit(effect)
         self.ended = True
@@ -201,7 +187,7 @@ class ConversationMachine:
     def _advance(self) -> None:
         while self._queue and self._blocked_on is None and not self.ended:
             self._run(self._queue.popleft())
-        if self._queue or self._blocked_on is not None or self.ended or self._input_armed:
+        if self._queue or self._blocked_on is not None or self.ended or self._input.armed:
             return
         state = self.current
         if state is not None and state.listen is None and state.gather is None:
@@ -227,8 +213,7 @@ class ConversationMachine:
                 prompt_id = f"p{out.next_id()}"
                 self._play(prompt_id, bargein, fx.PlayFile(prompt_id, path, bargein))
             case sp.Listen(timeout_ms=timeout_ms) | sp.Gather(timeout_ms=timeout_ms):
-                self._input_armed = True
-                out.start_timer(NOINPUT_TIMER, timeout_ms or self.spec.settings.noinput_timeout_ms)
+                self._input.arm(timeout_ms)
             case sp.Set():
                 self._scope.apply_set(step, self.state)
             case sp.Hook(target=target, timeout_ms=timeout_ms):
@@ -259,11 +244,10 @@ class ConversationMachine:
         if handler.goto is not None:
             self._move(f"on:{handler.event}", handler.goto, handler.event)
         elif handler.reprompt and state is not None:
-            self._input_armed = False
+            self._input.armed = False
             self._run_state_actions(state)
         elif state is not None and (state.listen or state.gather):
-            self._input_armed = True  # stay: listen again
-            self._out.start_timer(NOINPUT_TIMER, self._noinput_ms(state))
+            self._input.arm(self._input.noinput_ms(state))  # stay: listen again
 
     def _render(self, text: str) -> str:
         return self._scope.render(text, self.state)
@@ -274,11 +258,6 @@ class ConversationMachine:
             return state.bargein
         return self.spec.settings.bargein
 
-    def _noinput_ms(self, state: sp.StateSpec) -> int:
-        action = state.listen or state.gather
-        timeout = action.timeout_ms if action is not None else None
-        return timeout or self.spec.settings.noinput_timeout_ms
-
     # --- inputs ---
 
     def _on_prompt_finished(self, event: ev.PromptFinished) -> None:
@@ -288,94 +267,15 @@ class ConversationMachine:
             self._blocked_on = None
             self._advance()
 
-    def _on_speech_started(self) -> None:
-        if not self._listening:
-            return
-        if self._prompt is not None:
-            prompt_id, bargein = self._prompt
-            if not bargein:
-                return  # speech during a no-barge-in prompt is not input
-            self._out.emit(fx.StopPrompt(prompt_id, "barge_in"))
-        if self._input_armed:
-            self._out.cancel_timer(NOINPUT_TIMER)  # the caller is talking: not a noinput
-
-    def _on_transcript(self, event: ev.TranscriptReceived) -> None:
-        state = self.current
-        if not self._listening or state is None:
-            self._out.note("utterance_ignored", text=event.text, reason="not_listening")
-            return
-        if self._prompt is not None and not self._prompt[1]:
-            self._out.note("utterance_ignored", text=event.text, reason="prompt_without_bargein")
-            return
-        empty = without_words(event)
-        if empty == "noise":
-            self._out.note("utterance_ignored", text=event.text, reason="empty")
-            if self._input_armed:
-                self._out.start_timer(NOINPUT_TIMER, self._noinput_ms(state))
-            return
-        if empty is not None:
-            self._out.note("intent_not_matched", text="", reason=empty)
-            self._input_event("nomatch")
-            return
-        self.variables["last_utterance"] = event.text
-        intents = state.listen.intents if state.listen else ()
-        found = match_intent(event.text, intents)
-        if found is None:
-            self._out.note("intent_not_matched", text=event.text)
-            self._input_event("nomatch")
-            return
-        self.variables["last_intent"] = found.intent
-        self.variables.update(found.slots)
-        self._out.note(
-            "intent_matched",
-            intent=found.intent,
-            text=event.text,
-            matched=found.matched,
-            how=found.how,
-            slots=found.slots,
-        )
-        if self._handler_for(found.intent) is None:
-            self._out.note("intent_unhandled", intent=found.intent)
-            self._input_event("nomatch")
-        else:
-            self._input_event(found.intent)
-
-    def _on_digit(self, digit: str) -> None:
-        state = self.current
-        gather = state.gather if state else None
-        if gather is None or gather.input == "speech" or not self._listening:
-            self._out.note("digit_ignored", digit=digit)
-            return
-        if self._prompt is not None and self._prompt[1]:
-            self._out.emit(fx.StopPrompt(self._prompt[0], "dtmf"))
-        self._out.cancel_timer(NOINPUT_TIMER)
-        if self._digits.press(digit, gather):
-            self._digits_done(gather)
-        else:
-            self._out.start_timer(INTERDIGIT_TIMER, gather.inter_digit_timeout_ms)
-
-    def _digits_done(self, gather: sp.Gather) -> None:
-        self._out.cancel_timer(INTERDIGIT_TIMER)
-        digits = self._digits.take()
-        if not digits:
-            self._input_event("nomatch")
-            return
-        self.variables[gather.variable] = digits
-        self.variables["digits"] = digits
-        self._out.note("digits_collected", digits=digits, variable=gather.variable)
-        # A handler named by the digits themselves (e.g. "1") wins over `digits`.
-        self._input_event(digits if self._handler_for(digits) is not None else "digits")
-
     def _on_timer(self, name: str, token: int) -> None:
         if not self._out.timer_fired(name, token):
             self._out.note("timer_ignored", name=name, reason="stale")
             return
         state = self.current
         if name == NOINPUT_TIMER:
-            if self._input_armed:
-                self._input_event("noinput")
+            self._input_event("noinput" if self._input.armed else None)
         elif name == INTERDIGIT_TIMER and state is not None and state.gather is not None:
-            self._digits_done(state.gather)
+            self._input_event(self._input.digits_done(state.gather, self._handled))
         else:
             self._take(name)
 
@@ -424,10 +324,11 @@ class ConversationMachine:
 
     # --- choosing handlers ---
 
-    def _input_event(self, name: str) -> None:
-        self._input_armed = False
-        self._out.cancel_timer(NOINPUT_TIMER)
-        self._out.cancel_timer(INTERDIGIT_TIMER)
+    def _input_event(self, name: str | None) -> None:
+        """The caller's input (or its absence) is the dialog event `name` (None: not input)."""
+        if name is None:
+            return
+        self._input.answered()
         if name in _FAILURE_EVENTS:
             self._failure(name)
         else:
@@ -453,6 +354,9 @@ class ConversationMachine:
             self._end(fx.HangupCall("error"))
         else:
             self._out.note("event_unhandled", event=name, state=self.state)
+
+    def _handled(self, name: str) -> bool:
+        return self._handler_for(name) is not None
 
     def _handler_for(self, name: str) -> sp.Handler | None:
         return self._select(name, self._scope.count_for(name))
