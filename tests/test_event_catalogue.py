@@ -225,3 +225,4 @@ def test_the_reference_has_a_row_per_declaration_with_its_fields() -> None:
     reference = render_reference().splitlines()
     assert len(reference) == 2 + len(catalogue())
     assert "| `mark_sent` | transport | 1 | `mark_id`: int, `name`: str |" in "\n".join(reference)
+    assert all(row.count("|") == 6 for row in reference)  # no "|" inside a cell

@@ -37,7 +37,8 @@ def render_reference(kinds: Iterable[EventKind] | None = None) -> str:
     """Every declaration: kind, source(s), v, payload fields (`?`: may be absent)."""
     rows = ["| kind | source | v | fields | meaning |", "|---|---|---|---|---|"]
     for declared in catalogue() if kinds is None else kinds:
-        fields = ", ".join(f"`{f.name}`: {f.spec}" for f in declared.fields)
+        # "str|None" would split the Markdown cell: the reference says "str or None".
+        fields = ", ".join(f"`{f.name}`: {f.spec.replace('|', ' or ')}" for f in declared.fields)
         if declared.open_payload:
             fields = f"{fields}, …" if fields else "…"
         sources = ", ".join(declared.sources)
