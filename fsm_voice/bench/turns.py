@@ -22,6 +22,7 @@ from fsm_voice.conversation.intents import normalise
 from fsm_voice.conversation.loader import load_machine
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.shipped import Kind, resolve_caller, resolve_machine
 from fsm_voice.simulator.caller_script import load_caller_script
 
 DEFAULT_SCRIPTS = (
@@ -70,14 +71,22 @@ def _accuracy(said: list[str], heard: list[str], figures: TurnFigures) -> None:
         figures.words_right += sum(1 for a, b in zip(words, got, strict=False) if a == b)
 
 
+def _local_or_shipped(root: Path, kind: Kind, name: str) -> Path:
+    """`root/<kind>/<name>.yaml` when there is one (a clone), else the shipped file."""
+    local = root / kind / f"{name}.yaml"
+    if local.is_file():
+        return local
+    return resolve_machine(name) if kind == "machines" else resolve_caller(name)
+
+
 async def _bench(root: Path, scripts: tuple[str, ...], rounds: int) -> TurnFigures:
     kit = await build_providers("offline")
     figures = TurnFigures()
     try:
         for _ in range(rounds):
             for name in scripts:
-                script = load_caller_script(root / "callers" / f"{name}.yaml")
-                spec = load_machine(root / "machines" / f"{script.machine}.yaml")
+                script = load_caller_script(_local_or_shipped(root, "callers", name))
+                spec = load_machine(_local_or_shipped(root, "machines", script.machine))
                 log = MemoryEventLog()
                 result, end_state, call_id = await run_demo_call(spec, script, kit, log)
                 if result.failure or end_state != script.expect.end_state:

@@ -32,6 +32,7 @@ from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.security import mask_phone
 from fsm_voice.server import create_app, serve_in_background
+from fsm_voice.shipped import resolve_machine
 from fsm_voice.twilio.outbound import OutboundCall, place_call
 from fsm_voice.twilio.settings import TwilioSettings, http_base
 from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
@@ -165,7 +166,7 @@ def call(
         settings = TwilioSettings.from_env(
             public_url=public_url, verify_signatures=verify_signatures
         )
-        spec = load_machine(machine)
+        spec = load_machine(resolve_machine(machine))
     except ConfigError as error:
         print(f"fsm-voice call: {error}")
         return 1

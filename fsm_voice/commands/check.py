@@ -10,13 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fsm_voice.conversation.loader import load_machine_report
+from fsm_voice.errors import ConfigError
+from fsm_voice.shipped import resolve_machine
 
 __all__ = ["check"]
 
 
 def check(paths: Sequence[Path]) -> int:
     failed = False
-    for path in paths:
+    for argument in paths:
+        try:
+            path = resolve_machine(argument)
+        except ConfigError as error:
+            print(f"{argument}: FAILED ({error})")
+            failed = True
+            continue
         _, problems = load_machine_report(path)
         for problem in problems:
             print(problem)

@@ -27,6 +27,7 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.observed import ObservedEventLog
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 from fsm_voice.server import create_app, serve_in_background
+from fsm_voice.shipped import resolve_caller, resolve_machine
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
 from fsm_voice.simulator.caller_script import CallerScript, load_caller_script
 from fsm_voice.simulator.client import dial
@@ -37,8 +38,8 @@ __all__ = ["demo", "run_demo_call"]
 
 def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
     try:
-        spec = load_machine(machine)
-        script = load_caller_script(caller or find_caller_script(spec))
+        spec = load_machine(resolve_machine(machine))
+        script = load_caller_script(resolve_caller(caller) if caller else find_caller_script(spec))
     except ConfigError as error:
         print(f"fsm-voice demo: {error}")
         return 1

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from fsm_voice.conversation.diagram import to_mermaid
 from fsm_voice.conversation.loader import load_machine
+from fsm_voice.shipped import resolve_machine
 
 __all__ = ["diagram"]
 
 
 def diagram(machine: Path, out: Path | None) -> int:
-    text = to_mermaid(load_machine(machine, check=False))
+    text = to_mermaid(load_machine(resolve_machine(machine), check=False))
     if out is None:
         print(text, end="")
     else:

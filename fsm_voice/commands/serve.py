@@ -165,12 +165,18 @@ def resolve_agent(
 
     if machine in BUILTIN:
         return BUILTIN[machine], machine, None
-    if machine.endswith((".yaml", ".yml")):
+    from fsm_voice.shipped import resolve_machine, shipped_names
+
+    if machine.endswith((".yaml", ".yml")) or machine in shipped_names("machines"):
         from fsm_voice.commands.machines import machine_agent
 
-        return machine_agent(Path(machine), providers, telephony, stt_secondary)
+        return machine_agent(resolve_machine(machine), providers, telephony, stt_secondary)
     known = ", ".join(sorted(BUILTIN))
-    raise ConfigError(f"unknown machine {machine!r} (a machines/*.yaml file, or built in: {known})")
+    shipped = ", ".join(shipped_names("machines"))
+    raise ConfigError(
+        f"unknown machine {machine!r} (a machines/*.yaml file, a shipped machine: {shipped}; "
+        f"or built in: {known})"
+    )
 
 
 def serve(

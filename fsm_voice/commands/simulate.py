@@ -118,6 +118,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def simulate(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from fsm_voice.shipped import resolve_caller
     from fsm_voice.simulator.caller_script import load_caller_script
 
     env = os.environ if environ is None else environ
@@ -127,7 +128,7 @@ def simulate(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         raise ConfigError("--caller follows its script: leave out --wav, --seconds and --dtmf")
     params = _params(args.param)
     token = auth_token(args.auth_token, env)
-    script = load_caller_script(args.caller) if args.caller is not None else None
+    script = load_caller_script(resolve_caller(args.caller)) if args.caller is not None else None
     return anyio.run(_call, args, params, token, script, env)
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import anyio
 
-import fsm_voice
+from fsm_voice import shipped
 from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
@@ -115,14 +115,14 @@ def resolve_machine(recording: Recording, machine: MachineArg = None) -> Machine
     if isinstance(machine, MachineSpec):
         return machine
     if machine is not None:
-        return _load(Path(machine))
+        return _load(shipped.resolve_machine(machine))
     name = recording.machine
     if not name:
         raise ReplayInputError(f"{recording.origin}: no machine recorded; pass one (--machine)")
-    places = [
-        Path.cwd() / "machines",
-        Path(fsm_voice.__file__).resolve().parent.parent / "machines",
-    ]
+    places = [Path.cwd() / "machines"]
+    shipped_machines = shipped.shipped_folder("machines")
+    if shipped_machines is not None:
+        places.append(shipped_machines)
     if recording.directory is not None:
         places[:0] = [recording.directory, recording.directory.parent]
     for place in places:
