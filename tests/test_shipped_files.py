@@ -145,3 +145,25 @@ def test_neither_a_file_nor_a_shipped_name_lists_the_shipped_ones(tmp_path: Path
     done = _run_cli(tmp_path, "diagram", "nosuch")
     assert done.returncode == 1
     assert "shipped: appointment, ivr, survey" in done.stderr
+
+
+def test_serve_takes_a_shipped_machine_by_name() -> None:
+    from fsm_voice.commands.serve import resolve_agent
+
+    _, name, version = resolve_agent("appointment", "scripted")
+    assert name == "appointment" and version
+    with pytest.raises(ConfigError, match="shipped machine: appointment, ivr, survey"):
+        resolve_agent("nosuch")
+
+
+def test_replay_finds_the_recorded_machine_among_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fsm_voice.replay.recording import load_fixture
+    from fsm_voice.replay.replayer import resolve_machine as replay_machine
+
+    recording = load_fixture(REPO / "replays" / "appointment-happy")
+    monkeypatch.chdir(tmp_path)
+    assert replay_machine(recording).name == "appointment"
+    # --machine takes a shipped name too
+    assert replay_machine(recording, "survey").name == "survey"
