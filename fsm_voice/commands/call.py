@@ -16,30 +16,29 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
-
-from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
-from fsm_voice.conversation.loader import load_machine
-from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.commands.options import DEFAULT_DB
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import ConfigError
-from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
-from fsm_voice.runtime.config import SecuritySettings
-from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.security import mask_phone
-from fsm_voice.server import create_app, serve_in_background
-from fsm_voice.shipped import resolve_machine
-from fsm_voice.twilio.outbound import OutboundCall, place_call
-from fsm_voice.twilio.settings import TwilioSettings, http_base
-from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
+
+# The server, Twilio, the machine and the providers load when a call is made:
+# `fsm-voice` imports this module to build its parser.
+if TYPE_CHECKING:
+    import anyio
+
+    from fsm_voice.call.config import SecuritySettings
+    from fsm_voice.clock import Clock, IdSource
+    from fsm_voice.conversation.spec import MachineSpec
+    from fsm_voice.eventlog.base import EventLog
+    from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
+    from fsm_voice.twilio.outbound import OutboundCall
+    from fsm_voice.twilio.settings import TwilioSettings
+    from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks
 
 __all__ = [
+    "COMMAND",
     "OutboundResult",
-    "add_call_command",
     "call",
     "run_call_command",
     "run_outbound_call",
@@ -76,6 +75,16 @@ async def run_outbound_call(
     mask_phone_numbers: bool = False,
 ) -> OutboundResult:
     """Serve `spec`, place the call to `to`, and run until it is over."""
+    import anyio
+    import anyio.to_thread
+
+    from fsm_voice.call.handle import CallHandle
+    from fsm_voice.clock import RandomIds, SystemClock
+    from fsm_voice.conversation.runner import conversation_agent
+    from fsm_voice.server import create_app, serve_in_background
+    from fsm_voice.twilio.outbound import place_call
+    from fsm_voice.twilio.webhooks import TwilioService
+
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     service = TwilioService.from_settings(settings)
@@ -131,6 +140,8 @@ async def _wait_over(
     hooks: TwilioWebhooks, call_sid: str, stream_ended: anyio.Event, clock: Clock
 ) -> str | None:
     """Twilio's final status; after the stream ends, waited for a bounded time only."""
+    import anyio
+
     status: str | None = None
     async with anyio.create_task_group() as tg:
 
@@ -158,8 +169,15 @@ def call(
     verify_signatures: bool = True,
 ) -> int:
     """The `fsm-voice call` command."""
+    import anyio
+
     from fsm_voice.commands.machines import require_credentials
+    from fsm_voice.conversation.loader import load_machine
+    from fsm_voice.eventlog.sqlite import SqliteEventLog
     from fsm_voice.providers import create_recognizer, create_synthesizer
+    from fsm_voice.security import mask_phone
+    from fsm_voice.shipped import resolve_machine
+    from fsm_voice.twilio.settings import TwilioSettings
 
     try:
         require_credentials(providers)
@@ -217,23 +235,14 @@ def _report(result: OutboundResult, db: Path) -> None:
         print(f"  {command}")
 
 
-def add_call_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], db: str) -> None:
-    """Register `fsm-voice call`."""
-    parser = sub.add_parser(
-        "call",
-        help="place an outbound call through Twilio and serve its conversation",
-        epilog="Example:\n  fsm-voice call machines/appointment.yaml --to +15551234567 "
-        "--public-url https://voice.example.com --amd\n"
-        "(credentials: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("machine", type=Path, metavar="MACHINE", help="a machines/*.yaml file")
     parser.add_argument("--to", required=True, help="the number to call (E.164: +15551234567)")
     add_twilio_options(parser)
     parser.add_argument("--amd", action="store_true", help="answering-machine detection (async)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("VOICE_SERVER_PORT", 8080)))
-    parser.add_argument("--db", default=db, help="event log (default: %(default)s)")
+    parser.add_argument("--db", default=DEFAULT_DB, help="event log (default: %(default)s)")
     parser.add_argument(
         "--providers",
         default="offline",
@@ -278,6 +287,9 @@ def twilio_service_from_args(args: argparse.Namespace, security: SecuritySetting
     """Twilio for `fsm-voice serve --twilio` (inbound calls through `/twiml`): the
     webhooks live at the https twin of `serve`'s wss `--public-url`, and the dev switch
     is `serve`'s `--insecure-dev`."""
+    from fsm_voice.twilio.settings import TwilioSettings, http_base
+    from fsm_voice.twilio.webhooks import TwilioService
+
     settings = TwilioSettings.from_env(
         public_url=http_base(security.public_url) if security.public_url else None,
         stream_url=security.public_url,
@@ -285,3 +297,14 @@ def twilio_service_from_args(args: argparse.Namespace, security: SecuritySetting
         verify_signatures=not security.insecure_dev,
     )
     return TwilioService.from_settings(settings)
+
+
+COMMAND = Command(
+    "call",
+    help="place an outbound call through Twilio and serve its conversation",
+    epilog="Example:\n  fsm-voice call machines/appointment.yaml --to +15551234567 "
+    "--public-url https://voice.example.com --amd\n"
+    "(credentials: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER)",
+    arguments=_arguments,
+    run=run_call_command,
+)

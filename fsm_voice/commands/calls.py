@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.table import Table
+from fsm_voice.commands.options import add_dbs, add_formats, log_paths
+from fsm_voice.commands.registry import Command
 
-from fsm_voice.commands.output import Format, console, print_json
-from fsm_voice.eventlog.multi import LogSet
-from fsm_voice.eventlog.summary import CallSummary, call_summaries
-from fsm_voice.eventlog.timeline import seconds
+if TYPE_CHECKING:  # the log and rich load when the command runs
+    from rich.table import Table
+
+    from fsm_voice.commands.output import Format
+    from fsm_voice.eventlog.summary import CallSummary
 
 
 def _text(value: object) -> str:
@@ -17,6 +21,10 @@ def _text(value: object) -> str:
 
 
 def _table(rows: list[CallSummary]) -> Table:
+    from rich.table import Table
+
+    from fsm_voice.eventlog.timeline import seconds
+
     table = Table(title=f"{len(rows)} call(s)", title_justify="left")
     for name in ("call", "started (UTC)", "duration", "machine", "final state", "outcome"):
         table.add_column(name, no_wrap=True)
@@ -42,6 +50,10 @@ def _table(rows: list[CallSummary]) -> Table:
 
 
 def calls(dbs: Sequence[str], fmt: Format) -> int:
+    from fsm_voice.commands.output import console, print_json
+    from fsm_voice.eventlog.multi import LogSet
+    from fsm_voice.eventlog.summary import call_summaries
+
     with LogSet(dbs) as logs:
         rows = call_summaries(logs)
     if fmt == "table":
@@ -49,3 +61,23 @@ def calls(dbs: Sequence[str], fmt: Format) -> int:
     else:
         print_json((r.to_json() for r in rows), fmt)
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_dbs(parser)
+    add_formats(parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fsm_voice.commands.output import output_format
+
+    return calls(log_paths(args), output_format(args.json, args.nl))
+
+
+COMMAND = Command(
+    "calls",
+    help="one row per call: machine, final state, outcome, turns, failures",
+    epilog="Example:\n  fsm-voice calls --db calls.db\n  fsm-voice calls --db 'logs/*.db' --nl",
+    arguments=_arguments,
+    run=_run,
+)

@@ -6,17 +6,20 @@ machine with them runs).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsm_voice.conversation.loader import load_machine_report
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import ConfigError
-from fsm_voice.shipped import resolve_machine
 
-__all__ = ["check"]
+__all__ = ["COMMAND", "check"]
 
 
 def check(paths: Sequence[Path]) -> int:
+    from fsm_voice.conversation.loader import load_machine_report
+    from fsm_voice.shipped import resolve_machine
+
     failed = False
     for argument in paths:
         try:
@@ -38,3 +41,20 @@ def check(paths: Sequence[Path]) -> int:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("machines", nargs="+", type=Path, metavar="MACHINE")
+
+
+def _run(args: argparse.Namespace) -> int:
+    return check(args.machines)
+
+
+COMMAND = Command(
+    "check",
+    help="validate conversation machine files (exit 1 on errors)",
+    epilog="Example:\n  fsm-voice check machines/appointment.yaml machines/ivr.yaml",
+    arguments=_arguments,
+    run=_run,
+)

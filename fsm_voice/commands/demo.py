@@ -10,33 +10,35 @@ expected end state.
 
 from __future__ import annotations
 
-import statistics
+import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-from rich.markup import escape
-
-from fsm_voice.clock import RandomIds, SystemClock
-from fsm_voice.commands.demo_view import ConversationView
-from fsm_voice.commands.machines import Providers, build_providers, find_caller_script
-from fsm_voice.conversation.loader import load_machine
-from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.commands.options import DEFAULT_DB
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import ConfigError
-from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.observed import ObservedEventLog
-from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.server import create_app, serve_in_background
-from fsm_voice.shipped import resolve_caller, resolve_machine
-from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
-from fsm_voice.simulator.caller_script import CallerScript, load_caller_script
-from fsm_voice.simulator.client import dial
-from fsm_voice.simulator.phone import PhoneSimulator
+
+# The server, the providers and the simulator load when the demo runs, not when
+# `fsm-voice` builds its parser.
+if TYPE_CHECKING:
+    from fsm_voice.commands.demo_view import ConversationView
+    from fsm_voice.commands.machines import Providers
+    from fsm_voice.conversation.spec import MachineSpec
+    from fsm_voice.eventlog.base import EventLog
+    from fsm_voice.simulator.caller import CallerResult
+    from fsm_voice.simulator.caller_script import CallerScript
 
 __all__ = ["demo", "run_demo_call"]
 
 
 def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
+    import anyio
+
+    from fsm_voice.commands.machines import find_caller_script
+    from fsm_voice.conversation.loader import load_machine
+    from fsm_voice.shipped import resolve_caller, resolve_machine
+    from fsm_voice.simulator.caller_script import load_caller_script
+
     try:
         spec = load_machine(resolve_machine(machine))
         script = load_caller_script(resolve_caller(caller) if caller else find_caller_script(spec))
@@ -47,6 +49,11 @@ def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
 
 
 async def _demo(db: Path, spec: MachineSpec, script: CallerScript, providers: str) -> int:
+    from fsm_voice.commands.demo_view import ConversationView
+    from fsm_voice.commands.machines import build_providers
+    from fsm_voice.eventlog.observed import ObservedEventLog
+    from fsm_voice.eventlog.sqlite import SqliteEventLog
+
     view = ConversationView()
     view.console.print(
         f"[bold]fsm-voice demo[/bold]: machine [bold]{spec.name}[/bold] ({spec.path}), "
@@ -74,6 +81,13 @@ async def run_demo_call(
 ) -> tuple[CallerResult, str | None, str]:
     """One call of `script` against `spec` over a real socket; returns the caller's
     result, the conversation's last state and the call id."""
+    from fsm_voice.clock import RandomIds, SystemClock
+    from fsm_voice.conversation.runner import conversation_agent
+    from fsm_voice.server import create_app, serve_in_background
+    from fsm_voice.simulator.caller import ScriptedCaller
+    from fsm_voice.simulator.client import dial
+    from fsm_voice.simulator.phone import PhoneSimulator
+
     clock = SystemClock()
     agent = conversation_agent(
         spec, recognizer=kit.recognizer, synthesizer=kit.synthesizer, telephony=kit.telephony
@@ -112,6 +126,10 @@ def _report(
     call_id: str,
     db: Path,
 ) -> int:
+    import statistics
+
+    from rich.markup import escape
+
     console = view.console
     latencies = result.turn_latencies_ms()
     if latencies:
@@ -143,3 +161,24 @@ def _report(
         return 1
     console.print(f"[bold green]demo ok[/bold green]: the call reached {end_state!r}")
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB)
+    parser.add_argument("--machine", type=Path, default=Path("machines/appointment.yaml"))
+    parser.add_argument("--caller", type=Path, help="caller script (default: callers/ for it)")
+    parser.add_argument("--providers", default="offline", choices=("offline", "scripted"))
+
+
+def _run(args: argparse.Namespace) -> int:
+    return demo(Path(args.db), args.machine, args.caller, args.providers)
+
+
+COMMAND = Command(
+    "demo",
+    help="a whole call, offline, end to end",
+    epilog="Example:\n  fsm-voice demo --db demo.db\n"
+    "  fsm-voice demo --machine machines/ivr.yaml --caller callers/ivr-menu.yaml",
+    arguments=_arguments,
+    run=_run,
+)

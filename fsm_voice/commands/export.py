@@ -1,16 +1,20 @@
-"""`fsm-voice export CALL_ID --out DIR` and `fsm-voice import DIR`: replay fixtures."""
+"""`fsm-voice export CALL_ID --out DIR`: a call as a replay fixture directory
+(`fsm-voice import` loads one back)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsm_voice.eventlog.fixture import add_fixture_call, export_fixture, read_fixture
-from fsm_voice.eventlog.multi import LogSet
-from fsm_voice.eventlog.query import open_log
+from fsm_voice.commands.options import add_dbs, log_paths
+from fsm_voice.commands.registry import Command
 
 
 def export_command(dbs: Sequence[str], call_id: str, out: Path) -> int:
+    from fsm_voice.eventlog.fixture import export_fixture
+    from fsm_voice.eventlog.multi import LogSet
+
     with LogSet(dbs) as logs:
         call_id = logs.resolve(call_id)
         files = export_fixture(logs, call_id, out)
@@ -20,11 +24,20 @@ def export_command(dbs: Sequence[str], call_id: str, out: Path) -> int:
     return 0
 
 
-def import_command(fixture: Path, db: Path) -> int:
-    # Read and check everything before the log is opened: a bad fixture leaves no
-    # trace, not even a new empty log file.
-    found = read_fixture(fixture)
-    with open_log(db, create=True) as log:
-        call_id = add_fixture_call(log, found)
-    print(f"{fixture} → {db}: call {call_id}")
-    return 0
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("call_id", metavar="CALL_ID")
+    add_dbs(parser)
+    parser.add_argument("--out", type=Path, required=True, help="the fixture directory")
+
+
+def _run(args: argparse.Namespace) -> int:
+    return export_command(log_paths(args), args.call_id, args.out)
+
+
+COMMAND = Command(
+    "export",
+    help="write a call as a replay fixture directory (events.jsonl, WAVs, meta.json)",
+    epilog="Example:\n  fsm-voice export FV6753 --db calls.db --out replays/appointment-happy/",
+    arguments=_arguments,
+    run=_run,
+)

@@ -22,23 +22,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-import anyio
-
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import FsmVoiceError
-from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.fixture import export_fixture
-from fsm_voice.eventlog.multi import expand_paths
-from fsm_voice.eventlog.query import open_log
-from fsm_voice.replay.faults import Fault, parse_fault
-from fsm_voice.replay.recording import Recording, load_fixture, load_from_log
-from fsm_voice.replay.replayer import MODES, Mode, ReplayResult, replay_call
 
-__all__ = ["add_replay_command", "run_replay"]
+if TYPE_CHECKING:  # the replayer (machines, providers, the call runtime) loads to run
+    from fsm_voice.replay.faults import Fault
+    from fsm_voice.replay.recording import Recording
+    from fsm_voice.replay.replayer import Mode, ReplayResult
+
+__all__ = ["COMMAND", "REFUSED_KINDS", "refusal", "run_replay"]
 
 # A recording holding one of these never was a call: nothing in it to replay.
 REFUSED_KINDS = frozenset({"upgrade_rejected", "stream_rejected"})
+# fsm_voice.replay.replayer.MODES, spelled here so that building the parser does not
+# load the replayer (tests/test_cli_registry.py checks the two agree).
+MODES: Final = ("recorded", "offline")
 
 EPILOG = """Example:
   fsm-voice replay replays/*/
@@ -49,13 +49,7 @@ EPILOG = """Example:
   fsm-voice replay --mode offline replays/*/"""
 
 
-def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "replay",
-        help="replay recorded calls and compare what the machines decide",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="fixture directory")
     parser.add_argument(
         "--db",
@@ -85,6 +79,8 @@ def add_replay_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _recordings(args: argparse.Namespace) -> list[Recording]:
+    from fsm_voice.replay.recording import load_fixture
+
     found = [load_fixture(Path(p)) for p in args.paths]
     if args.db:
         found += _from_logs(args.db, args.call)
@@ -95,10 +91,14 @@ def _recordings(args: argparse.Namespace) -> list[Recording]:
 
 def _from_logs(patterns: list[str], wanted: list[str] | None) -> list[Recording]:
     """Every call of every log (or the `wanted` ones, wherever each is), in order."""
+    from fsm_voice.eventlog.multi import expand_paths
+    from fsm_voice.eventlog.query import open_log
+    from fsm_voice.replay.recording import load_from_log
+
     found: list[Recording] = []
     missing = list(wanted or [])
     for path in expand_paths(patterns):
-        log: EventLog = open_log(path)
+        log = open_log(path)
         try:
             ids = [c.call_id for c in log.calls()]
             if wanted is not None:
@@ -136,6 +136,11 @@ def _as_json(result: ReplayResult) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    import anyio
+
+    from fsm_voice.eventlog.fixture import export_fixture
+    from fsm_voice.replay.faults import parse_fault
+
     faults = [parse_fault(text) for text in args.inject]
     recordings = _recordings(args)
     if args.save_as and len(recordings) != 1:
@@ -211,4 +216,15 @@ def _report_faulted(result: ReplayResult, faults: list[Fault], args: argparse.Na
 async def _replay(
     recording: Recording, machine: str | None, mode: Mode, faults: list[Fault]
 ) -> ReplayResult:
+    from fsm_voice.replay.replayer import replay_call
+
     return await replay_call(recording, machine=machine, mode=mode, faults=faults)
+
+
+COMMAND = Command(
+    "replay",
+    help="replay recorded calls and compare what the machines decide",
+    epilog=EPILOG,
+    arguments=_arguments,
+    run=run_replay,
+)

@@ -1,4 +1,6 @@
 """`fsm-voice serve`, with its security and limit options."""
+# The server, the log, the call settings and the agents load in `serve()`: every
+# `fsm-voice` command builds this parser, and most of them never serve.
 
 from __future__ import annotations
 
@@ -7,24 +9,33 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
+from fsm_voice.commands.options import DEFAULT_DB
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import ConfigError
-from fsm_voice.runtime.config import Limits, SecuritySettings, env_flag
 
 if TYPE_CHECKING:
+    from fsm_voice.call.config import Limits, SecuritySettings
+    from fsm_voice.call.runtime import Agent
     from fsm_voice.conversation.telephony import Telephony
-    from fsm_voice.runtime.call import Agent
     from fsm_voice.twilio.webhooks import TwilioService
 
-# The server, the log and the agents load in `serve()`: every `fsm-voice` command
-# builds this parser, and most of them never serve.
-
-__all__ = ["add_security_arguments", "serve", "server_settings", "startup_warnings"]
+__all__ = ["COMMAND", "add_security_arguments", "serve", "server_settings", "startup_warnings"]
 
 MAX_CALL_SECONDS = 4 * 3600  # Twilio's own cap on a call's length
 IDLE_TIMEOUT_SECONDS = 15.0  # Twilio sends media every 20 ms: this much silence is a dead peer
 MAX_CALLS = 1000
+# Limits().max_message_bytes, spelled here so that the parser does not load the call
+# package (tests/test_cli_registry.py checks the two agree).
+MAX_MESSAGE_BYTES: Final = 256 * 1024
+PROVIDERS: Final = ("offline", "scripted", "elevenlabs", "azure")
+
+
+def env_flag(value: str) -> bool:
+    """As `fsm_voice.call.config.env_flag` (tests/test_cli_registry.py checks they agree):
+    1, true, yes or on (any case) is on."""
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_security_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -67,7 +78,7 @@ def add_security_arguments(parser: argparse.ArgumentParser, environ: Mapping[str
     limits.add_argument(
         "--max-message-bytes",
         type=int,
-        default=int(env("FSM_VOICE_MAX_MESSAGE_BYTES", Limits().max_message_bytes)),
+        default=int(env("FSM_VOICE_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES)),
         help="a bigger WebSocket message closes its socket with 1009 (default: %(default)s)",
     )
     limits.add_argument(
@@ -94,6 +105,8 @@ def server_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> tuple[SecuritySettings, Limits]:
     """The settings `serve` runs with: parsed options over the environment's secrets."""
+    from fsm_voice.call.config import Limits, SecuritySettings
+
     from_env = SecuritySettings.from_env(os.environ if environ is None else environ)
     security = SecuritySettings(
         auth_token=from_env.auth_token,
@@ -192,6 +205,8 @@ def serve(
     twilio: TwilioService | None = None,
     stt_secondary: str | None = None,
 ) -> int:
+    from fsm_voice.call.config import SecuritySettings
+
     security = security if security is not None else SecuritySettings.from_env()
     for warning in startup_warnings(security):
         print(f"fsm-voice serve: {warning}", file=stderr or sys.stderr, flush=True)
@@ -221,3 +236,64 @@ def serve(
     finally:
         log.close()
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    port = int(os.environ.get("VOICE_SERVER_PORT", 8080))
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--db", default=DEFAULT_DB, help="event log (default: %(default)s)")
+    parser.add_argument(
+        "--machine", default="echo", help="a machines/*.yaml file, or echo (default: echo)"
+    )
+    parser.add_argument(
+        "--providers",
+        default="offline",
+        choices=PROVIDERS,
+        help="speech providers for a machine file (cloud ones read their keys from the env)",
+    )
+    parser.add_argument(
+        "--stt-secondary",
+        choices=PROVIDERS,
+        help="a second recogniser on the same audio, logged for comparison (secondary_*"
+        " events), never driving the call",
+    )
+    parser.add_argument("--fd", type=int, help="serve on an inherited listening socket (systemd)")
+    add_security_arguments(parser, os.environ)
+    parser.add_argument(
+        "--twilio",
+        action="store_true",
+        help="also answer Twilio's webhooks: /twiml (inbound calls), /status, /amd "
+        "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER; webhooks live at "
+        "the https twin of --public-url)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fsm_voice.commands.call import twilio_service_from_args
+
+    security, limits = server_settings(args)
+    twilio = twilio_service_from_args(args, security) if args.twilio else None
+    return serve(
+        args.host,
+        args.port,
+        Path(args.db),
+        args.machine,
+        args.fd,
+        args.providers,
+        security=security,
+        limits=limits,
+        twilio=twilio,
+        stt_secondary=args.stt_secondary,
+    )
+
+
+COMMAND = Command(
+    "serve",
+    help="serve the /voice Media Streams WebSocket",
+    epilog="Example:\n  fsm-voice serve --port 8080 --db calls.db --machine echo\n"
+    "  TWILIO_AUTH_TOKEN=… fsm-voice serve --public-url wss://voice.example.com/voice "
+    "--mask-phone-numbers --max-calls 200",
+    arguments=_arguments,
+    run=_run,
+)

@@ -18,35 +18,25 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-import anyio
-
+from fsm_voice.commands.registry import Command
 from fsm_voice.errors import ConfigError
-from fsm_voice.security import Secret
 
-if TYPE_CHECKING:  # the simulator and the providers load when a call is made
+if TYPE_CHECKING:  # the simulator, the providers and the signatures load when a call is made
+    from fsm_voice.security import Secret
     from fsm_voice.simulator.caller import StepEvent
     from fsm_voice.simulator.caller_script import CallerScript
     from fsm_voice.simulator.client import SimulationResult
 
-__all__ = ["add_simulate_command", "simulate"]
+__all__ = ["COMMAND", "auth_token", "simulate"]
 
 TOKEN_VARIABLE: Final = "TWILIO_AUTH_TOKEN"
 VOICES: Final = ("offline", "scripted")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def add_simulate_command(sub: Any) -> None:
-    simulate = sub.add_parser(
-        "simulate",
-        help="dial a /voice URL with the phone simulator",
-        epilog="Example:\n  fsm-voice simulate --url ws://127.0.0.1:8080/voice --wav caller.wav "
-        "--dtmf 12# --record heard.wav\n"
-        "  fsm-voice simulate --url ws://127.0.0.1:8080/voice --caller callers/ivr-balance.yaml\n"
-        "  TWILIO_AUTH_TOKEN=… fsm-voice simulate --url ws://127.0.0.1:8080/voice --auth-token",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _arguments(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("--url", required=True, help="the ws:// or wss:// URL to dial")
     simulate.add_argument("--wav", type=Path, help="caller audio (any WAV)")
     simulate.add_argument("--seconds", type=float, help="seconds of caller silence")
@@ -90,6 +80,8 @@ def add_simulate_command(sub: Any) -> None:
 
 def auth_token(name: str | None, environ: Mapping[str, str]) -> Secret | None:
     """The token `--auth-token NAME` names, read from the environment."""
+    from fsm_voice.security import Secret
+
     if name is None:
         return None
     token = Secret.from_env(name, environ) if _ENV_NAME.fullmatch(name) else None
@@ -118,6 +110,8 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def simulate(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    import anyio
+
     from fsm_voice.shipped import resolve_caller
     from fsm_voice.simulator.caller_script import load_caller_script
 
@@ -141,8 +135,9 @@ async def _call(
 ) -> int:
     from fsm_voice.clock import RandomIds, SystemClock
     from fsm_voice.providers import create_synthesizer
+    from fsm_voice.security import Secret
     from fsm_voice.simulator.client import simulate_call
-    from fsm_voice.simulator.inbound import stream_setup, wss_url
+    from fsm_voice.twilio.simulated_inbound import stream_setup, wss_url
 
     clock, ids = SystemClock(), RandomIds()
     call_sid, account_sid = ids.new_id("CA"), ids.new_id("AC")
@@ -215,3 +210,15 @@ def _report(result: SimulationResult) -> int:
         return 1
     print(f"caller script {caller.script}: {done} done")
     return 0
+
+
+COMMAND = Command(
+    "simulate",
+    help="dial a /voice URL with the phone simulator",
+    epilog="Example:\n  fsm-voice simulate --url ws://127.0.0.1:8080/voice --wav caller.wav "
+    "--dtmf 12# --record heard.wav\n"
+    "  fsm-voice simulate --url ws://127.0.0.1:8080/voice --caller callers/ivr-balance.yaml\n"
+    "  TWILIO_AUTH_TOKEN=… fsm-voice simulate --url ws://127.0.0.1:8080/voice --auth-token",
+    arguments=_arguments,
+    run=simulate,
+)

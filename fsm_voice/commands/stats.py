@@ -3,15 +3,19 @@ upgrades refused before they became calls."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from fsm_voice.commands.output import console
-from fsm_voice.eventlog.multi import LogSet
-from fsm_voice.eventlog.stats import LatencyFigures, Stats, collect_stats
+from fsm_voice.commands.options import add_dbs, log_paths
+from fsm_voice.commands.registry import Command
+
+if TYPE_CHECKING:  # the log (and numpy with it) loads when the command runs
+    from fsm_voice.eventlog.stats import LatencyFigures, Stats
 
 
 def _ms(value: int | None) -> str:
@@ -64,6 +68,10 @@ def _refused_table(stats: Stats) -> Table:
 
 
 def stats(dbs: Sequence[str], as_json: bool) -> int:
+    from fsm_voice.commands.output import console
+    from fsm_voice.eventlog.multi import LogSet
+    from fsm_voice.eventlog.stats import collect_stats
+
     with LogSet(dbs) as logs:
         figures = collect_stats(logs)
     if as_json:
@@ -78,3 +86,21 @@ def stats(dbs: Sequence[str], as_json: bool) -> int:
     detail = ", ".join(f"{m or '-'}/{s}: {n}" for (m, s), n in sorted(figures.reconnects.items()))
     out.print(f"provider reconnects: {reconnects}" + (f" ({detail})" if detail else ""))
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_dbs(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def _run(args: argparse.Namespace) -> int:
+    return stats(log_paths(args), args.json)
+
+
+COMMAND = Command(
+    "stats",
+    help="across calls: turn latency, noinput/nomatch by state, barge-ins, reconnects",
+    epilog="Example:\n  fsm-voice stats --db 'logs/*.db'\n  fsm-voice stats --db calls.db --json",
+    arguments=_arguments,
+    run=_run,
+)
