@@ -14,9 +14,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from fsm_voice.call.recorder import FRAME_BYTES, TrackRecorder
 from fsm_voice.clock import perf_ms
 from fsm_voice.eventlog import CallRecord, EventRecord, SqliteEventLog
-from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
 
 T0 = 1_767_225_600_000
 

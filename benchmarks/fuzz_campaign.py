@@ -58,8 +58,8 @@ SERVER = """
 import gc, json, os, sys, threading
 from pathlib import Path
 from fsm_voice.commands.serve import serve
-from fsm_voice.runtime.call import CallRuntime
-from fsm_voice.runtime.config import Limits, SecuritySettings
+from fsm_voice.call.runtime import CallRuntime
+from fsm_voice.call.config import Limits, SecuritySettings
 
 def stats():
     for _ in sys.stdin:

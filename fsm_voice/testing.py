@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import anyio
 
+from fsm_voice.call.config import CallConfig
+from fsm_voice.call.runtime import Agent, CallRuntime
+from fsm_voice.call.socket import MemorySocket, memory_socket_pair
 from fsm_voice.clock import CountingIds, IdSource, VirtualClock
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.memory import MemoryEventLog
-from fsm_voice.runtime.call import Agent, CallRuntime
-from fsm_voice.runtime.config import CallConfig
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 __all__ = ["InProcessCall", "in_process_call"]
 
@@ -59,7 +60,13 @@ async def in_process_call(
     async with anyio.create_task_group() as tg:
         tg.start_soon(clock.autojump)
         runtime = CallRuntime(
-            server_end, call_id=ids.new_id("FV"), clock=clock, log=log, config=config, agent=agent
+            server_end,
+            wire=MEDIA_STREAMS,
+            call_id=ids.new_id("FV"),
+            clock=clock,
+            log=log,
+            config=config,
+            agent=agent,
         )
         tg.start_soon(runtime.run)
         sim = PhoneSimulator(phone_end, clock, ids, custom_parameters=custom_parameters)

@@ -20,12 +20,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, SAMPLE_RATE, encode
+from fsm_voice.call.socket import MessageSocket
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.session import VoiceSession
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.socket import MessageSocket
 from fsm_voice.transports.twilio_ws import VoiceEndpoint, register_voice_websocket
 
 T = TypeVar("T")

@@ -49,7 +49,7 @@ from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
 from fsm_voice.simulator.caller_script import CallerScript
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.simulator.signature import SIGNATURE_HEADER, twilio_signature
+from fsm_voice.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 API = "/2010-04-01/Accounts/{account}"
 

@@ -8,14 +8,15 @@ import json
 
 import pytest
 
+from fsm_voice.call.config import CallConfig
+from fsm_voice.call.handle import CallHandle, MarkOutcome
+from fsm_voice.call.runtime import CallRuntime
 from fsm_voice.clock import SystemClock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
-from fsm_voice.runtime.call import CallRuntime
-from fsm_voice.runtime.config import CallConfig
-from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.testing import in_process_call
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 pytestmark = pytest.mark.anyio
 
@@ -471,6 +472,8 @@ async def test_the_agent_hears_a_frame_that_arrives_with_the_start() -> None:
     stop = {"event": "stop", "sequenceNumber": "3", "streamSid": sid}
     socket = QueueSocket([json.dumps(start), json.dumps(media), json.dumps(stop)])
     log = MemoryEventLog()
-    runtime = CallRuntime(socket, call_id="FV1", clock=SystemClock(), log=log, agent=agent)
+    runtime = CallRuntime(
+        socket, wire=MEDIA_STREAMS, call_id="FV1", clock=SystemClock(), log=log, agent=agent
+    )
     assert await runtime.run() == "caller_hangup"
     assert heard == [first]

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, SILENCE_BYTE, decode, encode
+from fsm_voice.call.handle import CallHandle, MarkOutcome
+from fsm_voice.call.socket import MemorySocket, memory_socket_pair
 from fsm_voice.clock import Clock, CountingIds, VirtualClock
 from fsm_voice.providers.base import SpeechSynthesizer
 from fsm_voice.providers.scripted import ScriptedSynthesizer
-from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller, StepEvent
 from fsm_voice.simulator.caller_script import (
     CallerScript,
@@ -32,7 +33,6 @@ from fsm_voice.simulator.caller_script import (
 )
 from fsm_voice.simulator.phone import PhoneSimulator
 from fsm_voice.testing import InProcessCall, in_process_call
-from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
 
 EXAMPLE = Path(__file__).parent.parent / "callers" / "example.yaml"
 

@@ -19,8 +19,8 @@ from compat_harness import ThreadedServer, in_thread, phone
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fsm_voice.call.config import SecuritySettings
 from fsm_voice.mock import MockStt, MockTts
-from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.security import Secret
 from fsm_voice.session import VoiceSession
 from fsm_voice.simulator.client import dial

@@ -17,9 +17,9 @@ from compat_harness import FRAME, ThreadedServer, frames, in_thread, phone
 from fastapi import FastAPI
 
 from fsm_voice.audio.frames import silence
+from fsm_voice.call.config import CallConfig
 from fsm_voice.clock import CountingIds
 from fsm_voice.eventlog.memory import MemoryEventLog
-from fsm_voice.runtime.config import CallConfig
 from fsm_voice.session import (
     CallHangupError,
     CallNotAnsweredError,

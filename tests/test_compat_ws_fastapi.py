@@ -22,12 +22,12 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
+from fsm_voice.call.socket import CALL_ID_HEADER, MemorySocket, memory_socket_pair
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.memory import MemoryEventLog
+from fsm_voice.server.endpoint import VoiceEndpoint
 from fsm_voice.session import VoiceSession
 from fsm_voice.simulator.client import DialRejected, dial
-from fsm_voice.transports.endpoint import VoiceEndpoint
-from fsm_voice.transports.socket import CALL_ID_HEADER, MemorySocket, memory_socket_pair
 from fsm_voice.transports.twilio_call import build_stream_twiml
 from fsm_voice.transports.twilio_ws import register_voice_websocket
 from tests.fake_twilio_api import stream_of

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from recorded_calls import record_calls
 
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.catalogue import (
     PayloadField,
@@ -29,7 +30,6 @@ from fsm_voice.eventlog.catalogue_docs import (
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import SOURCES, CallRecord, EventRecord
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.testing import in_process_call
 
 PAST_TENSE_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

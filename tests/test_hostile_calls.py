@@ -25,19 +25,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fsm_voice.agents.echo import echo_agent
+from fsm_voice.call.config import Limits
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import CallRuntime
+from fsm_voice.call.socket import MessageSocket
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
 from fsm_voice.eventlog.records import CallRecord, EventRecord
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.call import CallRuntime
-from fsm_voice.runtime.config import Limits
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server import create_app, serve_in_background
+from fsm_voice.server.endpoint import VoiceEndpoint
 from fsm_voice.simulator.client import WebSocketClientSocket, dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.endpoint import VoiceEndpoint
-from fsm_voice.transports.socket import MessageSocket
 from tests.hostile_messages import hostile_message, nesting
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fsm_voice.transports.twilio_protocol import (
+from fsm_voice.twilio.media_streams import (
     MAX_COUNTER,
     Envelope,
     Media,

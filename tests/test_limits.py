@@ -11,19 +11,19 @@ import anyio
 import pytest
 
 from fsm_voice.agents.echo import echo_agent
+from fsm_voice.call.config import Limits
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent
+from fsm_voice.call.socket import MessageSocket
 from fsm_voice.clock import Clock, RandomIds, SystemClock, VirtualClock
 from fsm_voice.errors import ConfigError
 from fsm_voice.eventlog.query import call_events
 from fsm_voice.eventlog.records import CallRecord, EventRecord
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.config import Limits
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server import RunningServer, create_app, serve_in_background
+from fsm_voice.server.endpoint import VoiceEndpoint
 from fsm_voice.simulator.client import DialRejected, dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.endpoint import VoiceEndpoint
-from fsm_voice.transports.socket import MessageSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 

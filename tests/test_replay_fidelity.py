@@ -18,6 +18,8 @@ import anyio
 import pytest
 
 from fsm_voice.audio.mulaw import FRAME_BYTES
+from fsm_voice.call.runtime import CallRuntime
+from fsm_voice.call.socket import memory_socket_pair
 from fsm_voice.clock import VirtualClock
 from fsm_voice.conversation.loader import load_machine, load_machine_text
 from fsm_voice.conversation.runner import conversation_agent
@@ -28,11 +30,10 @@ from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.replay import ReplayInputError, assert_replays, load_from_log, replay
 from fsm_voice.replay.providers import UNLOGGED_CUT
 from fsm_voice.replay.replayer import CUT_OFF
-from fsm_voice.runtime.call import CallRuntime
 from fsm_voice.simulator.caller import ScriptedCaller
 from fsm_voice.simulator.caller_script import load_caller_script
 from fsm_voice.testing import in_process_call
-from fsm_voice.transports.socket import memory_socket_pair
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 ROOT = Path(__file__).resolve().parent.parent
 TONE = bytes([0x10, 0x90] * (FRAME_BYTES // 2))  # loud enough to be agent speech
@@ -145,7 +146,7 @@ async def test_the_call_clock_starts_when_the_call_runs_not_when_it_is_built() -
     clock = VirtualClock()
     log = MemoryEventLog()
     server_end, phone_end = memory_socket_pair()
-    runtime = CallRuntime(server_end, call_id="FVlate", clock=clock, log=log)
+    runtime = CallRuntime(server_end, wire=MEDIA_STREAMS, call_id="FVlate", clock=clock, log=log)
     await clock.advance(58)  # a loaded server: the runtime runs 58 ms after it was built
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)

@@ -15,10 +15,10 @@ import anyio
 import pytest
 
 from fsm_voice.agents.echo import echo_agent
+from fsm_voice.call.config import SecuritySettings
 from fsm_voice.cli import main
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.security import Secret
 from fsm_voice.server import create_app, serve_in_background
 from fsm_voice.simulator.client import dial

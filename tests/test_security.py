@@ -17,7 +17,7 @@ from fsm_voice.security import (
     read_call_token,
     twilio_signature_valid,
 )
-from fsm_voice.simulator.signature import twilio_signature
+from fsm_voice.twilio.signature import twilio_signature
 
 
 def test_secret_never_prints_its_value() -> None:

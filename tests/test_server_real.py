@@ -14,11 +14,11 @@ import pytest
 import uvicorn
 
 from fsm_voice.agents.echo import echo_agent
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.server import (
     RunningServer,
     create_app,
@@ -26,9 +26,9 @@ from fsm_voice.server import (
     serve_in_background,
     uvicorn_config,
 )
+from fsm_voice.server.endpoint import VoiceEndpoint
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.endpoint import VoiceEndpoint
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 

@@ -20,19 +20,19 @@ import pytest
 from starlette.applications import Starlette
 
 from fsm_voice.agents.echo import echo_agent
+from fsm_voice.call.config import SecuritySettings, derive_stream_key
+from fsm_voice.call.socket import MessageSocket
 from fsm_voice.clock import Clock, RandomIds, SystemClock, VirtualClock
 from fsm_voice.commands.serve import server_settings, startup_warnings
 from fsm_voice.errors import ConfigError, SocketClosed
 from fsm_voice.eventlog.query import call_events, track_pcm_mulaw
 from fsm_voice.eventlog.records import CallRecord, RefusalCount
 from fsm_voice.eventlog.sqlite import SqliteEventLog
-from fsm_voice.runtime.config import SecuritySettings, derive_stream_key
 from fsm_voice.security import Secret, call_token
 from fsm_voice.server import RunningServer, create_app, serve_in_background
+from fsm_voice.server.endpoint import VoiceEndpoint
 from fsm_voice.simulator.client import DialRejected, dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.transports.endpoint import VoiceEndpoint
-from fsm_voice.transports.socket import MessageSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_server]
 

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from fsm_voice.audio.wav import read_wav_as_mulaw_8k
+from fsm_voice.call.socket import MemorySocket, memory_socket_pair
 from fsm_voice.clock import CountingIds, SystemClock, VirtualClock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.simulator import (
@@ -22,7 +23,6 @@ from fsm_voice.simulator import (
     simulate_call,
     twilio_signature,
 )
-from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
 
 Scenario = Callable[[VirtualClock, PhoneSimulator, MemorySocket], Awaitable[None]]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from fsm_voice.call.stream_guard import MAX_CLOCK_SKEW_MS, STREAM_REFUSALS, StreamGuard
 from fsm_voice.clock import CountingIds, VirtualClock
-from fsm_voice.runtime.stream_guard import MAX_CLOCK_SKEW_MS, STREAM_REFUSALS, StreamGuard
 from fsm_voice.security import Secret, call_token
 
 pytestmark = pytest.mark.anyio

@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from fsm_voice.call.config import derive_stream_key
 from fsm_voice.cli import main
 from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.commands.call import OutboundResult, run_outbound_call
@@ -31,7 +32,6 @@ from fsm_voice.errors import ConfigError, MissingStreamUrlError
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer
 from fsm_voice.replay import replay_call
-from fsm_voice.runtime.config import derive_stream_key
 from fsm_voice.security import Secret, call_token_valid
 from fsm_voice.simulator.caller_script import CallerScript, load_caller_script, parse_caller_script
 from fsm_voice.transport import create_transport, get_sms_transport

@@ -11,16 +11,16 @@ import anyio
 import httpx
 import pytest
 
+from fsm_voice.call.config import derive_stream_key
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.eventlog.memory import MemoryEventLog
-from fsm_voice.runtime.config import derive_stream_key
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.security import Secret, call_token_valid
 from fsm_voice.server import RunningServer, create_app, serve_in_background
 from fsm_voice.simulator.client import dial
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.simulator.signature import SIGNATURE_HEADER, twilio_signature
 from fsm_voice.twilio.settings import TwilioSettings
+from fsm_voice.twilio.signature import SIGNATURE_HEADER, twilio_signature
 from fsm_voice.twilio.webhooks import TwilioService
 from tests.fake_twilio_api import reserved_port, stream_of
 

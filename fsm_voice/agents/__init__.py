@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from fsm_voice.agents.echo import echo_agent
-from fsm_voice.runtime.call import Agent
+from fsm_voice.call.runtime import Agent
 
 # FSM_VOICE_ECHO_MARK_EVERY lets the benchmark set the echo's mark spacing (frames).
 BUILTIN: dict[str, Agent] = {

@@ -7,8 +7,8 @@ mark follows, so the platform confirms playback as the call goes.
 
 from __future__ import annotations
 
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent
 
 
 def echo_agent(mark_every: int = 10) -> Agent:

@@ -21,8 +21,8 @@ from collections import deque
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
+from fsm_voice.call.socket import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
 from fsm_voice.machine import Edge, MachineTable, PureMachine, Step
-from fsm_voice.transports.socket import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
 
 CONNECTING = "connecting"
 LISTENING = "listening"

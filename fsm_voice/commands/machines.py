@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsm_voice.call.runtime import Agent
 from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
@@ -15,7 +16,6 @@ from fsm_voice.errors import ConfigError
 from fsm_voice.providers import create_recognizer, create_synthesizer, missing_credential
 from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
 from fsm_voice.providers.tee import TeeRecognizer
-from fsm_voice.runtime.call import Agent
 from fsm_voice.simulator.caller_script import load_caller_script
 
 __all__ = [

@@ -29,9 +29,9 @@ import anyio
 
 from fsm_voice.audio.frames import pad_to_frame
 from fsm_voice.audio.mulaw import FRAME_BYTES
+from fsm_voice.call.handle import CallHandle, MarkOutcome
 from fsm_voice.compat.stt_tee import SttTee
 from fsm_voice.eventlog.records import Source
-from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 
 __all__ = ["SessionBridge", "is_session_factory"]
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fsm_voice.runtime.config import env_flag
+from fsm_voice.call.config import env_flag
 from fsm_voice.security import Secret
 
 __all__ = ["VoiceRuntimeSettings", "monitor_enabled"]

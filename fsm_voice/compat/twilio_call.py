@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 
 from twilio.base.exceptions import TwilioRestException
 
+from fsm_voice.call.config import derive_stream_key
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.compat.twilio_call_list import list_calls
 from fsm_voice.compat.twilio_client import build_explicit_twilio_client, build_twilio_client
@@ -46,7 +47,6 @@ from fsm_voice.compat.twilio_models import (
     http_timeout,
     validate_sid,
 )
-from fsm_voice.runtime.config import derive_stream_key
 from fsm_voice.security import Secret, call_token
 from fsm_voice.twilio.rest import CALL_NOT_FOUND, CALL_NOT_IN_PROGRESS, TwilioRest
 from fsm_voice.twilio.twiml import stream_endpoint, stream_twiml

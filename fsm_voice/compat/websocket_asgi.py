@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from fsm_voice.transports.endpoint import VoiceEndpoint
-from fsm_voice.transports.socket import CLOSE_NORMAL
+from fsm_voice.call.socket import CLOSE_NORMAL
+from fsm_voice.server.endpoint import VoiceEndpoint
 
 __all__ = ["OpenSocketAsgi", "WebSocketDecorating", "asgi_of", "voice_websocket_handler"]
 

@@ -31,6 +31,8 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from fsm_voice.call.config import CallConfig, Limits, SecuritySettings, env_flag
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.compat import twilio_call
 from fsm_voice.compat.bridge import SessionBridge
@@ -38,9 +40,7 @@ from fsm_voice.compat.session import VoiceSession
 from fsm_voice.compat.twilio_call import TwilioRegion, hangup_call
 from fsm_voice.compat.websocket_asgi import WebSocketDecorating, voice_websocket_handler
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings, env_flag
-from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.transports.endpoint import VoiceEndpoint
+from fsm_voice.server.endpoint import VoiceEndpoint
 
 __all__ = ["REST_CLOSE_WAIT_S", "SessionBridge", "register_voice_websocket"]
 

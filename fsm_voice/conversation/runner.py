@@ -25,6 +25,8 @@ from anyio.abc import TaskGroup
 from fsm_voice.audio.frames import pad_to_frame
 from fsm_voice.audio.mulaw import FRAME_BYTES, SAMPLE_RATE
 from fsm_voice.audio.wav import read_wav_as_mulaw_8k
+from fsm_voice.call.handle import CallHandle, MarkOutcome
+from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
@@ -41,8 +43,6 @@ from fsm_voice.providers.base import (
     Transcript,
     split_sentences,
 )
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.handle import CallHandle, MarkOutcome
 
 __all__ = [
     "MARK_WATCHDOG_MARGIN_MS",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fsm_voice.runtime.handle import CallHandle
+from fsm_voice.call.handle import CallHandle
 
 __all__ = ["LiveStreams"]
 

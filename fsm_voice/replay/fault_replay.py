@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import anyio
 from anyio.abc import TaskGroup
 
+from fsm_voice.call.runtime import Agent, CallRuntime
+from fsm_voice.call.socket import MemorySocket, memory_socket_pair
 from fsm_voice.clock import Clock
 from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.errors import SocketClosed
@@ -25,8 +27,7 @@ from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.replay.facts import Fact, inbound_facts
 from fsm_voice.replay.faults import Fault, FaultInjector, FaultKind, Injection, plan_faults
 from fsm_voice.replay.recording import Recording
-from fsm_voice.runtime.call import Agent, CallRuntime
-from fsm_voice.transports.socket import MemorySocket, memory_socket_pair
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 __all__ = ["ReplayFaults", "recorded_backoffs"]
 
@@ -97,6 +98,7 @@ class ReplayFaults:
         server_end, phone_end = memory_socket_pair()
         runtime = CallRuntime(
             server_end,
+            wire=MEDIA_STREAMS,
             call_id=self.recording.call_id + DUPLICATE_SUFFIX,
             clock=self._clock,
             log=self.side_log,

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, cast, get_args
 
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import Clock, TimerHandle
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.machine import Step
@@ -37,8 +39,6 @@ from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
 from fsm_voice.replay.facts import Fact
 from fsm_voice.replay.recording import Recording, ReplayInputError
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.handle import CallHandle
 
 __all__ = [
     "FAULT_KINDS",

@@ -16,6 +16,7 @@ from typing import Literal
 import anyio
 
 from fsm_voice import shipped
+from fsm_voice.call.runtime import CallRuntime
 from fsm_voice.conversation.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.spec import MachineSpec
@@ -44,7 +45,7 @@ from fsm_voice.replay.recording import (
     load_fixture,
     load_from_log,
 )
-from fsm_voice.runtime.call import CallRuntime
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 __all__ = [
     "MODES",
@@ -202,6 +203,7 @@ async def replay_call(
     phone = ReplayPhone(facts, recording.duration_ms, clock, log, recorded)
     runtime = CallRuntime(
         phone,
+        wire=MEDIA_STREAMS,
         call_id=recording.call_id,
         clock=clock,
         log=log,

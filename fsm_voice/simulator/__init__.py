@@ -7,7 +7,7 @@ real WebSocket to a server; `simulate_call()` runs a whole call (`fsm-voice simu
 
 from fsm_voice.simulator.client import DialRejected, SimulationResult, dial, simulate_call
 from fsm_voice.simulator.phone import PhoneSimulator
-from fsm_voice.simulator.signature import SIGNATURE_HEADER, signature_matches, twilio_signature
+from fsm_voice.twilio.signature import SIGNATURE_HEADER, signature_matches, twilio_signature
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -23,14 +23,14 @@ import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from fsm_voice.call.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.errors import SocketClosed
 from fsm_voice.providers.base import SpeechSynthesizer
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller, StepEvent
 from fsm_voice.simulator.caller_script import CallerScript
 from fsm_voice.simulator.phone import FRAME_MS, PhoneSimulator
-from fsm_voice.simulator.signature import SIGNATURE_HEADER, twilio_signature
-from fsm_voice.transports.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
+from fsm_voice.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 __all__ = ["DialRejected", "SimulationResult", "WebSocketClientSocket", "dial", "simulate_call"]
 

@@ -38,16 +38,16 @@ from anyio.abc import TaskGroup
 from fsm_voice.audio.frames import silence, split_frames
 from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.audio.wav import read_wav_as_mulaw_8k, write_wav_mulaw
-from fsm_voice.clock import Clock, IdSource
-from fsm_voice.errors import SocketClosed
-from fsm_voice.simulator.playback import Playback
-from fsm_voice.simulator.protocol import AgentAudio, AgentMark, Invalid, read_message
-from fsm_voice.transports.socket import (
+from fsm_voice.call.socket import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     MessageSocket,
 )
+from fsm_voice.clock import Clock, IdSource
+from fsm_voice.errors import SocketClosed
+from fsm_voice.simulator.playback import Playback
+from fsm_voice.twilio.phone_protocol import AgentAudio, AgentMark, Invalid, read_message
 
 __all__ = ["DTMF_DIGITS", "FRAME_MS", "PhoneSimulator"]
 

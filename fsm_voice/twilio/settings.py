@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from fsm_voice.call.config import SecuritySettings, derive_stream_key
 from fsm_voice.errors import ConfigError
-from fsm_voice.runtime.config import SecuritySettings, derive_stream_key
 from fsm_voice.security import Secret
 from fsm_voice.twilio.rest import DEFAULT_TIMEOUT_S, TwilioRest
 from fsm_voice.twilio.twiml import stream_endpoint

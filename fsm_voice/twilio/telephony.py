@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.errors import FsmVoiceError
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.twilio.rest import TwilioRest
 from fsm_voice.twilio.twiml import dial_twiml
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import anyio
@@ -18,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import CallRuntime
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.handle import CallHandle
 from fsm_voice.security import twilio_signature_valid
-from fsm_voice.transports.endpoint import VoiceEndpoint
 from fsm_voice.twilio.legs import FINAL_STATUSES, CallLegLog
 from fsm_voice.twilio.outbound import AMD_PATH, STATUS_PATH, TWIML_PATH, stream_for_call
 from fsm_voice.twilio.settings import TwilioSettings
@@ -33,6 +34,13 @@ __all__ = ["SIGNATURE_HEADER", "TwilioService", "TwilioWebhooks"]
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_PENDING_AMD = 1_000  # verdicts for streams not started yet, oldest dropped first
+
+
+class LiveCalls(Protocol):
+    """What the webhooks need of the server's `/voice` endpoint: the calls now live."""
+
+    @property
+    def calls(self) -> Mapping[str, CallRuntime]: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class TwilioWebhooks:
     def __init__(
         self,
         service: TwilioService,
-        endpoint: VoiceEndpoint,
+        endpoint: LiveCalls,
         log: EventLog,
         clock: Clock,
         ids: IdSource,

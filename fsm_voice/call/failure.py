@@ -20,7 +20,7 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import Source
 
 if TYPE_CHECKING:
-    from fsm_voice.runtime.call import CallRuntime
+    from fsm_voice.call.runtime import CallRuntime
 
 Record = Callable[[Source, str, dict[str, Any]], None]  # CallRuntime.record
 MAX_ERROR_CHARS = 200  # the message of an exception may quote a whole hostile input

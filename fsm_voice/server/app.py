@@ -17,13 +17,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from fsm_voice.call.config import CallConfig, Limits, SecuritySettings
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import Clock, IdSource, RandomIds, SystemClock
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.call import Agent
-from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
-from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.server_protocol import MediaStreamsProtocol
-from fsm_voice.transports.endpoint import VoiceEndpoint
+from fsm_voice.server.endpoint import VoiceEndpoint
+from fsm_voice.server.uvicorn_protocol import MediaStreamsProtocol
 
 if TYPE_CHECKING:
     from fsm_voice.twilio.webhooks import TwilioService, TwilioWebhooks

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fsm_voice.call.config import CallConfig
 from fsm_voice.clock import Clock, TimerHandle
-from fsm_voice.runtime.config import CallConfig
 
 __all__ = ["LimitWatch"]
 

@@ -23,13 +23,13 @@ from xml.etree import ElementTree
 
 import anyio
 
+from fsm_voice.call.config import derive_stream_key
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import ConfigError
-from fsm_voice.runtime.config import derive_stream_key
 from fsm_voice.security import Secret, call_token
-from fsm_voice.simulator.signature import SIGNATURE_HEADER, twilio_signature
 from fsm_voice.twilio.outbound import TWIML_PATH
 from fsm_voice.twilio.settings import http_base
+from fsm_voice.twilio.signature import SIGNATURE_HEADER, twilio_signature
 
 __all__ = ["CALLED", "CALLER", "StreamSetup", "stream_setup", "webhook_url", "wss_url"]
 

@@ -21,15 +21,16 @@ from typing import Any
 import anyio
 from starlette.types import Receive, Scope, Send
 
+from fsm_voice.call.config import CallConfig, Limits, SecuritySettings
+from fsm_voice.call.handle import CallHandle
+from fsm_voice.call.runtime import Agent, CallRuntime
+from fsm_voice.call.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
+from fsm_voice.call.stream_guard import StreamGuard
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.call import Agent, CallRuntime
-from fsm_voice.runtime.config import CallConfig, Limits, SecuritySettings
-from fsm_voice.runtime.handle import CallHandle
-from fsm_voice.runtime.stream_guard import StreamGuard
-from fsm_voice.transports.socket import CALL_ID_HEADER, CLOSE_ABNORMAL, CLOSE_NORMAL
-from fsm_voice.transports.upgrade import UpgradeRefusal, check_upgrade, refuse_upgrade
+from fsm_voice.server.upgrade import UpgradeRefusal, check_upgrade, refuse_upgrade
+from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 
 class AsgiSocket:
@@ -145,6 +146,7 @@ class VoiceEndpoint:
     ) -> None:
         runtime = CallRuntime(
             AsgiSocket(receive, send),
+            wire=MEDIA_STREAMS,
             call_id=call_id,
             clock=self.clock,
             log=self.log,

@@ -24,6 +24,14 @@ from anyio.abc import TaskGroup
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
+from fsm_voice.call.agent_task import Agent as Agent
+from fsm_voice.call.agent_task import AgentTask
+from fsm_voice.call.call_row import connected_fields
+from fsm_voice.call.config import CallConfig
+from fsm_voice.call.failure import FailureGuard, flush_call_rows
+from fsm_voice.call.guards import LimitWatch
+from fsm_voice.call.handle import CallHandle, MarkOutcome
+from fsm_voice.call.line import LinePosition
 from fsm_voice.call.machine import (
     AWAITING_MARK,
     CONNECTING,
@@ -32,39 +40,23 @@ from fsm_voice.call.machine import (
     LIVE,
     CallMachine,
 )
-from fsm_voice.clock import Clock
-from fsm_voice.errors import FsmVoiceError, SocketClosed
-from fsm_voice.eventlog.base import EventLog
-from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
-from fsm_voice.runtime.agent_task import Agent as Agent
-from fsm_voice.runtime.agent_task import AgentTask
-from fsm_voice.runtime.call_row import connected_fields
-from fsm_voice.runtime.config import CallConfig
-from fsm_voice.runtime.failure import FailureGuard, flush_call_rows
-from fsm_voice.runtime.guards import LimitWatch
-from fsm_voice.runtime.handle import CallHandle, MarkOutcome
-from fsm_voice.runtime.line import LinePosition
-from fsm_voice.runtime.outbound import ClearOut, MarkOut, OutboundQueue
-from fsm_voice.runtime.pending import CallTimers, MarkWaiters
-from fsm_voice.runtime.recorder import FRAME_BYTES, TrackRecorder
-from fsm_voice.runtime.remote_hangup import RemoteHangup as RemoteHangup
-from fsm_voice.runtime.remote_hangup import hang_up_remotely, hangs_up_remotely
-from fsm_voice.runtime.stream_guard import StreamGuard
-from fsm_voice.transports.socket import (
+from fsm_voice.call.outbound import ClearOut, MarkOut, OutboundQueue
+from fsm_voice.call.pending import CallTimers, MarkWaiters
+from fsm_voice.call.recorder import FRAME_BYTES, TrackRecorder
+from fsm_voice.call.remote_hangup import RemoteHangup as RemoteHangup
+from fsm_voice.call.remote_hangup import hang_up_remotely, hangs_up_remotely
+from fsm_voice.call.socket import (
     CLOSE_INTERNAL,
     CLOSE_TOO_BIG,
     REFUSED_FRAME_REASONS,
     MessageSocket,
 )
-from fsm_voice.transports.twilio_protocol import (
-    Envelope,
-    Media,
-    OutboundEncoder,
-    Violation,
-    is_secret_parameter,
-    loggable_parameters,
-    parse_message,
-)
+from fsm_voice.call.stream_guard import StreamGuard
+from fsm_voice.call.wire import Envelope, Media, OutboundEncoding, Violation, Wire
+from fsm_voice.clock import Clock
+from fsm_voice.errors import FsmVoiceError, SocketClosed
+from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 
 _AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
@@ -75,6 +67,7 @@ class CallRuntime:
         self,
         socket: MessageSocket,
         *,
+        wire: Wire,
         call_id: str,
         clock: Clock,
         log: EventLog,
@@ -123,7 +116,9 @@ class CallRuntime:
         self._timers = CallTimers(clock, self._guard.wrap("timer", self.dispatch))
         self._waiters = MarkWaiters(self._loop)
         self._outbound = OutboundQueue()
-        self._encoder: OutboundEncoder | None = None
+        self._wire = wire  # the platform's protocol (Twilio Media Streams)
+        self._parse = wire.parse  # bound once: it runs for every frame
+        self._encoder: OutboundEncoding | None = None
         self._caller = TrackRecorder(log, call_id, "caller", self.config.audio_chunk_frames)
         self._agent_track = TrackRecorder(log, call_id, "agent", self.config.audio_chunk_frames)
         self._inbox: deque[ev.CallEvent] = deque()
@@ -410,7 +405,7 @@ class CallRuntime:
                 self.dispatch(ev.SocketClosed(e.code))
                 return
             limits.last_inbound_ms = now_ms()
-            parsed = parse_message(message, max_chars)
+            parsed = self._parse(message, max_chars)
             if type(parsed) is Media:
                 self._on_media(parsed)
             elif type(parsed) is Envelope:
@@ -469,10 +464,12 @@ class CallRuntime:
             params = event.custom_parameters
             # the agent's own, without our stream token (a credential, not call data);
             # the log's are masked
-            self.custom_parameters = {k: v for k, v in params.items() if not is_secret_parameter(k)}
-            logged = loggable_parameters(params, mask_phone_numbers=self.config.mask_phone_numbers)
+            secret = self._wire.is_secret_parameter
+            self.custom_parameters = {k: v for k, v in params.items() if not secret(k)}
+            mask = self.config.mask_phone_numbers
+            logged = self._wire.loggable_parameters(params, mask_phone_numbers=mask)
             self._logged_parameters = logged
-            self._encoder = OutboundEncoder(event.stream_sid)
+            self._encoder = self._wire.encoder(event.stream_sid)
             self.dispatch(dataclasses.replace(event, custom_parameters=logged))
             return
         self.line.sequence(envelope.sequence_number)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call import events as ev
+from fsm_voice.call.handle import MarkOutcome
 from fsm_voice.clock import Clock, TimerHandle
-from fsm_voice.runtime.handle import MarkOutcome
 
 
 class CallTimers:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from fsm_voice.call import events as ev
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.call.machine import LIVE
-from fsm_voice.runtime.handle import CallHandle
 
 if TYPE_CHECKING:
-    from fsm_voice.runtime.call import CallRuntime
+    from fsm_voice.call.runtime import CallRuntime
 
 Agent = Callable[[CallHandle], Awaitable[None]]
 

@@ -18,14 +18,17 @@ import math
 import re
 import reprlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from fsm_voice.call import events as ev
+from fsm_voice.call.wire import Envelope, Media, Parsed, Violation
 from fsm_voice.security import is_phone_number, mask_phone
 
 __all__ = [
+    "MEDIA_STREAMS",
+    "Envelope",
     "Media",
+    "MediaStreamsWire",
     "OutboundEncoder",
     "Violation",
     "is_secret_parameter",
@@ -43,41 +46,6 @@ MAX_NESTING = 16
 # Sequence numbers, chunks and timestamps count up from 0 and become INTEGER columns
 # and JSON numbers: keep them where both (and JavaScript readers) hold them exactly.
 MAX_COUNTER = 2**53 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """Input that breaks the protocol. `reason` is a stable snake_case name."""
-
-    reason: str
-    detail: str
-
-
-class Media(NamedTuple):
-    """One inbound audio message (kept out of the call machine: it is the hot path).
-
-    A NamedTuple rather than a frozen dataclass: one is built per frame, and a frozen
-    dataclass's __init__ costs twice as much.
-    """
-
-    stream_sid: str | None
-    sequence_number: int | None
-    track: str
-    chunk: int | None
-    timestamp_ms: int | None
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A non-media message: the call event plus the fields every message carries."""
-
-    event: ev.CallEvent
-    stream_sid: str | None
-    sequence_number: int | None
-
-
-Parsed = Media | Envelope | Violation
 
 
 def parse_message(message: str | bytes, max_chars: int = MAX_MESSAGE_CHARS) -> Parsed:
@@ -318,3 +286,24 @@ def loggable_parameters(
         else:
             out[name] = value
     return out
+
+
+class MediaStreamsWire:
+    """Twilio Media Streams as the call runtime's `Wire`."""
+
+    def parse(self, message: str | bytes, max_chars: int) -> Parsed:
+        return parse_message(message, max_chars)
+
+    def encoder(self, stream_sid: str) -> OutboundEncoder:
+        return OutboundEncoder(stream_sid)
+
+    def is_secret_parameter(self, name: str) -> bool:
+        return is_secret_parameter(name)
+
+    def loggable_parameters(
+        self, params: Mapping[str, str], *, mask_phone_numbers: bool
+    ) -> dict[str, str]:
+        return loggable_parameters(params, mask_phone_numbers=mask_phone_numbers)
+
+
+MEDIA_STREAMS = MediaStreamsWire()

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from fsm_voice.call import effects as fx
 from fsm_voice.call.machine import HANGUP_REQUESTED
-from fsm_voice.transports.socket import CLOSE_NORMAL
+from fsm_voice.call.socket import CLOSE_NORMAL
 
 if TYPE_CHECKING:
-    from fsm_voice.runtime.call import CallRuntime
+    from fsm_voice.call.runtime import CallRuntime
 
 # Ends the call at the platform (Twilio REST `Status=completed`) given its call sid;
 # returns how it went ("completed", "already_ended", ...).

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from starlette.types import Scope, Send
 
+from fsm_voice.call.config import SecuritySettings
 from fsm_voice.clock import Clock
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.runtime.config import SecuritySettings
 from fsm_voice.security import twilio_signature_valid
 from fsm_voice.twilio.twiml import stream_endpoint
 

@@ -13,9 +13,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from fsm_voice.call.recorder import CHUNK_FRAMES
+from fsm_voice.call.stream_guard import DEFAULT_STREAM_TOKEN_TTL_MS
 from fsm_voice.errors import ConfigError
-from fsm_voice.runtime.recorder import CHUNK_FRAMES
-from fsm_voice.runtime.stream_guard import DEFAULT_STREAM_TOKEN_TTL_MS
 from fsm_voice.security import Secret
 
 __all__ = ["CallConfig", "Limits", "SecuritySettings", "derive_stream_key", "env_flag"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-from fsm_voice.transports.socket import CLOSE_INVALID_DATA
+from fsm_voice.call.socket import CLOSE_INVALID_DATA
 
 __all__ = ["MediaStreamsProtocol"]
 

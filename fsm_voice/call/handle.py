@@ -19,8 +19,8 @@ from fsm_voice.eventlog.records import Source
 from fsm_voice.security import mask_phone_values
 
 if TYPE_CHECKING:
-    from fsm_voice.runtime.call import CallRuntime
-    from fsm_voice.runtime.remote_hangup import RemoteHangup
+    from fsm_voice.call.remote_hangup import RemoteHangup
+    from fsm_voice.call.runtime import CallRuntime
 
 # A platform notice for the code driving a call: (kind, data), e.g. ("amd", {...}).
 NoticeCallback = Callable[[str, dict[str, Any]], None]
@@ -235,7 +235,7 @@ class CallHandle:
     # --- the platform around the stream ---
     def use_remote_hangup(self, hangup: RemoteHangup) -> None:
         """End this call at the platform (REST) when hanging up, before closing the
-        stream; see `fsm_voice.runtime.remote_hangup`."""
+        stream; see `fsm_voice.call.remote_hangup`."""
         self._runtime.remote_hangup = hangup
 
     def notify(self, kind: str, data: dict[str, Any]) -> None:

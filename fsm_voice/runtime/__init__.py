@@ -1,1 +1,0 @@
-"""The per-call async shell: the only place that does I/O for a call."""
