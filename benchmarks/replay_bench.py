@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_replay import CALLS, recorded  # noqa: E402
 
 from fsm_voice.clock import perf_ms  # noqa: E402
-from fsm_voice.conversation.loader import load_machine_text  # noqa: E402
+from fsm_voice.conversation.language.loader import load_machine_text  # noqa: E402
+from fsm_voice.conversation.language.spec import MachineSpec  # noqa: E402
 from fsm_voice.conversation.runner import conversation_agent  # noqa: E402
-from fsm_voice.conversation.spec import MachineSpec  # noqa: E402
 from fsm_voice.eventlog.memory import MemoryEventLog  # noqa: E402
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer  # noqa: E402
 from fsm_voice.replay import (  # noqa: E402

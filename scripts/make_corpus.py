@@ -24,9 +24,9 @@ import anyio
 from fsm_voice.clock import RandomIds, SystemClock
 from fsm_voice.commands.demo import run_demo_call
 from fsm_voice.commands.machines import Providers, build_providers
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.sqlite import SqliteEventLog

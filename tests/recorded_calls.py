@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 from fsm_voice.clock import CountingIds, VirtualClock
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog import SqliteEventLog

@@ -16,7 +16,7 @@ import pytest
 from fake_azure_sdk import FakeSpeechSdk, FakeSpeechService, drained
 
 from fsm_voice.clock import VirtualClock
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fsm_voice.cli import main
-from fsm_voice.conversation.loader import load_machine_report
+from fsm_voice.conversation.language.loader import load_machine_report
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "machines").glob("*.yaml"))

@@ -15,10 +15,10 @@ import pytest
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation import expr
-from fsm_voice.conversation.loader import MachineError, load_machine_text
+from fsm_voice.conversation.language import expr
+from fsm_voice.conversation.language.loader import MachineError, load_machine_text
+from fsm_voice.conversation.language.spec import Handler, Set, Source
 from fsm_voice.conversation.machine import ConversationMachine
-from fsm_voice.conversation.spec import Handler, Set, Source
 
 COUNTING = """
 name: counting

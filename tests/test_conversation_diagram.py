@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fsm_voice.cli import main
-from fsm_voice.conversation.diagram import ANY, to_mermaid
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.diagram import ANY, to_mermaid
+from fsm_voice.conversation.language.loader import load_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "machines").glob("*.yaml"))

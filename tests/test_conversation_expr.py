@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from fsm_voice.conversation.expr import ExprError, compile_expr, render_template, template_names
+from fsm_voice.conversation.language.expr import (
+    ExprError,
+    compile_expr,
+    render_template,
+    template_names,
+)
 
 VARS = {"digits": "42", "rating": "two", "attempt": 2, "caller": "+15550100", "none": None}
 

@@ -6,7 +6,7 @@ import pytest
 
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation.hearing import MIN_SPEECH_MS, DigitCollector, without_words
-from fsm_voice.conversation.spec import Gather, Source
+from fsm_voice.conversation.language.spec import Gather, Source
 
 
 @pytest.mark.parametrize(

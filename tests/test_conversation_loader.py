@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fsm_voice.conversation.loader import (
+from fsm_voice.conversation.language.loader import (
     MachineError,
     load_machine,
     load_machine_report,
     load_machine_text,
 )
-from fsm_voice.conversation.spec import Gather, Hangup, Listen, Say, Set, Sms
+from fsm_voice.conversation.language.spec import Gather, Hangup, Listen, Say, Set, Sms
 from fsm_voice.errors import ConfigError
 
 

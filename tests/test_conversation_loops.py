@@ -15,7 +15,7 @@ import pytest
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation.loader import load_machine_text
+from fsm_voice.conversation.language.loader import load_machine_text
 from fsm_voice.conversation.loops import MAX_ERRORS_IN_A_ROW, MAX_HANDLER_REPEATS
 from fsm_voice.conversation.machine import ConversationMachine
 

@@ -9,7 +9,7 @@ import pytest
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation.loader import load_machine_text
+from fsm_voice.conversation.language.loader import load_machine_text
 from fsm_voice.conversation.machine import ENDED, ConversationMachine
 
 MACHINE = """

@@ -17,8 +17,8 @@ import pytest
 
 from fsm_voice.commands.demo import run_demo_call
 from fsm_voice.commands.machines import Providers, build_providers
-from fsm_voice.conversation.loader import load_machine
-from fsm_voice.conversation.spec import MachineSpec
+from fsm_voice.conversation.language.loader import load_machine
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.replay.replayer import replay_call

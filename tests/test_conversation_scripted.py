@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog

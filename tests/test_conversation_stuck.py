@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fsm_voice.clock import RandomIds, SystemClock
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.eventlog.observed import ObservedEventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord

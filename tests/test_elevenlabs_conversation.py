@@ -17,7 +17,7 @@ import pytest
 
 from fsm_voice.commands.demo import run_demo_call
 from fsm_voice.commands.machines import Providers
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord

@@ -17,9 +17,9 @@ import pytest
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS
 from fsm_voice.cli import main
-from fsm_voice.conversation.loader import load_machine, load_machine_text
+from fsm_voice.conversation.language.loader import load_machine, load_machine_text
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog import SqliteEventLog
 from fsm_voice.eventlog.fixture import export_fixture
 from fsm_voice.eventlog.memory import MemoryEventLog

@@ -14,7 +14,7 @@ import pytest
 
 from fsm_voice.cli import main
 from fsm_voice.clock import RandomIds, SystemClock, VirtualClock
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.runner import MARK_WATCHDOG_MARGIN_MS, conversation_agent
 from fsm_voice.eventlog import SqliteEventLog
 from fsm_voice.eventlog.fixture import export_fixture

@@ -21,7 +21,7 @@ from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.call.runtime import CallRuntime
 from fsm_voice.call.socket import memory_socket_pair
 from fsm_voice.clock import VirtualClock
-from fsm_voice.conversation.loader import load_machine, load_machine_text
+from fsm_voice.conversation.language.loader import load_machine, load_machine_text
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord

@@ -25,9 +25,9 @@ from fsm_voice.clock import CountingIds, SystemClock
 from fsm_voice.commands.call import OutboundResult, run_outbound_call
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation.loader import load_machine, load_machine_text
+from fsm_voice.conversation.language.loader import load_machine, load_machine_text
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.machine import ConversationMachine
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.errors import ConfigError, MissingStreamUrlError
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.providers.scripted import ScriptedRecognizer, ScriptedSynthesizer

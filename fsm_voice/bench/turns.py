@@ -19,7 +19,7 @@ import anyio
 from fsm_voice.commands.demo import run_demo_call
 from fsm_voice.commands.machines import build_providers
 from fsm_voice.conversation.intents import normalise
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.shipped import Kind, resolve_caller, resolve_machine

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from fsm_voice.call.config import SecuritySettings
     from fsm_voice.clock import Clock, IdSource
-    from fsm_voice.conversation.spec import MachineSpec
+    from fsm_voice.conversation.language.spec import MachineSpec
     from fsm_voice.eventlog.base import EventLog
     from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
     from fsm_voice.twilio.outbound import OutboundCall
@@ -172,7 +172,7 @@ def call(
     import anyio
 
     from fsm_voice.commands.machines import require_credentials
-    from fsm_voice.conversation.loader import load_machine
+    from fsm_voice.conversation.language.loader import load_machine
     from fsm_voice.eventlog.sqlite import SqliteEventLog
     from fsm_voice.providers import create_recognizer, create_synthesizer
     from fsm_voice.security import mask_phone

@@ -17,7 +17,7 @@ __all__ = ["COMMAND", "check"]
 
 
 def check(paths: Sequence[Path]) -> int:
-    from fsm_voice.conversation.loader import load_machine_report
+    from fsm_voice.conversation.language.loader import load_machine_report
     from fsm_voice.shipped import resolve_machine
 
     failed = False

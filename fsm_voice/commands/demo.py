@@ -23,7 +23,7 @@ from fsm_voice.errors import ConfigError
 if TYPE_CHECKING:
     from fsm_voice.commands.demo_view import ConversationView
     from fsm_voice.commands.machines import Providers
-    from fsm_voice.conversation.spec import MachineSpec
+    from fsm_voice.conversation.language.spec import MachineSpec
     from fsm_voice.eventlog.base import EventLog
     from fsm_voice.simulator.caller import CallerResult
     from fsm_voice.simulator.caller_script import CallerScript
@@ -35,7 +35,7 @@ def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
     import anyio
 
     from fsm_voice.commands.machines import find_caller_script
-    from fsm_voice.conversation.loader import load_machine
+    from fsm_voice.conversation.language.loader import load_machine
     from fsm_voice.shipped import resolve_caller, resolve_machine
     from fsm_voice.simulator.caller_script import load_caller_script
 

@@ -16,8 +16,8 @@ __all__ = ["COMMAND", "diagram"]
 
 
 def diagram(machine: Path, out: Path | None) -> int:
-    from fsm_voice.conversation.diagram import to_mermaid
-    from fsm_voice.conversation.loader import load_machine
+    from fsm_voice.conversation.language.diagram import to_mermaid
+    from fsm_voice.conversation.language.loader import load_machine
     from fsm_voice.shipped import resolve_machine
 
     text = to_mermaid(load_machine(resolve_machine(machine), check=False))

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsm_voice.call.runtime import Agent
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.errors import ConfigError
 from fsm_voice.providers import create_recognizer, create_synthesizer, missing_credential

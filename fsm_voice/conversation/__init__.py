@@ -1,1 +1,4 @@
-"""Conversation machines: the YAML format, its checker, the pure machine and its runner."""
+"""Conversation machines, running: the interpreter (`machine`), its parts and its runner.
+
+The language they run (YAML, spec, check, diagram) is `fsm_voice.conversation.language`.
+"""

@@ -17,8 +17,8 @@ from typing import Literal
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation import spec as sp
 from fsm_voice.conversation.intents import grammar_phrases, match_intent
+from fsm_voice.conversation.language import spec as sp
 from fsm_voice.conversation.outbox import Outbox
 from fsm_voice.conversation.scope import Scope
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fsm_voice.conversation.spec import Intent
+from fsm_voice.conversation.language.spec import Intent
 
 _PUNCTUATION = re.compile(r"[^\w\s']+")
 _SPACES = re.compile(r"\s+")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation import spec as sp
+from fsm_voice.conversation.language import spec as sp
 
 __all__ = ["MAX_ERRORS_IN_A_ROW", "MAX_HANDLER_REPEATS", "Loop", "LoopGuard"]
 

@@ -34,8 +34,8 @@ from typing import Any
 
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation import spec as sp
 from fsm_voice.conversation.hearing import INTERDIGIT_TIMER, NOINPUT_TIMER, CallerInput
+from fsm_voice.conversation.language import spec as sp
 from fsm_voice.conversation.loops import Loop, LoopGuard
 from fsm_voice.conversation.outbox import Outbox
 from fsm_voice.conversation.scope import Scope

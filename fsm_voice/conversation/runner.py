@@ -31,9 +31,9 @@ from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, resolve_hook
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.machine import ConversationMachine
 from fsm_voice.conversation.payload import snapshot
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.providers.base import (

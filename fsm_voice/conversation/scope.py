@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fsm_voice.conversation import spec as sp
-from fsm_voice.conversation.expr import ExprError, render_template
+from fsm_voice.conversation.language import spec as sp
+from fsm_voice.conversation.language.expr import ExprError, render_template
 from fsm_voice.conversation.outbox import Outbox
 
 __all__ = ["Scope"]

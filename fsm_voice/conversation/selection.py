@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fsm_voice.conversation import spec as sp
+from fsm_voice.conversation.language import spec as sp
 
 __all__ = [
     "Continue",

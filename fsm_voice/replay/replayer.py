@@ -17,9 +17,9 @@ import anyio
 
 from fsm_voice import shipped
 from fsm_voice.call.runtime import CallRuntime
-from fsm_voice.conversation.loader import load_machine
+from fsm_voice.conversation.language.loader import load_machine
+from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
-from fsm_voice.conversation.spec import MachineSpec
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import SpeechRecognizer

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fsm_voice.conversation.problems import Problem, Severity
+from fsm_voice.conversation.language.problems import Problem, Severity
 
 __all__ = ["EVENT", "NAME", "Reader", "line_of"]
 

@@ -7,7 +7,7 @@ final states (final: true, hangup, transfer) lead to [*].
 
 from __future__ import annotations
 
-from fsm_voice.conversation.spec import Handler, MachineSpec
+from fsm_voice.conversation.language.spec import Handler, MachineSpec
 
 __all__ = ["to_mermaid"]
 

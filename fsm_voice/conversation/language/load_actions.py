@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fsm_voice.conversation.expr import Expr, ExprError, compile_expr, template_names
-from fsm_voice.conversation.spec import (
+from fsm_voice.conversation.language.expr import Expr, ExprError, compile_expr, template_names
+from fsm_voice.conversation.language.spec import (
     BUILTIN_EVENTS,
     Action,
     Gather,
@@ -29,7 +29,7 @@ from fsm_voice.conversation.spec import (
     StartTimer,
     Transfer,
 )
-from fsm_voice.conversation.yamlread import NAME, Reader, line_of, suggest
+from fsm_voice.conversation.language.yamlread import NAME, Reader, line_of, suggest
 
 __all__ = ["ACTION_NAMES", "read_action", "read_actions"]
 

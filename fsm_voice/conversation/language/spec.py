@@ -1,6 +1,6 @@
 """The typed form of a conversation machine file (`machines/*.yaml`).
 
-The loader (`fsm_voice.conversation.loader`) validates YAML into these objects, each
+The loader (`fsm_voice.conversation.language.loader`) validates YAML into these objects, each
 carrying the file and line it came from so every later error can name them. The
 interpreter (`fsm_voice.conversation.machine`) runs them; nothing here does I/O.
 
@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fsm_voice.conversation.expr import Expr, compile_expr
+from fsm_voice.conversation.language.expr import Expr, compile_expr
 
 __all__ = [
     "Action",
@@ -141,7 +141,7 @@ class Gather:
 
 @dataclass(frozen=True, slots=True)
 class Set:
-    # Values are expressions of the safe expression language (fsm_voice.conversation.expr);
+    # Values are expressions of the safe expression language (fsm_voice.conversation.language.expr);
     # a plain YAML string is a template with {variables}, numbers/bools are literals.
     values: Mapping[str, object]
     expressions: frozenset[str]  # keys whose value is an expression (`{expr: ...}`)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from fsm_voice.conversation.problems import Severity
+from fsm_voice.conversation.language.problems import Severity
 
 __all__ = ["check_hook"]
 

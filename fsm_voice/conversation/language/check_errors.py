@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fsm_voice.conversation.spec import Action, Handler, Hook, MachineSpec, Say, Source
+from fsm_voice.conversation.language.spec import Action, Handler, Hook, MachineSpec, Say, Source
 
 __all__ = ["error_loops"]
 

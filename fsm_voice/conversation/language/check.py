@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from fsm_voice.conversation.check_errors import error_loops
-from fsm_voice.conversation.check_hooks import check_hook
-from fsm_voice.conversation.expr import ExprError, compile_expr, template_names
-from fsm_voice.conversation.problems import Problem, Severity
-from fsm_voice.conversation.spec import (
+from fsm_voice.conversation.language.check_errors import error_loops
+from fsm_voice.conversation.language.check_hooks import check_hook
+from fsm_voice.conversation.language.expr import ExprError, compile_expr, template_names
+from fsm_voice.conversation.language.problems import Problem, Severity
+from fsm_voice.conversation.language.spec import (
     BUILTIN_EVENTS,
     Action,
     Gather,
@@ -34,7 +34,7 @@ from fsm_voice.conversation.spec import (
     StateSpec,
     Transfer,
 )
-from fsm_voice.conversation.yamlread import suggest
+from fsm_voice.conversation.language.yamlread import suggest
 
 __all__ = ["BUILTIN_VARIABLES", "check_machine", "edges"]
 

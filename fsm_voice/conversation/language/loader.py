@@ -1,7 +1,7 @@
 """Load a conversation machine file into `MachineSpec`, or fail with every problem.
 
 `load_machine(path)` reads the YAML (keeping line numbers), validates types and
-shapes, then runs the semantic checks of `fsm_voice.conversation.check`; any error
+shapes, then runs the semantic checks of `fsm_voice.conversation.language.check`; any error
 raises `MachineError`, whose message lists each problem as
 `machines/x.yaml:12: state 'greet': unknown target state 'confrim'`.
 `load_machine_report` returns the spec (if it could be built) and all problems,
@@ -17,11 +17,11 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from fsm_voice.conversation.check import check_machine
-from fsm_voice.conversation.expr import ExprError, compile_expr
-from fsm_voice.conversation.load_actions import ACTION_NAMES, read_action, read_actions
-from fsm_voice.conversation.problems import MachineError, Problem, sort_problems
-from fsm_voice.conversation.spec import (
+from fsm_voice.conversation.language.check import check_machine
+from fsm_voice.conversation.language.expr import ExprError, compile_expr
+from fsm_voice.conversation.language.load_actions import ACTION_NAMES, read_action, read_actions
+from fsm_voice.conversation.language.problems import MachineError, Problem, sort_problems
+from fsm_voice.conversation.language.spec import (
     Action,
     Fallback,
     Handler,
@@ -32,7 +32,7 @@ from fsm_voice.conversation.spec import (
     StateSpec,
     Transfer,
 )
-from fsm_voice.conversation.yamlread import EVENT, NAME, Reader, line_of, suggest
+from fsm_voice.conversation.language.yamlread import EVENT, NAME, Reader, line_of, suggest
 
 __all__ = ["MachineError", "Problem", "load_machine", "load_machine_report", "load_machine_text"]
 
