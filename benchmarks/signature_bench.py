@@ -22,11 +22,11 @@ import anyio
 from fsm_voice.call.config import SecuritySettings
 from fsm_voice.clock import perf_ms
 from fsm_voice.eventlog import SqliteEventLog
-from fsm_voice.security import Secret, twilio_signature_valid
+from fsm_voice.security import Secret
 from fsm_voice.server import create_app, serve_in_background
 from fsm_voice.server.upgrade import check_upgrade
 from fsm_voice.simulator.client import dial
-from fsm_voice.twilio.signature import twilio_signature
+from fsm_voice.twilio.signature import twilio_signature, twilio_signature_valid
 
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 PUBLIC_URL = "wss://voice.example.com/voice"

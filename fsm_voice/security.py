@@ -8,9 +8,9 @@
   match. It is an HMAC of the call id, the CallSid when known at mint time, the time
   it was issued and its kind, so any server process holding the key can check it
   without shared state; its age and single use are checked by
-  `runtime.stream_guard.StreamGuard`.
-- `twilio_signature_valid` checks `X-Twilio-Signature` with the twilio SDK's own
-  `RequestValidator` (it knows Twilio's port and query-string variants).
+  `call.stream_guard.StreamGuard`.
+
+Checking `X-Twilio-Signature` is Twilio's: `fsm_voice.twilio.signature`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twilio.request_validator import RequestValidator
-
 __all__ = [
     "Secret",
     "StreamToken",
@@ -35,7 +33,6 @@ __all__ = [
     "mask_phone",
     "mask_phone_values",
     "read_call_token",
-    "twilio_signature_valid",
 ]
 
 _MASK = "****"
@@ -193,16 +190,3 @@ def read_call_token(key: Secret, call_id: str, token: str | None) -> StreamToken
 def call_token_valid(key: Secret, call_id: str, token: str | None) -> bool:
     """Whether `token` was signed with `key` for `call_id` (its age is not checked)."""
     return read_call_token(key, call_id, token) is not None
-
-
-def twilio_signature_valid(
-    auth_token: Secret,
-    url: str,
-    params: Mapping[str, str] | None,
-    signature: str | None,
-) -> bool:
-    """Whether `signature` is Twilio's X-Twilio-Signature for `url` and POST `params`."""
-    if not signature:
-        return False
-    validator = RequestValidator(auth_token.reveal())
-    return bool(validator.validate(url, dict(params or {}), signature))

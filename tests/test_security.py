@@ -15,9 +15,8 @@ from fsm_voice.security import (
     mask_phone,
     mask_phone_values,
     read_call_token,
-    twilio_signature_valid,
 )
-from fsm_voice.twilio.signature import twilio_signature
+from fsm_voice.twilio.signature import twilio_signature, twilio_signature_valid
 
 
 def test_secret_never_prints_its_value() -> None:

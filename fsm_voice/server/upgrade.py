@@ -28,7 +28,7 @@ from starlette.types import Scope, Send
 from fsm_voice.call.config import SecuritySettings
 from fsm_voice.clock import Clock
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.security import twilio_signature_valid
+from fsm_voice.twilio.signature import twilio_signature_valid
 from fsm_voice.twilio.twiml import stream_endpoint
 
 __all__ = ["UPGRADE_REFUSALS", "UpgradeRefusal", "check_upgrade", "refuse_upgrade", "signed_url"]

@@ -16,7 +16,16 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-__all__ = ["SIGNATURE_HEADER", "signature_matches", "twilio_signature"]
+from twilio.request_validator import RequestValidator
+
+from fsm_voice.security import Secret
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "signature_matches",
+    "twilio_signature",
+    "twilio_signature_valid",
+]
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -40,3 +49,16 @@ def signature_matches(
         return False
     expected = twilio_signature(auth_token, url, params)
     return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+def twilio_signature_valid(
+    auth_token: Secret,
+    url: str,
+    params: Mapping[str, str] | None,
+    signature: str | None,
+) -> bool:
+    """Whether `signature` is Twilio's X-Twilio-Signature for `url` and POST `params`."""
+    if not signature:
+        return False
+    validator = RequestValidator(auth_token.reveal())
+    return bool(validator.validate(url, dict(params or {}), signature))

@@ -24,10 +24,10 @@ from fsm_voice.call.runtime import CallRuntime
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
-from fsm_voice.security import twilio_signature_valid
 from fsm_voice.twilio.legs import FINAL_STATUSES, CallLegLog
 from fsm_voice.twilio.outbound import AMD_PATH, STATUS_PATH, TWIML_PATH, stream_for_call
 from fsm_voice.twilio.settings import TwilioSettings
+from fsm_voice.twilio.signature import twilio_signature_valid
 from fsm_voice.twilio.telephony import TwilioTelephony
 
 __all__ = ["SIGNATURE_HEADER", "TwilioService", "TwilioWebhooks"]
