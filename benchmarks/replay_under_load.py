@@ -27,8 +27,8 @@ from pathlib import Path
 
 import anyio
 
+from fsm_voice.agents.machines import Providers, build_providers
 from fsm_voice.clock import RandomIds, SystemClock, perf_ms
-from fsm_voice.commands.machines import Providers, build_providers
 from fsm_voice.eventlog.sqlite import SqliteEventLog
 from fsm_voice.replay import load_from_log, replay_call
 from fsm_voice.replay.offline import inline_decoder, prepare

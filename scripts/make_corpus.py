@@ -21,9 +21,8 @@ from pathlib import Path
 
 import anyio
 
+from fsm_voice.agents.machines import Providers, build_providers
 from fsm_voice.clock import RandomIds, SystemClock
-from fsm_voice.commands.demo import run_demo_call
-from fsm_voice.commands.machines import Providers, build_providers
 from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
@@ -35,6 +34,7 @@ from fsm_voice.server import create_app, serve_in_background
 from fsm_voice.simulator.caller import CallerResult, ScriptedCaller
 from fsm_voice.simulator.caller_script import CallerScript, load_caller_script
 from fsm_voice.simulator.client import dial
+from fsm_voice.simulator.demo_call import run_demo_call
 from fsm_voice.simulator.phone import PhoneSimulator
 
 ROOT = Path(__file__).resolve().parent.parent

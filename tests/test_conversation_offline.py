@@ -15,8 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fsm_voice.commands.demo import run_demo_call
-from fsm_voice.commands.machines import Providers, build_providers
+from fsm_voice.agents.machines import Providers, build_providers
 from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.eventlog.memory import MemoryEventLog
@@ -24,6 +23,7 @@ from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.replay.replayer import replay_call
 from fsm_voice.simulator.caller import CallerResult
 from fsm_voice.simulator.caller_script import load_caller_script
+from fsm_voice.simulator.demo_call import run_demo_call
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = (

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from fsm_voice.commands.demo import run_demo_call
-from fsm_voice.commands.machines import Providers
+from fsm_voice.agents.machines import Providers
 from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.conversation.telephony import SimulatedTelephony
 from fsm_voice.eventlog.memory import MemoryEventLog
@@ -27,6 +26,7 @@ from fsm_voice.providers.elevenlabs_tts import ElevenLabsSynthesizer
 from fsm_voice.providers.scripted import ScriptedSynthesizer
 from fsm_voice.simulator.caller import CallerResult
 from fsm_voice.simulator.caller_script import load_caller_script
+from fsm_voice.simulator.demo_call import run_demo_call
 from tests.fake_elevenlabs import API_KEY, FakeElevenLabs
 
 ROOT = Path(__file__).resolve().parent.parent

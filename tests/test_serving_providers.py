@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fsm_voice.agents.machines import SERVING_PROVIDERS, machine_agent
 from fsm_voice.cli import _parser, main
-from fsm_voice.commands.machines import SERVING_PROVIDERS, machine_agent
 from fsm_voice.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

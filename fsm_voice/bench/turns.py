@@ -16,14 +16,14 @@ from pathlib import Path
 
 import anyio
 
-from fsm_voice.commands.demo import run_demo_call
-from fsm_voice.commands.machines import build_providers
+from fsm_voice.agents.machines import build_providers
 from fsm_voice.conversation.intents import normalise
 from fsm_voice.conversation.language.loader import load_machine
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.shipped import Kind, resolve_caller, resolve_machine
 from fsm_voice.simulator.caller_script import load_caller_script
+from fsm_voice.simulator.demo_call import run_demo_call
 
 DEFAULT_SCRIPTS = (
     "appointment-happy",

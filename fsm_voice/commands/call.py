@@ -171,7 +171,7 @@ def call(
     """The `fsm-voice call` command."""
     import anyio
 
-    from fsm_voice.commands.machines import require_credentials
+    from fsm_voice.agents.machines import require_credentials
     from fsm_voice.conversation.language.loader import load_machine
     from fsm_voice.eventlog.sqlite import SqliteEventLog
     from fsm_voice.providers import create_recognizer, create_synthesizer

@@ -22,22 +22,19 @@ from fsm_voice.errors import ConfigError
 # `fsm-voice` builds its parser.
 if TYPE_CHECKING:
     from fsm_voice.commands.demo_view import ConversationView
-    from fsm_voice.commands.machines import Providers
     from fsm_voice.conversation.language.spec import MachineSpec
-    from fsm_voice.eventlog.base import EventLog
     from fsm_voice.simulator.caller import CallerResult
     from fsm_voice.simulator.caller_script import CallerScript
 
-__all__ = ["demo", "run_demo_call"]
+__all__ = ["demo"]
 
 
 def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
     import anyio
 
-    from fsm_voice.commands.machines import find_caller_script
     from fsm_voice.conversation.language.loader import load_machine
     from fsm_voice.shipped import resolve_caller, resolve_machine
-    from fsm_voice.simulator.caller_script import load_caller_script
+    from fsm_voice.simulator.caller_script import find_caller_script, load_caller_script
 
     try:
         spec = load_machine(resolve_machine(machine))
@@ -49,10 +46,11 @@ def demo(db: Path, machine: Path, caller: Path | None, providers: str) -> int:
 
 
 async def _demo(db: Path, spec: MachineSpec, script: CallerScript, providers: str) -> int:
+    from fsm_voice.agents.machines import build_providers
     from fsm_voice.commands.demo_view import ConversationView
-    from fsm_voice.commands.machines import build_providers
     from fsm_voice.eventlog.observed import ObservedEventLog
     from fsm_voice.eventlog.sqlite import SqliteEventLog
+    from fsm_voice.simulator.demo_call import run_demo_call
 
     view = ConversationView()
     view.console.print(
@@ -70,52 +68,6 @@ async def _demo(db: Path, spec: MachineSpec, script: CallerScript, providers: st
         await kit.stop()
         log.close()
     return _report(view, script, result, end_state, call_id, db)
-
-
-async def run_demo_call(
-    spec: MachineSpec,
-    script: CallerScript,
-    kit: Providers,
-    log: EventLog,
-    view: ConversationView | None = None,
-) -> tuple[CallerResult, str | None, str]:
-    """One call of `script` against `spec` over a real socket; returns the caller's
-    result, the conversation's last state and the call id."""
-    from fsm_voice.clock import RandomIds, SystemClock
-    from fsm_voice.conversation.runner import conversation_agent
-    from fsm_voice.server import create_app, serve_in_background
-    from fsm_voice.simulator.caller import ScriptedCaller
-    from fsm_voice.simulator.client import dial
-    from fsm_voice.simulator.phone import PhoneSimulator
-
-    clock = SystemClock()
-    agent = conversation_agent(
-        spec, recognizer=kit.recognizer, synthesizer=kit.synthesizer, telephony=kit.telephony
-    )
-    app = create_app(
-        log, agent=agent, machine_name=spec.name, machine_version=spec.version, clock=clock
-    )
-    params = {"caller": "+15550100", "called": "+15550199", "machine": spec.name}
-    async with serve_in_background(app) as server, dial(server.url) as socket:
-        sim = PhoneSimulator(socket, clock, RandomIds(), custom_parameters=params)
-        async with sim:
-            caller = ScriptedCaller(
-                sim,
-                script,
-                kit.caller_voice,
-                clock,
-                on_step=view.on_step if view else None,
-                agent_marks=True,  # our own server: it marks every sentence
-            )
-            result = await caller.run()
-            if not result.hung_up_ms and result.close_code is None:
-                await sim.hangup()  # the script ended with the call still up
-        await app.state.voice.wait_finished(1)
-    await log.flush()
-    call_id = app.state.voice.finished[0]  # this server's call (the log may be shared)
-    ended = log.events(call_id, kind="conversation_ended")
-    end_state = str(ended[-1].data["state"]) if ended else None
-    return result, end_state, call_id
 
 
 def _report(

@@ -181,7 +181,7 @@ def resolve_agent(
     from fsm_voice.shipped import resolve_machine, shipped_names
 
     if machine.endswith((".yaml", ".yml")) or machine in shipped_names("machines"):
-        from fsm_voice.commands.machines import machine_agent
+        from fsm_voice.agents.machines import machine_agent
 
         return machine_agent(resolve_machine(machine), providers, telephony, stt_secondary)
     known = ", ".join(sorted(BUILTIN))

@@ -25,13 +25,16 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fsm_voice.errors import ConfigError
 from fsm_voice.simulator.phone import DTMF_DIGITS
+
+if TYPE_CHECKING:
+    from fsm_voice.conversation.language.spec import MachineSpec
 
 __all__ = [
     "DEFAULT_GAP_MS",
@@ -49,6 +52,7 @@ __all__ = [
     "Source",
     "Step",
     "WaitPrompt",
+    "find_caller_script",
     "load_caller_script",
     "parse_caller_script",
 ]
@@ -422,3 +426,14 @@ _BUILD: dict[str, Callable[[Source, dict[str, str | int]], Step]] = {
         at, _opt_int(o, "after_ms"), _int(o, "timeout_ms", DEFAULT_TIMEOUT_MS)
     ),
 }
+
+
+def find_caller_script(spec: MachineSpec) -> Path:
+    """The caller script written for `spec`: callers/*.yaml beside machines/."""
+    folder = Path(spec.path).resolve().parent.parent / "callers"
+    candidates = sorted(folder.glob("*.yaml"))
+    mine = [p for p in candidates if load_caller_script(p).machine == spec.name]
+    if not mine:
+        raise ConfigError(f"no caller script for machine {spec.name!r} in {folder} (use --caller)")
+    happy = [p for p in mine if "happy" in p.stem]
+    return (happy or mine)[0]

@@ -9,21 +9,18 @@ from pathlib import Path
 
 from fsm_voice.call.runtime import Agent
 from fsm_voice.conversation.language.loader import load_machine
-from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.runner import conversation_agent
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.errors import ConfigError
 from fsm_voice.providers import create_recognizer, create_synthesizer, missing_credential
 from fsm_voice.providers.base import SpeechRecognizer, SpeechSynthesizer
 from fsm_voice.providers.tee import TeeRecognizer
-from fsm_voice.simulator.caller_script import load_caller_script
 
 __all__ = [
     "PROVIDER_KINDS",
     "SERVING_PROVIDERS",
     "Providers",
     "build_providers",
-    "find_caller_script",
     "require_credentials",
 ]
 
@@ -113,17 +110,6 @@ def require_credentials(
     variable = missing_credential(kind, environ)
     if variable is not None:
         raise ConfigError(f"{option} {kind} needs {variable}, which is not set in the environment")
-
-
-def find_caller_script(spec: MachineSpec) -> Path:
-    """The caller script written for `spec`: callers/*.yaml beside machines/."""
-    folder = Path(spec.path).resolve().parent.parent / "callers"
-    candidates = sorted(folder.glob("*.yaml"))
-    mine = [p for p in candidates if load_caller_script(p).machine == spec.name]
-    if not mine:
-        raise ConfigError(f"no caller script for machine {spec.name!r} in {folder} (use --caller)")
-    happy = [p for p in mine if "happy" in p.stem]
-    return (happy or mine)[0]
 
 
 class _Quiet:
