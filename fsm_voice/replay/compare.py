@@ -12,27 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.replay.decisions import decisions, state_changes
 
 __all__ = ["ReplayDivergence", "decisions", "first_divergence"]
-
-_SOURCES = frozenset(("conversation", "call"))
-_KINDS = frozenset(
-    (
-        ("runtime", "mark_requested"),
-        ("runtime", "clear_requested"),
-        ("runtime", "hangup_requested"),
-        ("runtime", "agent_failed"),
-        ("runtime", "agent_cancelled"),
-    )
-)
-# Not compared: the transport's `mark_sent`/`clear_sent`. They carry out requests that
-# are compared (`mark_requested`, `clear_requested`), from the socket's own task, so on
-# the real clock their interleaving with the next request is up to the scheduler.
-
-
-def decisions(events: tuple[EventRecord, ...] | list[EventRecord]) -> list[EventRecord]:
-    return [e for e in events if e.source in _SOURCES or (e.source, e.kind) in _KINDS]
-
 
 # A call recorded on the real clock has a few ms of scheduling jitter between an input
 # and the decisions it causes; replay feeds the inputs at their recorded times, so a
@@ -143,13 +125,9 @@ def first_divergence(
 
 
 def _state_before(events: tuple[EventRecord, ...], seq: int) -> str | None:
-    state = None
-    for e in events:
-        if e.seq >= seq:
-            break
-        if e.source == "conversation" and e.kind == "state_entered":
-            state = e.data.get("state")
-    return state
+    """The conversation machine's state when event `seq` happened."""
+    before = (s for s in state_changes(events) if s.seq < seq and s.machine == "conversation")
+    return next((s.state for s in reversed(list(before))), None)
 
 
 def _as_dict(event: EventRecord | None) -> dict[str, Any] | None:

@@ -255,9 +255,9 @@ class ReplayPhone:
     def _deliver(self, fact: Fact) -> str | None:
         """Deliver `fact`: the message the runtime receives for it, if any."""
         if fact.kind == "stt":
-            assert fact.event is not None
+            assert fact.output is not None
             if self._recognizer is not None:  # None: a real recogniser hears the frames
-                self._recognizer.emit(fact.event)
+                self._recognizer.emit(fact.output)
             return None
         if fact.kind == "close":
             # 1006: the recorded connection vanished without a close frame.

@@ -24,9 +24,11 @@ from fsm_voice.errors import SocketClosed
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import SpeechRecognizer
+from fsm_voice.replay.decisions import state_changes
 from fsm_voice.replay.facts import Fact, inbound_facts
 from fsm_voice.replay.faults import Fault, FaultInjector, FaultKind, Injection, plan_faults
 from fsm_voice.replay.recording import Recording
+from fsm_voice.replay.views import RecordingViews, StateChange
 from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 __all__ = ["ReplayFaults", "recorded_backoffs"]
@@ -36,10 +38,16 @@ DUPLICATE_SUFFIX = "-duplicate"
 
 class ReplayFaults:
     def __init__(
-        self, recording: Recording, faults: Sequence[Fault], *, reenact_drops: bool = False
+        self,
+        recording: Recording,
+        views: RecordingViews,
+        faults: Sequence[Fault],
+        *,
+        reenact_drops: bool = False,
     ) -> None:
         self.recording = recording
-        self.facts: list[Fact] = inbound_facts(recording)
+        self.views = views
+        self.facts: list[Fact] = inbound_facts(views)
         self.injector: FaultInjector | None = None
         self.side_log = MemoryEventLog()  # the duplicate stream's call, if one is opened
         self._start: dict[str, object] | None = None
@@ -47,14 +55,14 @@ class ReplayFaults:
         self._agent: Agent | None = None
         self._clock: Clock | None = None
         if faults:
-            self.facts, injections = plan_faults(self.facts, faults, recording)
+            self.facts, injections = plan_faults(self.facts, faults, views)
             self.injector = FaultInjector(injections, on_duplicate=self._open_duplicate)
         else:
-            logged = [Injection.logged(e) for e in recording.events if e.kind == "fault_injected"]
+            logged = [Injection.logged(f) for f in views.faults]
             # A real recogniser (offline mode) loses its connection again; a recorded
             # one answers from the log, where the drop's effects already are.
             again: tuple[FaultKind, ...] = ("stt_drop",) if reenact_drops else ()
-            backoffs = recorded_backoffs(recording.events)
+            backoffs = backoffs_of(views.states)
             self.injector = (
                 FaultInjector(logged, act=False, reenact=again, backoffs_ms=backoffs)
                 if logged
@@ -62,8 +70,7 @@ class ReplayFaults:
             )
 
     def live_streams(self) -> LiveStreams:
-        refused = [e for e in self.recording.events if e.kind == "duplicate_stream_refused"]
-        return LiveStreams({str(e.data["call_sid"]): str(e.data["live_call"]) for e in refused})
+        return LiveStreams(dict(self.views.duplicates_refused))
 
     def recognizer(self, factory: Callable[[], SpeechRecognizer]) -> Callable[[], SpeechRecognizer]:
         if self.injector is None or not (self.injector.act or self.injector.reenact):
@@ -111,16 +118,19 @@ class ReplayFaults:
 
 def recorded_backoffs(events: tuple[EventRecord, ...]) -> list[int]:
     """How long the recogniser waited in `reconnecting` each time, in order."""
+    return backoffs_of(state_changes(events))
+
+
+def backoffs_of(states: Sequence[StateChange]) -> list[int]:
     backoffs: list[int] = []
     since: int | None = None
-    for event in events:
-        if event.source != "stt" or event.kind != "provider_state_entered":
+    for change in states:
+        if change.machine != "stt":
             continue
-        state = event.data.get("state")
-        if state == "reconnecting":
-            since = event.t_ms
-        elif state == "connecting" and since is not None:
-            backoffs.append(event.t_ms - since)
+        if change.state == "reconnecting":
+            since = change.t_ms
+        elif change.state == "connecting" and since is not None:
+            backoffs.append(change.t_ms - since)
             since = None
     return backoffs
 

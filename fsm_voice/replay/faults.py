@@ -24,7 +24,6 @@ doing, so replay applies them to the recorded inbound facts (`plan_faults`).
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,13 +31,11 @@ from typing import Any, Literal, cast, get_args
 
 from fsm_voice.call.handle import CallHandle
 from fsm_voice.call.runtime import Agent
-from fsm_voice.clock import Clock, TimerHandle
-from fsm_voice.eventlog.records import EventRecord
-from fsm_voice.machine import Step
-from fsm_voice.providers import machine as pm
-from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.base import SpeechRecognizer
+from fsm_voice.replay.droppable import DroppableRecognizer
 from fsm_voice.replay.facts import Fact
-from fsm_voice.replay.recording import Recording, ReplayInputError
+from fsm_voice.replay.recording import ReplayInputError
+from fsm_voice.replay.views import FaultLogged, RecordingViews
 
 __all__ = [
     "FAULT_KINDS",
@@ -92,23 +89,22 @@ class Injection:
         return {"fault": self.fault.kind, "at_ms": self.fault.at_ms, **self.detail}
 
     @classmethod
-    def logged(cls, event: EventRecord) -> Injection:
+    def logged(cls, logged: FaultLogged) -> Injection:
         """The injection a `fault_injected` event records."""
-        detail = dict(event.data)
-        fault = parse_fault(f"{detail.pop('fault')}@{detail.pop('at_ms')}")
-        return cls(event.t_ms, fault, detail)
+        return cls(logged.t_ms, parse_fault(f"{logged.fault}@{logged.at_ms}"), dict(logged.detail))
 
 
 # --- the platform's faults, applied to the recorded inbound facts ---
 
 
 def plan_faults(
-    facts: list[Fact], faults: Sequence[Fault], recording: Recording
+    facts: list[Fact], faults: Sequence[Fault], views: RecordingViews
 ) -> tuple[list[Fact], list[Injection]]:
     """The inbound facts as the faulted platform sends them, and every injection."""
     injections: list[Injection] = []
-    end_ms = next((e.t_ms for e in recording.events if e.kind == "call_ended"), None)
-    end_ms = recording.duration_ms if end_ms is None else end_ms
+    end_ms = views.ended_ms
+    if end_ms is None:
+        end_ms = views.events[-1].t_ms if views.events else 0
     for fault in sorted(faults, key=lambda f: f.at_ms):
         if fault.kind in IN_RUNTIME:
             _require_live(facts, fault.at_ms, fault, end_ms)
@@ -122,7 +118,7 @@ def plan_faults(
             facts, injection = _lose_mark(facts, fault)
             injections.append(injection)
         else:
-            t_ms, prompt_id = _in_prompt(recording.events, fault)
+            t_ms, prompt_id = _in_prompt(views, fault)
             _require_live(facts, t_ms, fault, end_ms)
             stop = Fact(t_ms, None, "message", message={"event": "stop", "stop": {}})
             facts = [*_cut(facts, t_ms), stop, Fact(t_ms, None, "close", code=1000)]
@@ -157,158 +153,21 @@ def _lose_mark(facts: list[Fact], fault: Fault) -> tuple[list[Fact], Injection]:
     raise ReplayInputError(f"fault {fault}: no mark is echoed at or after {fault.at_ms} ms")
 
 
-def _in_prompt(events: tuple[EventRecord, ...], fault: Fault) -> tuple[int, str]:
+def _in_prompt(views: RecordingViews, fault: Fault) -> tuple[int, str]:
     """When the caller hangs up: at `at_ms` if a prompt plays then, else in the next one."""
-    started: dict[str, int] = {}
-    for event in events:
-        prompt_id = str(event.data.get("prompt_id", ""))
-        if event.kind == "first_audio_sent":
-            started.setdefault(prompt_id, event.t_ms)
-        elif event.kind == "prompt_finished" and prompt_id in started:
-            begin, end = started[prompt_id], event.t_ms
-            if begin < fault.at_ms < end:
-                return fault.at_ms, prompt_id
-            if fault.at_ms <= begin and end - begin > 40:  # long enough to hang up inside
-                return begin + min(_IN_PROMPT_MS, (end - begin) // 2), prompt_id
+    played = [p for p in views.prompts if p.finished_seq is not None]
+    for prompt in sorted(played, key=lambda p: p.finished_seq or 0):
+        begin, end = prompt.first_audio_ms, prompt.finished_ms
+        if begin is None or end is None:
+            continue  # finished before any of it played
+        if begin < fault.at_ms < end:
+            return fault.at_ms, prompt.prompt_id
+        if fault.at_ms <= begin and end - begin > 40:  # long enough to hang up inside
+            return begin + min(_IN_PROMPT_MS, (end - begin) // 2), prompt.prompt_id
     raise ReplayInputError(f"fault {fault}: no prompt plays at or after {fault.at_ms} ms")
 
 
 # --- the runtime's faults: a recogniser connection that drops, a duplicate stream ---
-
-
-class DroppableRecognizer:
-    """A recogniser behind a connection that can be dropped (`drop`) on purpose.
-
-    The in-process recognisers have no socket to lose, so this is their socket: its
-    own provider machine goes through the path a cloud provider's socket loss takes
-    (reconnecting, a backoff timer on the call's clock, connecting, streaming), and
-    reports each state and the non-fatal error to the listener, so the runtime logs
-    them. Meanwhile caller frames wait in a bounded buffer and the recogniser's
-    results are held; after the reconnect both go on in their order.
-    """
-
-    def __init__(
-        self,
-        inner: SpeechRecognizer,
-        clock: Clock,
-        *,
-        max_buffered_frames: int = 500,  # 10 s of caller audio
-        jitter: Callable[[], float] = lambda: 0.5,
-        backoffs_ms: Sequence[int] = (),
-    ) -> None:
-        self.inner = inner
-        # Backoffs to wait instead of the machine's, in order (a replay re-enacting a
-        # recorded drop waits as long as the recording did).
-        self.backoffs_ms = deque(backoffs_ms)
-        self.name = inner.name
-        self.clock = clock
-        self.max_buffered_frames = max_buffered_frames
-        self.machine = pm.ProviderMachine(f"link:{inner.name}", jitter=jitter)
-        self.frames_lost = 0
-        self._listener: SttListener | None = None
-        self._frames: deque[tuple[bytes, int]] = deque()
-        self._held: deque[Callable[[], None]] = deque()
-        self._retry: TimerHandle | None = None
-
-    async def start(self, listener: SttListener) -> None:
-        self._listener = listener
-        # The link is up as soon as the recogniser is: the recogniser reports its own
-        # start, so these two moves are not reported again.
-        self.machine.fire(pm.Start())
-        self.machine.fire(pm.Connected())
-        await self.inner.start(_HoldingListener(self, listener))
-
-    def feed(self, mulaw: bytes, t_ms: int) -> None:
-        if self.machine.is_streaming:
-            self.inner.feed(mulaw, t_ms)
-        elif self.machine.state in pm.OPEN:
-            if len(self._frames) >= self.max_buffered_frames:
-                self.frames_lost += 1  # the oldest is kept: the gap's start is speech too
-                return
-            self._frames.append((mulaw, t_ms))
-
-    def set_grammar(self, grammar: Grammar | None) -> None:
-        self.inner.set_grammar(grammar)
-
-    def set_speaking(self, speaking: bool) -> None:
-        self.inner.set_speaking(speaking)
-
-    async def stop(self) -> None:
-        self._apply(self.machine.fire(pm.Stop()), "", report=False)
-        self._frames.clear()
-        self._held.clear()
-        await self.inner.stop()
-
-    def drop(self, reason: str = "connection lost") -> None:
-        """The connection dies now (a no-op unless it is streaming)."""
-        self._apply(self.machine.fire(pm.Dropped(reason)), reason)
-
-    @property
-    def holding(self) -> bool:
-        return not self.machine.is_streaming and self.machine.state in pm.OPEN
-
-    def hold(self, report: Callable[[], None]) -> None:
-        self._held.append(report)
-
-    def _apply(self, step: Step[pm.ProviderEffect], detail: str, *, report: bool = True) -> None:
-        listener = self._listener
-        if report:
-            pm.report_step(step, listener.on_state if listener else None, detail)
-        for effect in step.effects:
-            if isinstance(effect, pm.ScheduleRetry):
-                delay = self.backoffs_ms.popleft() if self.backoffs_ms else effect.delay_ms
-                self._retry = self.clock.call_later(delay, self._on_retry)
-            elif isinstance(effect, pm.CancelRetry) and self._retry is not None:
-                self._retry.cancel()
-                self._retry = None
-            elif isinstance(effect, pm.ReportError) and listener is not None:
-                listener.on_error(effect.reason, effect.fatal)
-            elif isinstance(effect, pm.Connect):
-                self._apply(self.machine.fire(pm.Connected()), "reconnected")
-                self._resume()
-
-    def _on_retry(self) -> None:
-        self._retry = None
-        self._apply(self.machine.fire(pm.Retry()), "retrying")
-
-    def _resume(self) -> None:
-        """Back up: the held results first (older audio), then the buffered frames."""
-        while self._held:
-            self._held.popleft()()
-        if self.frames_lost and self._listener is not None:
-            lost, self.frames_lost = self.frames_lost, 0
-            self._listener.on_error(f"{lost} caller frames lost while reconnecting", False)
-        while self._frames and self.machine.is_streaming:
-            self.inner.feed(*self._frames.popleft())
-
-
-class _HoldingListener:
-    """The inner recogniser's listener: passes results on, or holds them while down."""
-
-    def __init__(self, link: DroppableRecognizer, listener: SttListener) -> None:
-        self._link = link
-        self._listener = listener
-
-    def _pass(self, report: Callable[[], None]) -> None:
-        if self._link.holding:
-            self._link.hold(report)
-        else:
-            report()
-
-    def on_speech_started(self, t_ms: int) -> None:
-        self._pass(partial(self._listener.on_speech_started, t_ms))
-
-    def on_recognizing(self, text: str) -> None:
-        self._pass(partial(self._listener.on_recognizing, text))
-
-    def on_committed(self, transcript: Transcript) -> None:
-        self._pass(partial(self._listener.on_committed, transcript))
-
-    def on_error(self, reason: str, fatal: bool) -> None:
-        self._pass(partial(self._listener.on_error, reason, fatal))
-
-    def on_state(self, state: str, detail: str) -> None:
-        self._listener.on_state(state, detail)  # the recogniser's own life: as it happens
 
 
 class FaultInjector:

@@ -31,29 +31,23 @@ barge-in just before the prompt's marks echoed) could go the other way.
 from __future__ import annotations
 
 import concurrent.futures
-import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-import anyio
-
 from fsm_voice.audio.mulaw import FRAME_MS
 from fsm_voice.clock import Clock, TimerHandle
-from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
 from fsm_voice.providers.offline_stt import (
     DecodeRequest,
     DecodeResult,
     DecoderPool,
     PocketsphinxRecognizer,
-    decode_utterance,
-    init_worker,
-    vocabulary,
 )
 from fsm_voice.replay.facts import Fact
-from fsm_voice.replay.recording import ReplayInputError
+from fsm_voice.replay.inline_decoder import InlineDecoder, inline_decoder, prepare
+from fsm_voice.replay.views import RecordingViews
 
 __all__ = [
     "LEAD_MS",
@@ -76,71 +70,6 @@ MAX_LATENCY_MS = 5_000
 SAME_UTTERANCE_MS = 300
 
 
-class InlineDecoder(DecoderPool):
-    """A `DecoderPool` that decodes in this process, at once, on the caller's thread.
-
-    pocketsphinx holds the GIL for the 5–30 ms of a decode: fine for replay, which is
-    a batch job, and never what a live server should do.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(workers=1)
-        self._loaded = False
-        self._loading = threading.Lock()
-        self.decoded = 0  # utterances decoded (a test checks the audio was really used)
-
-    def load(self) -> None:
-        """Load the model and the dictionary now (seconds, once per process)."""
-        with self._loading:  # replays running side by side may ask at once
-            if self._loaded:
-                return
-            try:
-                init_worker()
-            except ImportError as error:
-                raise ReplayInputError(
-                    f"offline replay needs pocketsphinx: pip install 'fsm-voice[offline]' ({error})"
-                ) from None
-            vocabulary()
-            self._loaded = True
-
-    async def warm(self) -> None:
-        if not self._loaded:  # loaded: no thread hop (the replay's clock stands still)
-            await anyio.to_thread.run_sync(self.load)
-
-    def submit(self, request: DecodeRequest) -> concurrent.futures.Future[DecodeResult]:
-        self.load()
-        future: concurrent.futures.Future[DecodeResult] = concurrent.futures.Future()
-        try:
-            future.set_result(decode_utterance(request))
-        except Exception as error:  # delivered as the pool would: through the future
-            future.set_exception(error)
-        self.decoded += 1
-        return future
-
-    def heal(self) -> None:
-        pass  # nothing to break: no worker processes
-
-    def shutdown(self) -> None:
-        pass
-
-
-_shared: InlineDecoder | None = None
-
-
-def inline_decoder() -> InlineDecoder:
-    """The process's one inline decoder (its model is loaded once, shared by replays)."""
-    global _shared
-    if _shared is None:
-        _shared = InlineDecoder()
-    return _shared
-
-
-async def prepare(decoder: DecoderPool) -> None:
-    """Load the decoder and the dictionary before the call: starting must take no time."""
-    await anyio.to_thread.run_sync(vocabulary)
-    await decoder.warm()
-
-
 def heard_frames(facts: Sequence[Fact]) -> list[Fact]:
     """The caller frames among `facts` until the stream stops or the socket closes."""
     frames: list[Fact] = []
@@ -153,21 +82,21 @@ def heard_frames(facts: Sequence[Fact]) -> list[Fact]:
 
 
 def offline_recognizer(
-    events: tuple[EventRecord, ...], heard: Sequence[Fact], clock: Clock, decoder: DecoderPool
+    views: RecordingViews, heard: Sequence[Fact], clock: Clock, decoder: DecoderPool
 ) -> RetimedRecognizer:
     """The offline provider's recogniser (its live settings) on `decoder`, retimed.
 
     `heard`: the caller frames the call can hear (the phone's media facts, up to the
     stream's stop or close), which the recogniser hears `LEAD_MS` ahead of the call.
     """
-    return RetimedRecognizer(events, heard, clock, decoder)
+    return RetimedRecognizer(views, heard, clock, decoder)
 
 
 class _Recorded:
     """One kind of the recording's recogniser outputs, matched in utterance order."""
 
-    def __init__(self, events: tuple[EventRecord, ...], kind: str, start_key: str) -> None:
-        self._left = deque((int(e.data[start_key]), e.t_ms) for e in events if e.kind == kind)
+    def __init__(self, outputs: Iterable[tuple[int, int]]) -> None:
+        self._left = deque(outputs)  # (utterance start, when the recording got it)
 
     def time_of(self, start_ms: int) -> int | None:
         """When the recording got the output of the utterance starting at `start_ms`."""
@@ -206,7 +135,7 @@ class RetimedRecognizer:
 
     def __init__(
         self,
-        events: tuple[EventRecord, ...],
+        views: RecordingViews,
         heard: Sequence[Fact],
         clock: Clock,
         decoder: DecoderPool,
@@ -221,8 +150,10 @@ class RetimedRecognizer:
         self._grid = (0, 0)  # (call ms, frame number) of the call's first caller frame
         self._hearing_ms = 0  # the call time of the frame being heard now
         self._closed_at: deque[int] = deque()  # call times of the utterances out to decode
-        self._speech = _Recorded(events, "speech_started", "at_ms")
-        self._transcripts = _Recorded(events, "transcript_committed", "start_ms")
+        self._speech = _Recorded((s.at_ms, s.t_ms) for s in views.speech_starts)
+        self._transcripts = _Recorded(
+            (int(h.start_ms), h.t_ms) for h in views.transcripts if h.committed
+        )
         self._last_ms = 0  # outputs keep their order
         self._held: list[TimerHandle] = []
         self._waiting = 0  # outputs held for their time, not reported yet

@@ -20,8 +20,18 @@ from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
 from fsm_voice.clock import Clock
 from fsm_voice.conversation.hooks import HookContext, HookResult
 from fsm_voice.conversation.runner import run_hook
-from fsm_voice.eventlog.records import EventRecord
 from fsm_voice.providers.base import Grammar, SttListener, Transcript, split_sentences
+from fsm_voice.replay.views import (
+    Action,
+    Completion,
+    Heard,
+    HookAnswer,
+    RecordingViews,
+    SpeechStart,
+    StateChange,
+    SttError,
+    SttOutput,
+)
 
 __all__ = [
     "RecordedHooks",
@@ -30,7 +40,6 @@ __all__ = [
     "RecordedTelephony",
     "recorded_sentences",
     "replay_notes",
-    "synthesizer_name",
 ]
 
 _SILENCE = bytes([SILENCE_BYTE])
@@ -52,7 +61,7 @@ class RecordedRecognizer:
     """Emits the recorded stt events; the replay feeds it and ignores what it hears."""
 
     def __init__(
-        self, at_start: list[EventRecord], at_stop: list[EventRecord], name: str | None = None
+        self, at_start: list[StateChange], at_stop: list[StateChange], name: str | None = None
     ) -> None:
         self.name = name or "recorded"  # the live recogniser's, where the log names it
         self._at_start = at_start
@@ -79,25 +88,24 @@ class RecordedRecognizer:
             self.emit(event)
         self.listener = None
 
-    def emit(self, event: EventRecord) -> None:
-        """Deliver one recorded stt event to the listener, as the provider did."""
-        listener, d = self.listener, event.data
+    def emit(self, output: SttOutput) -> None:
+        """Deliver one recorded output to the listener, as the provider did."""
+        listener = self.listener
         if listener is None:
             return
-        if event.kind == "speech_started":
-            listener.on_speech_started(int(d["at_ms"]))
-        elif event.kind == "transcript_partial":
-            listener.on_recognizing(str(d["text"]))
-        elif event.kind == "transcript_committed":
-            alternatives = tuple(str(a) for a in d.get("alternatives", ()))
+        if isinstance(output, SpeechStart):
+            listener.on_speech_started(output.at_ms)
+        elif isinstance(output, Heard) and not output.committed:
+            listener.on_recognizing(output.text)
+        elif isinstance(output, Heard):
             transcript = Transcript(
-                str(d["text"]), d.get("confidence"), d["start_ms"], d["end_ms"], alternatives
+                output.text, output.confidence, output.start_ms, output.end_ms, output.alternatives
             )
             listener.on_committed(transcript)
-        elif event.kind == "provider_error":
-            listener.on_error(str(d["reason"]), bool(d["fatal"]))
-        elif event.kind == "provider_state_entered":
-            listener.on_state(str(d["state"]), str(d.get("detail", "")))
+        elif isinstance(output, SttError):
+            listener.on_error(output.reason, output.fatal)
+        else:
+            listener.on_state(output.state, output.detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,55 +127,32 @@ UNLOGGED_CUT = (
 )
 
 
-def recorded_sentences(events: tuple[EventRecord, ...], agent: bytes) -> list[RecordedSentence]:
+def recorded_sentences(views: RecordingViews, agent: bytes) -> list[RecordedSentence]:
     """Each synthesised sentence in request order, with its audio cut from the agent track."""
-    texts: dict[str, Sequence[str]] = {}
-    first: dict[str, int] = {}
-    done: dict[tuple[str, int], EventRecord] = {}
-    order: list[str] = []
-    for e in events:
-        if e.kind == "say_started":
-            texts[e.data["prompt_id"]] = split_sentences(str(e.data["text"]))
-            order.append(e.data["prompt_id"])
-        elif e.kind == "first_audio_sent":
-            first.setdefault(e.data["prompt_id"], e.t_ms)
-        elif e.kind in ("sentence_synthesized", "sentence_cut"):
-            done[(e.data["prompt_id"], int(e.data["index"]))] = e
     # The track is the sentences' audio end to end, unless a played file sits between.
-    exact = not any(e.kind == "play_started" for e in events)
+    exact = not views.plays_files
     offset = 0
     sentences: list[RecordedSentence] = []
-    for prompt_id in order:
-        start = first.get(prompt_id, 0)
-        for index, text in enumerate(texts[prompt_id]):
-            record = done.get((prompt_id, index))
-            if record is None:  # an old recording: what went out of it is not logged
+    for prompt in views.prompts:
+        if prompt.text is None:
+            continue  # a played file
+        start = prompt.first_audio_ms or 0
+        for index, text in enumerate(split_sentences(prompt.text)):
+            done = prompt.sentences.get(index)
+            if done is None:  # an old recording: what went out of it is not logged
                 sentences.append(RecordedSentence(text, None, start, start))
                 break
-            size = int(record.data["bytes"])
-            audio = agent[offset : offset + size] if exact else b""
-            offset += size
-            audio += _SILENCE * (size - len(audio))
-            pieces = tuple((int(t), int(n)) for t, n in record.data.get("pieces", ()))
-            if record.kind == "sentence_cut":  # nothing after it was asked for
-                error = record.data.get("error")
+            audio = agent[offset : offset + done.size] if exact else b""
+            offset += done.size
+            audio += _SILENCE * (done.size - len(audio))
+            if done.cut:  # nothing after it was asked for
                 sentences.append(
-                    RecordedSentence(text, audio, start, record.t_ms, pieces, True, error)
+                    RecordedSentence(text, audio, start, done.t_ms, done.pieces, True, done.error)
                 )
                 break
-            sentences.append(RecordedSentence(text, audio, start, record.t_ms, pieces))
-            start = record.t_ms
+            sentences.append(RecordedSentence(text, audio, start, done.t_ms, done.pieces))
+            start = done.t_ms
     return sentences
-
-
-def synthesizer_name(events: tuple[EventRecord, ...]) -> str | None:
-    """The live call's synthesiser, where a failure logged its name."""
-    for e in events:
-        if e.source == "tts" and e.kind in ("synthesis_failed", "provider_failed"):
-            name = e.data.get("provider")
-            if name is not None:
-                return str(name)
-    return None
 
 
 def replay_notes(sentences: Sequence[RecordedSentence]) -> list[str]:
@@ -240,13 +225,10 @@ class RecordedSynthesizer:
 class RecordedTelephony:
     """SMS and transfers answered as recorded (their `action_completed`), in order."""
 
-    def __init__(self, events: tuple[EventRecord, ...], clock: Clock, t0: int) -> None:
-        completed = {e.data["action_id"]: e for e in events if e.kind == "action_completed"}
-        self._answers: dict[str, deque[EventRecord | None]] = {"sms": deque(), "transfer": deque()}
-        for e in events:
-            if e.kind in ("sms_requested", "transfer_requested"):
-                kind = e.kind.removesuffix("_requested")
-                self._answers[kind].append(completed.get(e.data.get("action_id")))
+    def __init__(self, actions: Sequence[Action], clock: Clock, t0: int) -> None:
+        self._answers: dict[str, deque[Completion | None]] = {"sms": deque(), "transfer": deque()}
+        for action in actions:
+            self._answers[action.kind].append(action.answer)
         self._clock = clock
         self._t0 = t0
         self.sms: list[tuple[str, str]] = []
@@ -266,9 +248,9 @@ class RecordedTelephony:
         if answer is None:
             return default
         await _at(self._clock, answer.t_ms, self._t0)
-        if not answer.data.get("ok", True):
-            raise RuntimeError(str(answer.data.get("result", {}).get("error", "failed")))
-        return dict(answer.data.get("result", {}))
+        if not answer.ok:
+            raise RuntimeError(str(answer.result.get("error", "failed")))
+        return dict(answer.result)
 
 
 class RecordedHooks:
@@ -277,12 +259,8 @@ class RecordedHooks:
     A hook the recording never called (a changed machine) runs for real.
     """
 
-    def __init__(self, events: tuple[EventRecord, ...], clock: Clock, t0: int) -> None:
-        answers = {
-            e.data["call_id"]: e for e in events if e.kind in ("hook_returned", "hook_failed")
-        }
-        called = (e.data.get("call_id") for e in events if e.kind == "hook_called")
-        self._answers = deque(answers.get(call_id) for call_id in called)
+    def __init__(self, answers: Sequence[HookAnswer | None], clock: Clock, t0: int) -> None:
+        self._answers = deque(answers)
         self._clock = clock
         self._t0 = t0
         self.calls = itertools.count()
@@ -294,15 +272,15 @@ class RecordedHooks:
         answer = self._answers.popleft() if self._answers else None
         if answer is None:
             return await run_hook(target, paths, context)
-        if answer.kind == "hook_failed" and answer.data.get("reason") == "timeout":
+        if answer.failed and answer.reason == "timeout":
             await _forever()  # the runner's own timeout ends it, as it did
         # Shielded: a hook in a worker thread cannot be cancelled, so a recorded answer
         # came when it came, even after the runner's timeout.
         with anyio.CancelScope(shield=True):
             await _at(self._clock, answer.t_ms, self._t0)
-        if answer.kind == "hook_failed":
-            raise _failure(str(answer.data.get("reason", "")))
-        return HookResult(answer.data.get("event"), dict(answer.data.get("variables", {})))
+        if answer.failed:
+            raise _failure(answer.reason)
+        return HookResult(answer.event, dict(answer.variables))
 
 
 def _failure(reason: str) -> Exception:

@@ -26,7 +26,7 @@ from fsm_voice.providers.base import SpeechRecognizer
 from fsm_voice.providers.offline_stt import DecoderPool
 from fsm_voice.replay.compare import ReplayDivergence, first_divergence
 from fsm_voice.replay.driver import CountingLog, ReplayClock, ReplayPhone
-from fsm_voice.replay.facts import Fact, split_stt_events
+from fsm_voice.replay.facts import Fact
 from fsm_voice.replay.fault_replay import ReplayFaults
 from fsm_voice.replay.faults import Fault
 from fsm_voice.replay.offline import heard_frames, inline_decoder, offline_recognizer, prepare
@@ -37,7 +37,6 @@ from fsm_voice.replay.providers import (
     RecordedTelephony,
     recorded_sentences,
     replay_notes,
-    synthesizer_name,
 )
 from fsm_voice.replay.recording import (
     Recording,
@@ -45,6 +44,8 @@ from fsm_voice.replay.recording import (
     load_fixture,
     load_from_log,
 )
+from fsm_voice.replay.view_parser import parse
+from fsm_voice.replay.views import RecordingViews
 from fsm_voice.twilio.media_streams import MEDIA_STREAMS
 
 __all__ = [
@@ -177,23 +178,22 @@ async def replay_call(
         raise ReplayInputError(f"unknown replay mode {mode!r} (one of: {', '.join(MODES)})")
     recording = load_recording(source, call_id)
     spec = resolve_machine(recording, machine)
-    faulted = ReplayFaults(recording, faults, reenact_drops=mode == "offline")
-    events = recording.events
+    views = parse(recording)
+    faulted = ReplayFaults(recording, views, faults, reenact_drops=mode == "offline")
     # The call's time 0 is the clock's 0; the replay starts where the live socket
     # opened (older runtimes logged it a few ms in, however long setup took).
-    opened_ms = next((e.t_ms for e in events if e.kind == "socket_opened"), 0)
-    clock = ReplayClock(opened_ms, recording.started_wall_ms)
+    clock = ReplayClock(views.opened_ms, recording.started_wall_ms)
     log = CountingLog()
-    sentences = recorded_sentences(events, recording.agent)
-    recognizer, recorded = await _recognizer(mode, recording, faulted.facts, clock, decoder)
+    sentences = recorded_sentences(views, recording.agent)
+    recognizer, recorded = await _recognizer(mode, recording, views, faulted.facts, clock, decoder)
+    # The live conversation had its providers started by its first event.
+    ready_ms = 0 if views.began is None else views.began.t_ms
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
-        synthesizer=RecordedSynthesizer(
-            sentences, clock, 0, _providers_ready_ms(events), synthesizer_name(events)
-        ),
-        telephony=RecordedTelephony(events, clock, 0),
-        hooks=RecordedHooks(events, clock, 0),
+        synthesizer=RecordedSynthesizer(sentences, clock, 0, ready_ms, views.synthesizer),
+        telephony=RecordedTelephony(views.actions, clock, 0),
+        hooks=RecordedHooks(views.hooks, clock, 0),
         live_streams=faulted.live_streams(),
     )
     agent = faulted.agent(agent)
@@ -211,8 +211,8 @@ async def replay_call(
         machine_name=spec.name,
         origin_ms=0,
     )
-    _deliver_notices(recording, runtime, clock)
-    _answer_remote_hangups(recording, runtime, clock)
+    _deliver_notices(views, runtime, clock)
+    _answer_remote_hangups(views, runtime, clock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.run)
         faulted.attach(tg, agent, clock)
@@ -221,7 +221,7 @@ async def replay_call(
     faulted.merge_into(log)
     replayed = tuple(log.events(recording.call_id))
     cut_off = not recording.ended
-    comparison = first_divergence(recording.call_id, events, replayed, cut_off=cut_off)
+    comparison = first_divergence(recording.call_id, recording.events, replayed, cut_off=cut_off)
     notes = replay_notes(sentences)
     if cut_off:
         notes.append(CUT_OFF)
@@ -241,46 +241,30 @@ async def replay_call(
     )
 
 
-def _conversation_started(events: tuple[EventRecord, ...]) -> EventRecord | None:
-    """The live conversation's first event (its providers had started by then)."""
-    return next((e for e in events if e.source == "conversation"), None)
-
-
-def _providers_ready_ms(events: tuple[EventRecord, ...]) -> int:
-    """When the live conversation had its providers started: its first event's time."""
-    started = _conversation_started(events)
-    return 0 if started is None else started.t_ms
-
-
-def _deliver_notices(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
+def _deliver_notices(views: RecordingViews, runtime: CallRuntime, clock: ReplayClock) -> None:
     """Platform notices from outside the stream (e.g. Twilio's answering-machine
     verdict), delivered again at their recorded times."""
-    started = _conversation_started(recording.events)
-    for event in recording.events:
-        if event.kind != "platform_notice":
-            continue
-        data = dict(event.data)
-        deliver = partial(runtime.handle.notify, str(data.pop("notice")), data)
-        if started is not None and event.seq < started.seq:
+    for notice in views.notices:
+        deliver = partial(runtime.handle.notify, notice.notice, dict(notice.fields))
+        if views.began is not None and notice.seq < views.began.seq:
             # it came before the conversation subscribed (a webhook ahead of the
             # stream): held by the call, the conversation takes it as it starts
             deliver()
         else:
-            clock.call_later(event.t_ms - clock.now_ms(), deliver)
+            clock.call_later(notice.t_ms - clock.now_ms(), deliver)
 
 
 class RecordedHangupFailure(Exception):
     """A REST hangup that failed in the recording fails again in the replay."""
 
 
-def _answer_remote_hangups(recording: Recording, runtime: CallRuntime, clock: ReplayClock) -> None:
+def _answer_remote_hangups(views: RecordingViews, runtime: CallRuntime, clock: ReplayClock) -> None:
     """A call hung up REST-first (Twilio) is hung up the same way in the replay: the
     platform's answers (`remote_hangup_done`/`_failed`) come from the log at their times;
     without an answer in the log (Twilio closed the stream first), none comes."""
-    if not any(e.kind == "remote_hangup_requested" for e in recording.events):
+    if not views.remote_hangup_requested:
         return
-    kinds = ("remote_hangup_done", "remote_hangup_failed")
-    answers = iter([e for e in recording.events if e.kind in kinds])
+    answers = iter(views.remote_hangup_answers)
 
     async def hangup(call_sid: str) -> str:
         answer = next(answers, None)
@@ -288,9 +272,9 @@ def _answer_remote_hangups(recording: Recording, runtime: CallRuntime, clock: Re
             await anyio.Event().wait()  # the stream closes first; this is cancelled
         assert answer is not None
         await clock.sleep(max(0, answer.t_ms - clock.now_ms()))
-        if answer.kind == "remote_hangup_failed":
-            raise RecordedHangupFailure(str(answer.data.get("error", "")))
-        return str(answer.data["outcome"])
+        if answer.failed:
+            raise RecordedHangupFailure(answer.error)
+        return answer.outcome
 
     runtime.remote_hangup = hangup
 
@@ -298,18 +282,19 @@ def _answer_remote_hangups(recording: Recording, runtime: CallRuntime, clock: Re
 async def _recognizer(
     mode: Mode,
     recording: Recording,
+    views: RecordingViews,
     facts: list[Fact],
     clock: ReplayClock,
     decoder: DecoderPool | None,
 ) -> tuple[SpeechRecognizer, RecordedRecognizer | None]:
     """The call's recogniser, and the recorded one the phone feeds (recorded mode)."""
     if mode == "recorded":
-        at_start, _, at_stop = split_stt_events(recording.events)
-        recorded = RecordedRecognizer(at_start, at_stop, recognizer_name(recording.events))
+        at_start, _, at_stop = views.stt_phases()
+        recorded = RecordedRecognizer(at_start, at_stop, views.recognizer)
         return recorded, recorded
     if not recording.caller:
         raise ReplayInputError(f"{recording.origin}: no caller audio to re-transcribe")
-    if recognizer_name(recording.events) == "scripted":
+    if views.recognizer == "scripted":
         raise ReplayInputError(
             f"{recording.origin}: recorded with the scripted recogniser, whose words came "
             "from its script, not from the caller audio; re-transcribing that audio cannot "
@@ -317,21 +302,9 @@ async def _recognizer(
         )
     decoder = decoder or inline_decoder()
     await prepare(decoder)
-    offline = offline_recognizer(recording.events, heard_frames(facts), clock, decoder)
+    offline = offline_recognizer(views, heard_frames(facts), clock, decoder)
     clock.hold_while(lambda: offline.decoding)  # see replay/offline.py
     return offline, None
-
-
-def recognizer_name(events: tuple[EventRecord, ...]) -> str | None:
-    """The live call's recogniser, as its first state change named it (recordings
-    older than the `provider` field name only the scripted one, in `detail`)."""
-    for e in events:
-        if e.source == "stt" and e.kind == "provider_state_entered":
-            name = e.data.get("provider")
-            if name is None and e.data.get("detail") == "scripted":
-                return "scripted"
-            return None if name is None else str(name)
-    return None
 
 
 def replay(

@@ -1,0 +1,149 @@
+"""A recogniser behind a connection that a fault can drop (`stt_drop`, `replay.faults`)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from fsm_voice.clock import Clock, TimerHandle
+from fsm_voice.machine import Step
+from fsm_voice.providers import machine as pm
+from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+
+__all__ = ["DroppableRecognizer"]
+
+
+class DroppableRecognizer:
+    """A recogniser behind a connection that can be dropped (`drop`) on purpose.
+
+    The in-process recognisers have no socket to lose, so this is their socket: its
+    own provider machine goes through the path a cloud provider's socket loss takes
+    (reconnecting, a backoff timer on the call's clock, connecting, streaming), and
+    reports each state and the non-fatal error to the listener, so the runtime logs
+    them. Meanwhile caller frames wait in a bounded buffer and the recogniser's
+    results are held; after the reconnect both go on in their order.
+    """
+
+    def __init__(
+        self,
+        inner: SpeechRecognizer,
+        clock: Clock,
+        *,
+        max_buffered_frames: int = 500,  # 10 s of caller audio
+        jitter: Callable[[], float] = lambda: 0.5,
+        backoffs_ms: Sequence[int] = (),
+    ) -> None:
+        self.inner = inner
+        # Backoffs to wait instead of the machine's, in order (a replay re-enacting a
+        # recorded drop waits as long as the recording did).
+        self.backoffs_ms = deque(backoffs_ms)
+        self.name = inner.name
+        self.clock = clock
+        self.max_buffered_frames = max_buffered_frames
+        self.machine = pm.ProviderMachine(f"link:{inner.name}", jitter=jitter)
+        self.frames_lost = 0
+        self._listener: SttListener | None = None
+        self._frames: deque[tuple[bytes, int]] = deque()
+        self._held: deque[Callable[[], None]] = deque()
+        self._retry: TimerHandle | None = None
+
+    async def start(self, listener: SttListener) -> None:
+        self._listener = listener
+        # The link is up as soon as the recogniser is: the recogniser reports its own
+        # start, so these two moves are not reported again.
+        self.machine.fire(pm.Start())
+        self.machine.fire(pm.Connected())
+        await self.inner.start(_HoldingListener(self, listener))
+
+    def feed(self, mulaw: bytes, t_ms: int) -> None:
+        if self.machine.is_streaming:
+            self.inner.feed(mulaw, t_ms)
+        elif self.machine.state in pm.OPEN:
+            if len(self._frames) >= self.max_buffered_frames:
+                self.frames_lost += 1  # the oldest is kept: the gap's start is speech too
+                return
+            self._frames.append((mulaw, t_ms))
+
+    def set_grammar(self, grammar: Grammar | None) -> None:
+        self.inner.set_grammar(grammar)
+
+    def set_speaking(self, speaking: bool) -> None:
+        self.inner.set_speaking(speaking)
+
+    async def stop(self) -> None:
+        self._apply(self.machine.fire(pm.Stop()), "", report=False)
+        self._frames.clear()
+        self._held.clear()
+        await self.inner.stop()
+
+    def drop(self, reason: str = "connection lost") -> None:
+        """The connection dies now (a no-op unless it is streaming)."""
+        self._apply(self.machine.fire(pm.Dropped(reason)), reason)
+
+    @property
+    def holding(self) -> bool:
+        return not self.machine.is_streaming and self.machine.state in pm.OPEN
+
+    def hold(self, report: Callable[[], None]) -> None:
+        self._held.append(report)
+
+    def _apply(self, step: Step[pm.ProviderEffect], detail: str, *, report: bool = True) -> None:
+        listener = self._listener
+        if report:
+            pm.report_step(step, listener.on_state if listener else None, detail)
+        for effect in step.effects:
+            if isinstance(effect, pm.ScheduleRetry):
+                delay = self.backoffs_ms.popleft() if self.backoffs_ms else effect.delay_ms
+                self._retry = self.clock.call_later(delay, self._on_retry)
+            elif isinstance(effect, pm.CancelRetry) and self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+            elif isinstance(effect, pm.ReportError) and listener is not None:
+                listener.on_error(effect.reason, effect.fatal)
+            elif isinstance(effect, pm.Connect):
+                self._apply(self.machine.fire(pm.Connected()), "reconnected")
+                self._resume()
+
+    def _on_retry(self) -> None:
+        self._retry = None
+        self._apply(self.machine.fire(pm.Retry()), "retrying")
+
+    def _resume(self) -> None:
+        """Back up: the held results first (older audio), then the buffered frames."""
+        while self._held:
+            self._held.popleft()()
+        if self.frames_lost and self._listener is not None:
+            lost, self.frames_lost = self.frames_lost, 0
+            self._listener.on_error(f"{lost} caller frames lost while reconnecting", False)
+        while self._frames and self.machine.is_streaming:
+            self.inner.feed(*self._frames.popleft())
+
+
+class _HoldingListener:
+    """The inner recogniser's listener: passes results on, or holds them while down."""
+
+    def __init__(self, link: DroppableRecognizer, listener: SttListener) -> None:
+        self._link = link
+        self._listener = listener
+
+    def _pass(self, report: Callable[[], None]) -> None:
+        if self._link.holding:
+            self._link.hold(report)
+        else:
+            report()
+
+    def on_speech_started(self, t_ms: int) -> None:
+        self._pass(partial(self._listener.on_speech_started, t_ms))
+
+    def on_recognizing(self, text: str) -> None:
+        self._pass(partial(self._listener.on_recognizing, text))
+
+    def on_committed(self, transcript: Transcript) -> None:
+        self._pass(partial(self._listener.on_committed, transcript))
+
+    def on_error(self, reason: str, fatal: bool) -> None:
+        self._pass(partial(self._listener.on_error, reason, fatal))
+
+    def on_state(self, state: str, detail: str) -> None:
+        self._listener.on_state(state, detail)  # the recogniser's own life: as it happens
