@@ -30,6 +30,7 @@ from fsm_voice.compat.settings import VoiceRuntimeSettings
 from fsm_voice.errors import FsmVoiceError
 from fsm_voice.providers import create_synthesizer
 from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
+from fsm_voice.providers.state_log import watch_states
 
 if TYPE_CHECKING:
     from fsm_voice.session import VoiceSession
@@ -123,6 +124,9 @@ class TtsAdapter:
         stt = session.stt
         if stt is not None:
             stt.set_speaking(True)
+        # The synthesiser's moves (its start, a drop and retry mid-sentence) happen
+        # while it speaks: logged into this session's call meanwhile.
+        unwatch = watch_states(self.synthesizer, lambda kind, data: _record(session, kind, data))
         try:
             await self.synthesizer.start()
             for sentence in split_sentences(text):
@@ -139,6 +143,7 @@ class TtsAdapter:
             if self.on_error is not None:
                 self.on_error(message)
         finally:
+            unwatch()
             if stt is not None:
                 stt.set_speaking(False)
 

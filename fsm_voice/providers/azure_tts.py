@@ -43,6 +43,7 @@ from fsm_voice.providers.azure_common import (
     post_to_loop,
 )
 from fsm_voice.providers.base import SpeechSynthesizer
+from fsm_voice.providers.state_log import StateWatchers
 from fsm_voice.security import Secret
 
 __all__ = ["AzureSynthesizer"]
@@ -91,7 +92,7 @@ class AzureSynthesizer:
     ) -> None:
         self.name = name
         self.settings = AzureSettings.from_env(environ, key=key, region=region, voice=voice)
-        self.on_state = on_state
+        self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
         self.max_idle = max_idle
         self._sdk = sdk
@@ -206,7 +207,7 @@ class AzureSynthesizer:
         return await asyncio.wrap_future(self._threads.submit(build))
 
     def _report(self, step: Any, detail: str) -> None:
-        pm.report_step(step, self.on_state, detail)
+        pm.report_step(step, self.state_watchers, detail)
 
     # --- on worker threads ---
 

@@ -33,6 +33,7 @@ from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
 from fsm_voice.providers.elevenlabs_client import ElevenLabsError, ElevenLabsSettings, TtsClient
+from fsm_voice.providers.state_log import StateWatchers
 from fsm_voice.security import Secret
 
 __all__ = ["ElevenLabsSynthesizer", "split_long"]
@@ -89,7 +90,7 @@ class ElevenLabsSynthesizer:
         self.timeout_ms = timeout_ms
         self.max_chars = max_chars
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.on_state = on_state
+        self.state_watchers = StateWatchers(on_state)
         self.on_error = on_error
         self._jitter = jitter
         self._max_retries = max_retries
@@ -112,7 +113,7 @@ class ElevenLabsSynthesizer:
         if self.settings.api_key is None:
             error = ElevenLabsError("auth_error", "ELEVENLABS_API_KEY is not set", retryable=False)
             # Report the start, but there is nothing to connect with: straight to error.
-            pm.report_step(self.machine.fire(pm.Start()), self.on_state, "starting")
+            pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "starting")
             self._fire(pm.Fatal(str(error)), str(error))
             raise error
         self._fire(pm.Start(), f"voice {self.settings.voice_id}, model {self.settings.tts_model}")
@@ -201,7 +202,7 @@ class ElevenLabsSynthesizer:
         self._execute(self.machine.fire(event), detail)
 
     def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
-        pm.report_step(step, self.on_state, detail)
+        pm.report_step(step, self.state_watchers, detail)
         for effect in step.effects:
             if isinstance(effect, pm.Connect) and effect.attempt == 1:
                 # Nothing to open: HTTP requests stand alone. A retry (attempt > 1)

@@ -33,6 +33,7 @@ from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.audio.resample import float_to_mulaw_8k
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
+from fsm_voice.providers.state_log import StateWatchers
 
 __all__ = ["PiperSynthesizer", "split_clauses"]
 
@@ -77,7 +78,7 @@ class PiperSynthesizer:
         self.length_scale = length_scale
         self.split_clauses = split_clauses
         self.threads = threads  # onnxruntime intra-op threads per synthesis
-        self.on_state = on_state
+        self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
         self.sample_rate = 22_050
         self._voice: Any = None
@@ -91,15 +92,15 @@ class PiperSynthesizer:
         async with self._lock:
             if self._voice is not None:
                 return
-            pm.report_step(self.machine.fire(pm.Start()), self.on_state, "loading voice")
+            pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "loading voice")
             try:
                 await asyncio.to_thread(self.load)
             except Exception as exc:  # no retry can fix a missing or broken model
                 step = self.machine.fire(pm.Fatal(repr(exc)))
-                pm.report_step(step, self.on_state, repr(exc))
+                pm.report_step(step, self.state_watchers, repr(exc))
                 raise
             step = self.machine.fire(pm.Connected())
-            pm.report_step(step, self.on_state, f"{self.sample_rate} Hz voice")
+            pm.report_step(step, self.state_watchers, f"{self.sample_rate} Hz voice")
 
     def load(self) -> None:
         """Load the voice, blocking (`start` runs this on a thread)."""
@@ -177,7 +178,7 @@ class PiperSynthesizer:
     async def stop(self) -> None:
         if self.machine.state in pm.FINAL:
             return
-        pm.report_step(self.machine.fire(pm.Stop()), self.on_state, "stopped")
+        pm.report_step(self.machine.fire(pm.Stop()), self.state_watchers, "stopped")
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._voice = None
 

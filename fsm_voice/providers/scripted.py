@@ -25,6 +25,7 @@ from fsm_voice.providers.base import (
     SttListener,
     Transcript,
 )
+from fsm_voice.providers.state_log import StateWatchers
 
 __all__ = ["Script", "ScriptedRecognizer", "ScriptedSynthesizer"]
 
@@ -129,7 +130,7 @@ class ScriptedSynthesizer:
         self.name = name
         self.ms_per_char = ms_per_char
         self.min_ms = min_ms
-        self.on_state = on_state
+        self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
         self.requests: list[str] = []  # every text asked for
         self.cancelled: list[str] = []  # texts whose iterator was closed early
@@ -145,8 +146,8 @@ class ScriptedSynthesizer:
         return -(-ms // 20) * 20
 
     async def start(self) -> None:
-        pm.report_step(self.machine.fire(pm.Start()), self.on_state, "scripted")
-        pm.report_step(self.machine.fire(pm.Connected()), self.on_state, "scripted")
+        pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "scripted")
+        pm.report_step(self.machine.fire(pm.Connected()), self.state_watchers, "scripted")
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.requests.append(text)
@@ -165,7 +166,7 @@ class ScriptedSynthesizer:
                 self.cancelled.append(text)
 
     async def stop(self) -> None:
-        pm.report_step(self.machine.fire(pm.Stop()), self.on_state, "stopped")
+        pm.report_step(self.machine.fire(pm.Stop()), self.state_watchers, "stopped")
 
 
 if TYPE_CHECKING:  # mypy checks that both satisfy the protocols
