@@ -1,4 +1,6 @@
-"""Write the README's table of event kinds from the catalogue (`--check`: compare only).
+"""Write what is generated from the event catalogue (`--check`: compare only): the
+README's table of event kinds and `fsm_voice/eventlog/kind_names.py` (the `KindName`
+type the writers' signatures use).
 
 The table sits between two marker comments in README.md; everything else in the file
 is left as it is. The kinds and their fields are declared once, in
@@ -15,9 +17,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from fsm_voice.eventlog.catalogue_docs import render_reference, replace_kinds_table
+from fsm_voice.eventlog.catalogue_docs import (
+    KIND_NAMES_MODULE,
+    render_kind_names,
+    render_reference,
+    replace_kinds_table,
+)
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+KIND_NAMES = ROOT / KIND_NAMES_MODULE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         sys.stdout.write(render_reference())
         return 0
-    text = README.read_text(encoding="utf-8")
-    current = replace_kinds_table(text)
-    if args.check:
+    stale = []
+    for path, render in ((README, replace_kinds_table), (KIND_NAMES, _kind_names)):
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        current = render(text)
         if current != text:
-            print("README.md's table of event kinds is stale: run scripts/event_catalogue.py")
-            return 1
-        return 0
-    if current != text:
-        README.write_text(current, encoding="utf-8")
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(current, encoding="utf-8")
+    if args.check and stale:
+        print(f"stale: {', '.join(map(str, stale))}: run scripts/event_catalogue.py")
+        return 1
     return 0
+
+
+def _kind_names(_old: str) -> str:
+    return render_kind_names()
 
 
 if __name__ == "__main__":

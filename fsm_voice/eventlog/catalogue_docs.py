@@ -11,8 +11,10 @@ from fsm_voice.eventlog.catalogue import EventKind, catalogue
 from fsm_voice.eventlog.records import SOURCES
 
 __all__ = [
+    "KIND_NAMES_MODULE",
     "README_END",
     "README_START",
+    "render_kind_names",
     "render_kinds_by_source",
     "render_reference",
     "replace_kinds_table",
@@ -57,3 +59,25 @@ def replace_kinds_table(text: str, table: str | None = None) -> str:
     head = text[: start + len(README_START)]
     new = render_kinds_by_source() if table is None else table
     return f"{head}\n{new}{text[end:]}"
+
+
+KIND_NAMES_MODULE: Final = "fsm_voice/eventlog/kind_names.py"
+
+
+def render_kind_names(kinds: Iterable[EventKind] | None = None) -> str:
+    """The source of `fsm_voice.eventlog.kind_names`: every declared kind's name as one
+    `Literal` type, for the writers' signatures (sorted, each name once)."""
+    names = sorted({declared.kind for declared in (catalogue() if kinds is None else kinds)})
+    members = "".join(f'    "{name}",\n' for name in names)
+    return (
+        '"""Every event kind\'s name, for the type checker. Generated from the catalogue by\n'
+        "scripts/event_catalogue.py: do not edit (tests/test_event_catalogue.py checks it is\n"
+        "current).\n\n"
+        "Writers type their `kind` parameter as `KindName`, so mypy refuses, where it is\n"
+        "written, a kind the catalogue does not declare; the logs still refuse an undeclared\n"
+        "(source, kind) pair when it is appended.\n"
+        '"""\n\n'
+        "from typing import Literal\n\n"
+        '__all__ = ["KindName"]\n\n'
+        f"KindName = Literal[\n{members}]\n"
+    )
