@@ -4,7 +4,7 @@ The stream token in it is bound to the Twilio CallSid where we know it when the 
 is made: an inbound call's `/twiml` webhook carries it. An outbound call's TwiML goes
 into the REST request that creates the call, before Twilio assigns its CallSid, so
 that token binds our `call_id` only; single use, its TTL and one stream per CallSid
-(`runtime.stream_guard`) still hold for it.
+(`call.stream_guard`) still hold for it.
 """
 
 from __future__ import annotations
