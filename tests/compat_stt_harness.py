@@ -46,7 +46,7 @@ class Consumer:
 
 
 def states(consumer: Consumer) -> list[str]:
-    return [data["state"] for data in consumer.kinds("provider_state_entered")]
+    return [data["state"] for data in consumer.kinds("state_entered")]
 
 
 async def retry_until_error(consumer: Consumer, clock: VirtualClock) -> None:

@@ -105,7 +105,7 @@ async def test_the_appointment_is_rescheduled_over_the_azure_pair(
     committed = [d["text"] for d in of(events, "stt", "transcript_committed")]
     assert committed == service.script
     assert of(events, "stt", "transcript_partial")  # interim results were logged too
-    stt_states = [d["state"] for d in of(events, "stt", "provider_state_entered")]
+    stt_states = [d["state"] for d in of(events, "stt", "state_entered")]
     assert stt_states == ["connecting", "streaming", "closed"]
     spoken = [text for s in service.synthesizers for text in s.spoken]
     assert spoken[0].startswith("Hi Alex, this is Riverside Clinic")

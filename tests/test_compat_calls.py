@@ -103,7 +103,7 @@ async def test_stt_set_after_connect_commits_through_on_stt_ready() -> None:
         calls = await server.wait_finished(1)
     assert heard == ["yes please"]
     kinds = [e.kind for e in server.events(calls[0]) if e.source == "stt"]
-    assert kinds[:2] == ["stt_created", "provider_state_entered"]
+    assert kinds[:2] == ["stt_created", "state_entered"]
     assert "transcript_committed" in kinds and kinds[-1] == "stt_stopped"
 
 

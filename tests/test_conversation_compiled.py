@@ -118,7 +118,7 @@ def test_a_global_handler_chosen_before_the_call_connected_moves_nowhere() -> No
     assert m.state == "__start__" and not m.ended
     out = m.handle(ev.CallConnected({}))
     assert notes(out, "state_entered") == [
-        {"state": "greet", "previous": "__start__", "event": "__start__"}
+        {"machine": "conversation", "state": "greet", "from": "__start__", "on": "__start__"}
     ]
 
 

@@ -106,7 +106,7 @@ def test_entry_speaks_and_listens_before_any_timer() -> None:
     out = start(m)
     assert m.state == "greet"
     assert noted(out, "state_entered") == [
-        {"state": "greet", "previous": "__start__", "event": "__start__"}
+        {"machine": "conversation", "state": "greet", "from": "__start__", "on": "__start__"}
     ]
     (listening,) = only(out, fx.StartListening)
     assert set(listening.phrases) == {"yes", "that works", "no", "operator", "maybe"}

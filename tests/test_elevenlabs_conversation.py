@@ -71,7 +71,7 @@ async def test_appointment_call_on_the_elevenlabs_pair() -> None:
     # call times from Scribe's word timestamps: each utterance ends after it starts
     assert all(0 < h["start_ms"] < h["end_ms"] for h in heard)
     stt_states = [
-        e.data["state"] for e in events if e.source == "stt" and e.kind == "provider_state_entered"
+        e.data["state"] for e in events if e.source == "stt" and e.kind == "state_entered"
     ]
     assert stt_states[:2] == ["connecting", "streaming"] and stt_states[-1] == "closed"
     assert not [e for e in events if e.kind in ("provider_error", "provider_failed")]

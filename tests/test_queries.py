@@ -198,9 +198,9 @@ def test_stats_count_provider_reconnects(
     with SqliteEventLog(path) as log:
         log.open_call(CallRecord("c1", 0, machine="ivr"))
         for seq, state in enumerate(["connecting", "streaming", "reconnecting", "streaming"]):
-            data = {"state": state, "detail": ""}
+            data = {"machine": "stt", "state": state, "from": None, "on": None, "detail": ""}
             log.append(
-                EventRecord("c1", seq, seq * 100, seq * 100, "stt", "provider_state_entered", data)
+                EventRecord("c1", seq, seq * 100, seq * 100, "stt", "state_entered", data, 2)
             )
     stats = json.loads(run(capsys, "stats", "--db", str(path), "--json"))
     assert stats["reconnects"] == [{"machine": "ivr", "source": "stt", "count": 1}]

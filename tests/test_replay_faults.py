@@ -63,6 +63,11 @@ def _first(events: Sequence[EventRecord], kind: str, **data: object) -> EventRec
     )
 
 
+def _stt_moved(e: EventRecord) -> bool:
+    """The recogniser's machine changed state (read as v2: `state_entered`, source stt)."""
+    return e.source == "stt" and e.kind == "state_entered"
+
+
 def _kinds(events: Sequence[EventRecord], *kinds: str) -> list[str]:
     return [e.kind for e in events if e.kind in kinds]
 
@@ -151,7 +156,7 @@ def test_stt_drop_reconnects_and_loses_nothing_the_caller_said(
 
     injected = _first(events, "fault_injected")
     assert (injected.t_ms, injected.data["fault"]) == (drop_ms, "stt_drop")
-    states = [(e.t_ms, e.data["state"]) for e in events if e.kind == "provider_state_entered"]
+    states = [(e.t_ms, e.data["state"]) for e in events if _stt_moved(e)]
     # The provider machine's path for a lost socket: backoff 1 s (jitter 0.5 → ±0).
     assert states[2:5] == [
         (drop_ms, "reconnecting"),
@@ -388,9 +393,9 @@ def test_the_corpus_has_a_provider_reconnect_that_completes() -> None:
     drop = _first(events, "fault_injected")
     assert drop.data["fault"] == "stt_drop"
     after = [e for e in events if e.t_ms >= drop.t_ms]
-    states = [e.data["state"] for e in after if e.kind == "provider_state_entered"]
+    states = [e.data["state"] for e in after if _stt_moved(e)]
     assert states[:3] == ["reconnecting", "connecting", "streaming"]
-    reconnected = _first(after, "provider_state_entered", state="streaming")
+    reconnected = _first(after, "state_entered", machine="stt", state="streaming")
     first_heard = _first(after, "transcript_committed")
     # Speech from the gap, recognised once the connection was back.
     assert first_heard.data["text"] == "reschedule"
@@ -404,7 +409,7 @@ def _link_story(events: Sequence[EventRecord]) -> list[tuple[int, str, object]]:
     return [
         (e.t_ms, e.kind, e.data.get("state", e.data.get("fatal")))
         for e in events
-        if e.seq > began and e.kind in ("provider_state_entered", "provider_error")
+        if e.seq > began and (_stt_moved(e) or e.kind == "provider_error")
     ]
 
 
@@ -418,7 +423,7 @@ def test_offline_mode_drops_the_real_recogniser_again_as_recorded() -> None:
     assert _link_story(result.events) == _link_story(recording.events)
     drop = _first(result.events, "fault_injected")
     reconnected = _first(
-        result.events, "provider_state_entered", state="streaming", detail="reconnected"
+        result.events, "state_entered", machine="stt", state="streaming", detail="reconnected"
     )
     heard = _first(result.events, "transcript_committed")
     assert heard.data["text"] == "reschedule" and drop.t_ms < reconnected.t_ms <= heard.t_ms

@@ -57,6 +57,7 @@ from fsm_voice.clock import Clock
 from fsm_voice.errors import FsmVoiceError, SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
+from fsm_voice.eventlog.upcast import current_v
 
 _AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
@@ -208,11 +209,10 @@ class CallRuntime:
         return self.clock.now_ms() - self._t0
 
     def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
-        self._log.append(
-            EventRecord(
-                self.call_id, next(self._seq), self.t_ms(), self.clock.wall_ms(), source, kind, data
-            )
-        )
+        # Stamped with the kind's current version: writes are never in an old form.
+        v = current_v(source, kind)
+        seq, t_ms, wall_ms = next(self._seq), self.t_ms(), self.clock.wall_ms()
+        self._log.append(EventRecord(self.call_id, seq, t_ms, wall_ms, source, kind, data, v))
 
     # --- events into the machine, effects out ---
     def dispatch(self, event: ev.CallEvent) -> None:
@@ -237,7 +237,7 @@ class CallRuntime:
             self.record(
                 "call",
                 "state_entered",
-                {"state": step.dest, "from": step.source, "on": step.trigger},
+                {"machine": "call", "state": step.dest, "from": step.source, "on": step.trigger},
             )
         for effect in step.effects:
             self.record("call", effect.kind, effect.data())

@@ -64,7 +64,7 @@ def _describe(source: str, kind: str, data: dict[str, Any]) -> tuple[str, str, s
     """(who, text, style) for an event worth showing, else None."""
     match (source, kind):
         case ("conversation", "state_entered"):
-            return "machine", f"▸ {data['state']}  [dim](on {data['event']})[/dim]", "bold"
+            return "machine", f"▸ {data['state']}  [dim](on {data['on']})[/dim]", "bold"
         case ("conversation", "say_started"):
             return "agent", f"“{escape(data['text'])}”", "green"
         case ("conversation", "prompt_finished") if data.get("interrupted"):

@@ -195,6 +195,7 @@ class _Listener:
 
     def __init__(self, adapter: SttAdapter) -> None:
         self._adapter = adapter
+        self._state: str | None = None  # the recogniser's last reported state
 
     def on_speech_started(self, t_ms: int) -> None:
         self._adapter._event("speech_started", {"at_ms": t_ms})
@@ -231,7 +232,10 @@ class _Listener:
             adapter._call("on_error", adapter.on_error, adapter.fatal_reason(reason))
 
     def on_state(self, state: str, detail: str) -> None:
-        self._adapter._event("provider_state_entered", {"state": state, "detail": detail})
+        # Logged as every machine's move (v2); `on`: the callback does not say.
+        moved = {"machine": "stt", "state": state, "from": self._state, "on": None}
+        self._state = state
+        self._adapter._event("state_entered", {**moved, "detail": detail})
 
 
 class PersistentSttSession(SttAdapter):

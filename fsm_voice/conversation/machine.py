@@ -148,7 +148,7 @@ class ConversationMachine:
             self._out.note("transition_rejected", trigger=trigger, state=source)
             return
         self.state = dest
-        self._out.note("state_entered", state=dest, previous=source, event=event)
+        self._out.note("state_entered", **_entered(dest, source, event))
         self._enter()
 
     def _enter(self) -> None:
@@ -302,7 +302,7 @@ class ConversationMachine:
             if handler.goto is not None:
                 if self.state != START:  # a global handler does not run before the start
                     self.state = handler.goto
-                self._out.note("state_entered", state=handler.goto, previous="", event="hangup")
+                self._out.note("state_entered", **_entered(handler.goto, "", "hangup"))
         self._end(None, reason)
 
     def _error(self, reason: str) -> None:
@@ -382,3 +382,8 @@ def _reason(effect: fx.ConversationEffect | None) -> str:
     if isinstance(effect, fx.TransferCall):
         return "transferred"
     return "ended"
+
+
+def _entered(state: str, left: str, on: str) -> dict[str, Any]:
+    """A `state_entered` note (v2, as every machine logs it: `from` is a keyword)."""
+    return {"machine": "conversation", "state": state, "from": left, "on": on}

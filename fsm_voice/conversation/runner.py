@@ -426,6 +426,7 @@ class _Listener:
     def __init__(self, runner: ConversationRunner) -> None:
         self._runner = runner
         self._call = runner.call
+        self._state: str | None = None  # the recogniser's last reported state
 
     def on_speech_started(self, t_ms: int) -> None:
         self._call.record("stt", "speech_started", {"at_ms": t_ms})
@@ -479,5 +480,7 @@ class _Listener:
     def on_state(self, state: str, detail: str) -> None:
         # The provider's name: offline replay must know what made a recording's words.
         name = self._runner._recognizer.name
-        data = {"state": state, "detail": detail, "provider": name}
-        self._call.record("stt", "provider_state_entered", data)
+        # `on`: the provider's callback does not say which event moved it.
+        moved = {"machine": "stt", "state": state, "from": self._state, "on": None}
+        self._state = state
+        self._call.record("stt", "state_entered", {**moved, "detail": detail, "provider": name})

@@ -157,13 +157,20 @@ _RUNTIME: tuple[EventKind, ...] = (
 )
 
 _CALL: tuple[EventKind, ...] = (
+    # One naming for every machine's move (v2; v1 of call and conversation and the
+    # STT's `provider_state_entered` read back through `upcast`).
     kind(
         "state_entered",
-        "call",
-        "the call machine moved to `state`",
+        ("call", "conversation", "stt", "tts"),
+        "`machine` (call, conversation, stt, tts) moved `from` a state to `state` `on` an"
+        " event (None: not recorded, e.g. STT v1); `detail`, `provider`: a provider's",
+        v=2,
+        machine="str",
         state="str",
-        from_="str",
-        on="str",
+        from_="str|None",
+        on="str|None",
+        detail="str?",
+        provider="str?",
     ),
     kind(
         "event_rejected",

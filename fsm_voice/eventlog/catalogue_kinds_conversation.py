@@ -141,14 +141,7 @@ _CONVERSATION_OUT: tuple[EventKind, ...] = (
 
 # What the conversation machine decided and why (its notes)
 _CONVERSATION_NOTES: tuple[EventKind, ...] = (
-    kind(
-        "state_entered",
-        "conversation",
-        "the conversation machine moved to `state`",
-        state="str",
-        previous="str",
-        event="str",
-    ),
+    # `state_entered` (v2, every machine) is declared in catalogue_kinds.
     kind(
         "state_idle",
         "conversation",

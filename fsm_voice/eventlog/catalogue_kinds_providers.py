@@ -31,14 +31,8 @@ _STT: tuple[EventKind, ...] = (
         end_ms="int?",
     ),
     kind("provider_error", "stt", "the recogniser reported an error", reason="str", fatal="bool"),
-    kind(
-        "provider_state_entered",
-        "stt",
-        "the recogniser's connection machine moved to `state`",
-        state="str",
-        detail="str",
-        provider="str?",
-    ),
+    # The recogniser's moves are `state_entered` (machine "stt", catalogue_kinds);
+    # v1 recordings' `provider_state_entered` read back as it through `upcast`.
     kind(
         "callback_failed",
         "stt",

@@ -59,8 +59,12 @@ def _fsm_voice_version() -> str:
 def _providers(events: Sequence[EventRecord]) -> dict[str, str]:
     """Each provider as it named itself when it first connected (as logged)."""
     found: dict[str, str] = {}
-    for e in events:
-        if e.kind == "provider_state_entered" and e.data.get("state") == "connecting":
+    for e in events:  # read through `upcast`: an STT v1 `provider_state_entered` is one too
+        if (
+            e.kind == "state_entered"
+            and e.source in ("stt", "tts")
+            and e.data.get("state") == "connecting"
+        ):
             found.setdefault(e.source, str(e.data.get("detail", "")))
     return found
 

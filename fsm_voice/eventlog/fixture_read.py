@@ -19,6 +19,7 @@ from fsm_voice.audio.wav import WavError, read_wav
 from fsm_voice.errors import FixtureError
 from fsm_voice.eventlog.records import SOURCES, TRACKS, AudioChunk, CallRecord, EventRecord
 from fsm_voice.eventlog.sqlite_schema import _wall_ms_from_iso
+from fsm_voice.eventlog.upcast import UpcastError, upcast
 
 __all__ = ["FIXTURE_FILES", "FIXTURE_FORMAT", "FixtureCall", "read_fixture"]
 
@@ -243,11 +244,13 @@ def _read_events(problems: _Problems, call: CallRecord) -> list[EventRecord]:
             continue
         lines[seq] = number
         wall = call.started_wall_ms + e["t_ms"]
-        events.append(
-            EventRecord(
-                call.call_id, seq, e["t_ms"], wall, e["source"], e["kind"], e["data"], e["v"]
-            )
+        stored = EventRecord(
+            call.call_id, seq, e["t_ms"], wall, e["source"], e["kind"], e["data"], e["v"]
         )
+        try:  # as the catalogue declares it now; the file stays as it was written
+            events.append(upcast(stored))
+        except UpcastError as error:
+            problems.add("events.jsonl", number, str(error))
     return events
 
 

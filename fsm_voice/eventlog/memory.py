@@ -18,6 +18,7 @@ from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.catalogue import KindCheck, unknown_kind
 from fsm_voice.eventlog.failed_writes import FailedWrites
 from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Track
+from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 __all__ = ["MemoryEventLog"]
 
@@ -158,11 +159,15 @@ class MemoryEventLog:
         self._check_open()
         events = self._events.get(call_id, {})
         records = (events[seq] for seq in sorted(events))
-        return [
+        # Read as the catalogue declares them now: events appended in an older form
+        # (a copy of old data, kinds="off") come back upcast, as from SQLite.
+        names = None if kind is None else stored_kinds(kind, source)
+        stored = (
             replace(event, data=json.loads(data))
             for event, data in records
-            if (kind is None or event.kind == kind) and (source is None or event.source == source)
-        ]
+            if (names is None or event.kind in names) and (source is None or event.source == source)
+        )
+        return upcast_filtered(stored, kind=kind, source=source)
 
     def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
         self._check_open()

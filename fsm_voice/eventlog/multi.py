@@ -30,6 +30,7 @@ from fsm_voice.eventlog.sqlite_schema import (
     _call_record,
     _wall_ms_from_iso,
 )
+from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 __all__ = ["CallReader", "LogSet", "expand_paths"]
 
@@ -164,16 +165,20 @@ class LogSet:
         self, call_id: str, *, kind: str | None = None, source: str | None = None
     ) -> list[EventRecord]:
         """A call's events in seq order, optionally only one kind and/or source."""
+        # As the catalogue declares them now (`upcast`; a renamed kind by its old names too).
         where, params = ["call_id = ?"], [call_id]
-        for column, value in (("kind", kind), ("source", source)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        if kind is not None:
+            names = stored_kinds(kind, source)
+            where.append(f"kind IN ({', '.join('?' * len(names))})")
+            params.extend(names)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
         sql = (
             "SELECT call_id, seq, t_ms, wall_time, source, kind, data, v FROM events"
             f" WHERE {' AND '.join(where)} ORDER BY seq"
         )
-        return [
+        stored = (
             EventRecord(
                 call_id=row[0],
                 seq=row[1],
@@ -185,7 +190,8 @@ class LogSet:
                 v=row[7],
             )
             for row in self._run(self._conn(call_id), sql, params)
-        ]
+        )
+        return upcast_filtered(stored, kind=kind, source=source)
 
     def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
         """A call's chunks of one track in seq order."""

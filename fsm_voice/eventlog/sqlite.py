@@ -50,6 +50,7 @@ from fsm_voice.eventlog.sqlite_writer import (
     _Update,
     _Writer,
 )
+from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 __all__ = ["SCHEMA_VERSION", "SqliteEventLog"]
 
@@ -235,10 +236,13 @@ class SqliteEventLog:
     def events(
         self, call_id: str, *, kind: str | None = None, source: str | None = None
     ) -> list[EventRecord]:
+        # Read as the catalogue declares them now (`upcast`): a file written by an
+        # older version keeps its rows, a renamed kind is selected by its old names too.
         where, params = ["call_id = ?"], [call_id]
         if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
+            names = stored_kinds(kind, source)
+            where.append(f"kind IN ({', '.join('?' * len(names))})")
+            params.extend(names)
         if source is not None:
             where.append("source = ?")
             params.append(source)
@@ -247,7 +251,7 @@ class SqliteEventLog:
             f" WHERE {' AND '.join(where)} ORDER BY seq",
             params,
         )
-        return [
+        stored = (
             EventRecord(
                 call_id=row[0],
                 seq=row[1],
@@ -259,7 +263,8 @@ class SqliteEventLog:
                 v=row[7],
             )
             for row in rows
-        ]
+        )
+        return upcast_filtered(stored, kind=kind, source=source)
 
     def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
         rows = self._read(

@@ -56,10 +56,14 @@ WHERE e.kind IN ('counter_changed', 'prompt_stopped')
 GROUP BY 1, 2, 3
 """
 
+# A provider's move is `state_entered` (v2) or, in files written before it,
+# `provider_state_entered` (v1, STT only): SQL reads the rows as stored, so both.
+# The conversation's `state_entered` (_BY_STATE) keeps `state` in both versions.
 _RECONNECTS: Final = """
 SELECT coalesce(c.machine, ''), e.source, count(*)
 FROM events AS e JOIN calls AS c USING (call_id)
-WHERE e.kind = 'provider_state_entered' AND json_extract(e.data, '$.state') = 'reconnecting'
+WHERE e.kind IN ('state_entered', 'provider_state_entered') AND e.source IN ('stt', 'tts')
+  AND json_extract(e.data, '$.state') = 'reconnecting'
 GROUP BY 1, 2
 """
 

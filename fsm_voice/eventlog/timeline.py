@@ -58,9 +58,12 @@ def _intent(d: dict[str, Any]) -> str:
 
 
 def _state(d: dict[str, Any]) -> str:
-    # The conversation names the event and previous state; the call machine `on`/`from`.
-    previous = d.get("previous", d.get("from"))
-    return f"{previous} → {d.get('state')} on {d.get('event', d.get('on'))}"
+    # Every machine's move (v2): `from`/`on` are None where not recorded (a provider's
+    # callback names neither), `detail` is a provider's.
+    moved = f"{d.get('from')} → {d.get('state')}" if d.get("from") is not None else d.get("state")
+    on = f" on {d.get('on')}" if d.get("on") is not None else ""
+    detail = f" ({_short(d.get('detail', ''))})" if "detail" in d else ""
+    return f"{moved}{on}{detail}"
 
 
 _FORMATS: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
@@ -74,7 +77,6 @@ _FORMATS: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "conversation_ended": lambda d: f"in {d.get('state')} ({d.get('reason')})",
     "transcript_committed": _transcript,
     "speech_started": lambda d: f"at {seconds(int(d.get('at_ms', 0)))}",
-    "provider_state_entered": lambda d: f"{d.get('state')} ({_short(d.get('detail', ''))})",
     "first_audio_sent": lambda d: str(d.get("prompt_id")),
     "mark_echoed": lambda d: str(d.get("name")),
     "mark_sent": lambda d: f"{d.get('name')} (#{d.get('mark_id')})",

@@ -19,6 +19,7 @@ from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.fixture import import_fixture
 from fsm_voice.eventlog.memory import MemoryEventLog
 from fsm_voice.eventlog.records import EventRecord
+from fsm_voice.eventlog.upcast import UpcastError, upcast
 
 __all__ = ["CallerFrames", "Recording", "ReplayInputError", "load_fixture", "load_from_log"]
 
@@ -186,18 +187,21 @@ def _logged_id(raw: list[dict[str, Any]]) -> str:
 
 
 def _event(call_id: str, raw: dict[str, Any], number: int) -> EventRecord:
+    """One line, read as the catalogue declares its kind now (`upcast`)."""
     try:
-        return EventRecord(
-            call_id,
-            int(raw["seq"]),
-            int(raw["t_ms"]),
-            int(raw.get("wall_ms", 0)),
-            raw["source"],
-            str(raw["kind"]),
-            dict(raw.get("data") or {}),
-            int(raw.get("v", 1)),
+        return upcast(
+            EventRecord(
+                call_id,
+                int(raw["seq"]),
+                int(raw["t_ms"]),
+                int(raw.get("wall_ms", 0)),
+                raw["source"],
+                str(raw["kind"]),
+                dict(raw.get("data") or {}),
+                int(raw.get("v", 1)),
+            )
         )
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, UpcastError) as e:
         raise ReplayInputError(f"events.jsonl line {number}: {e}") from None
 
 
