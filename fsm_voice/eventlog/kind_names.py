@@ -85,7 +85,6 @@ KindName = Literal[
     "protocol_violation",
     "provider_error",
     "provider_failed",
-    "provider_state_entered",
     "remote_hangup_done",
     "remote_hangup_failed",
     "remote_hangup_requested",
