@@ -6,7 +6,7 @@ through the Clock, writes agent audio and marks out through one ordered queue, a
 appends every event, transition and effect to the log. Nothing here is shared with
 other calls except the read-only config, the clock and the log writer.
 
-A failure of the call's own code ends that call alone (`runtime/failure.py`): its tasks
+A failure of the call's own code ends that call alone (`call/failure.py`): its tasks
 and timers run under a guard, and `run` always closes the row and lets go of timers.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -54,10 +54,12 @@ from fsm_voice.call.socket import (
 from fsm_voice.call.stream_guard import StreamGuard
 from fsm_voice.call.wire import Envelope, Media, OutboundEncoding, Violation, Wire
 from fsm_voice.clock import Clock
+from fsm_voice.driver import MachineDriver
 from fsm_voice.errors import FsmVoiceError, SocketClosed
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.eventlog.upcast import current_v
+from fsm_voice.machine import Step
 
 _AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
@@ -114,6 +116,16 @@ class CallRuntime:
         self._t0 = clock.now_ms() if origin_ms is None else origin_ms
         self._seq = itertools.count()
         self._mark_ids = itertools.count(1)
+        # The one loop that runs the call machine: each event logged, then fired.
+        self._driver: MachineDriver[ev.CallEvent, fx.Effect] = MachineDriver(
+            "call",
+            self.machine,
+            record=functools.partial(self.record, "call"),
+            execute=self._record_and_execute,
+            before=self._record_event,
+            refused=self._rejected,
+        )
+        self.dispatch = self._driver.feed  # events raised by effects queue behind it
         self._timers = CallTimers(clock, self._guard.wrap("timer", self.dispatch))
         self._waiters = MarkWaiters(self._loop)
         self._outbound = OutboundQueue()
@@ -122,8 +134,6 @@ class CallRuntime:
         self._encoder: OutboundEncoding | None = None
         self._caller = TrackRecorder(log, call_id, "caller", self.config.audio_chunk_frames)
         self._agent_track = TrackRecorder(log, call_id, "agent", self.config.audio_chunk_frames)
-        self._inbox: deque[ev.CallEvent] = deque()
-        self._dispatching = False
         self._ended = anyio.Event()
         self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
@@ -214,34 +224,16 @@ class CallRuntime:
         seq, t_ms, wall_ms = next(self._seq), self.t_ms(), self.clock.wall_ms()
         self._log.append(EventRecord(self.call_id, seq, t_ms, wall_ms, source, kind, data, v))
 
-    # --- events into the machine, effects out ---
-    def dispatch(self, event: ev.CallEvent) -> None:
-        """Feed one event to the machine; events raised by effects queue behind it."""
-        self._inbox.append(event)
-        if self._dispatching:
-            return
-        self._dispatching = True
-        try:
-            while self._inbox:
-                self._step(self._inbox.popleft())
-        finally:
-            self._dispatching = False
-
-    def _step(self, event: ev.CallEvent) -> None:
+    # --- events into the machine (through `dispatch`, the driver's feed), effects out ---
+    def _record_event(self, event: ev.CallEvent) -> None:
         self.record(event.source, event.trigger, event.data())  # type: ignore[arg-type]
-        step = self.machine.fire(event)
-        if not step.accepted:
-            self.record("call", "event_rejected", {"state": step.source, "event": event.trigger})
-            return
-        if step.changed_state:
-            self.record(
-                "call",
-                "state_entered",
-                {"machine": "call", "state": step.dest, "from": step.source, "on": step.trigger},
-            )
-        for effect in step.effects:
-            self.record("call", effect.kind, effect.data())
-            self._execute(effect)
+
+    def _rejected(self, event: ev.CallEvent, step: Step[fx.Effect]) -> None:
+        self.record("call", "event_rejected", {"state": step.source, "event": event.trigger})
+
+    def _record_and_execute(self, effect: fx.Effect) -> None:
+        self.record("call", effect.kind, effect.data())
+        self._execute(effect)
 
     def _execute(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.SendMark):
@@ -314,7 +306,7 @@ class CallRuntime:
         return self._tg is not None
 
     def drop_queued_events(self) -> None:
-        self._inbox.clear()
+        self._driver.drop_queued()
 
     def end_now(self, reason: str) -> None:
         """End the call here, without the machine (if it has not ended already)."""

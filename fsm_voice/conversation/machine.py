@@ -47,8 +47,10 @@ from fsm_voice.conversation.selection import (
     pick_prompt,
     select_handler,
 )
+from fsm_voice.driver import Move
+from fsm_voice.machine import Step
 
-__all__ = ["ENDED", "START", "ConversationMachine"]
+__all__ = ["ENDED", "START", "ConversationMachine", "move_of"]
 
 START = "__start__"
 ENDED = "__ended__"
@@ -96,6 +98,18 @@ class ConversationMachine:
         return self._scope.context(self.state)
 
     # --- the one entry point ---
+
+    def fire(self, event: ev.ConversationEvent) -> Step[fx.ConversationEffect]:
+        """`handle` as a `Step`, for the `MachineDriver`.
+
+        One event may pass through several states (a goto, then the end), so the moves
+        are the `state_entered` notes among the effects (`move_of` reads them) rather
+        than the step's source → dest. Nothing is refused: an event the machine cannot
+        take is noted `event_ignored`.
+        """
+        source = self.state
+        effects = self.handle(event)
+        return Step(event.kind, source, self.state, True, tuple(effects))
 
     def handle(self, event: ev.ConversationEvent) -> list[fx.ConversationEffect]:
         self._out.take()
@@ -387,3 +401,11 @@ def _reason(effect: fx.ConversationEffect | None) -> str:
 def _entered(state: str, left: str, on: str) -> dict[str, Any]:
     """A `state_entered` note (v2, as every machine logs it: `from` is a keyword)."""
     return {"machine": "conversation", "state": state, "from": left, "on": on}
+
+
+def move_of(effect: fx.ConversationEffect) -> Move | None:
+    """The move a `state_entered` note stands for (None: any other effect)."""
+    if type(effect) is not fx.Note or effect.note_kind != "state_entered":
+        return None
+    moved = effect.details
+    return Move(moved["state"], moved["from"], moved["on"])

@@ -13,7 +13,6 @@ only when the platform echoed the mark queued right after its audio.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,11 @@ from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
 from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, resolve_hook
 from fsm_voice.conversation.language.spec import MachineSpec
-from fsm_voice.conversation.machine import ConversationMachine
+from fsm_voice.conversation.machine import ConversationMachine, move_of
 from fsm_voice.conversation.payload import snapshot
 from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
+from fsm_voice.driver import MachineDriver
 from fsm_voice.providers.base import (
     Grammar,
     SpeechRecognizer,
@@ -137,8 +137,16 @@ class ConversationRunner:
             attach(lambda kind, data: call.record("stt", kind, data))
         self._synthesizer = synthesizer
         self._telephony = telephony
-        self._inbox: deque[ev.ConversationEvent] = deque()
-        self._dispatching = False
+        # The one loop that runs the machine: each event logged, then handled.
+        self._driver: MachineDriver[ev.ConversationEvent, fx.ConversationEffect] = MachineDriver(
+            "conversation",
+            self.machine,
+            record=lambda kind, data: call.record("conversation", kind, data),
+            execute=self._record_and_execute,
+            before=self._record_event,
+            moves_in_effects=move_of,
+        )
+        self.dispatch = self._driver.feed  # events raised while handling one queue behind it
         self._timers: dict[str, TimerHandle] = {}
         self._prompts: dict[str, _Prompt] = {}
         self._tg: TaskGroup | None = None
@@ -198,27 +206,16 @@ class ConversationRunner:
         if kind == "amd":
             self.dispatch(ev.AnsweringMachineDetected(str(data.get("answered_by", "unknown"))))
 
-    def dispatch(self, event: ev.ConversationEvent) -> None:
-        """Queue an event; process the queue unless already inside it (no re-entry)."""
-        self._inbox.append(event)
-        if self._dispatching:
-            return
-        self._dispatching = True
-        try:
-            while self._inbox:
-                self._step(self._inbox.popleft())
-        finally:
-            self._dispatching = False
-
-    def _step(self, event: ev.ConversationEvent) -> None:
+    def _record_event(self, event: ev.ConversationEvent) -> None:
         if not isinstance(event, _LOGGED_ELSEWHERE):
             self.call.record("conversation", event.kind, snapshot(event.data()))
-        for effect in self.machine.handle(event):
-            if isinstance(effect, fx.Note):
-                self.call.record("conversation", effect.note_kind, effect.details)
-                continue
-            self.call.record("conversation", effect.kind, effect.data())
-            self._execute(effect)
+
+    def _record_and_execute(self, effect: fx.ConversationEffect) -> None:
+        if isinstance(effect, fx.Note):
+            self.call.record("conversation", effect.note_kind, effect.details)
+            return
+        self.call.record("conversation", effect.kind, effect.data())
+        self._execute(effect)
 
     # --- effects out ---
 

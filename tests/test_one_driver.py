@@ -1,0 +1,69 @@
+"""One place runs machines: only `fsm_voice/driver.py` fires a machine.
+
+The event → machine → effects loop (inbox, no re-entry, logged moves, effects to an
+executor) is `MachineDriver`; everything else feeds it. An AST scan of the package
+finds every `.fire(` / `.fire_with_transitions(` call outside the driver.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "fsm_voice"
+DRIVER = "driver.py"
+FIRING = ("fire", "fire_with_transitions")
+
+# A typed machine's own entry point delegating to its `PureMachine` table: the
+# machine itself, not a loop around it.
+MACHINES_DELEGATING = {
+    "call/machine.py": "CallMachine.fire(event) is PureMachine.fire(event.trigger, event)",
+    "providers/machine.py": "ProviderMachine.fire(event) is PureMachine.fire(trigger, event)",
+}
+
+# Not yet converted to the driver (issue 12 part 1): each still runs its provider
+# machine by hand. Remove a file from here once it feeds a `ProviderDriver`.
+NOT_YET_CONVERTED = {
+    "providers/azure_stt.py": "provider adapter (STT), converted by the providers' piece",
+    "providers/elevenlabs_stt.py": "provider adapter (STT), converted by the providers' piece",
+    "providers/offline_stt.py": "provider adapter (STT), converted by the providers' piece",
+    "replay/droppable.py": "replay's droppable recogniser stand-in, fires its provider machine",
+}
+
+
+def firing_calls(root: Path = PACKAGE) -> Counter[str]:
+    """How many `.fire(`/`.fire_with_transitions(` calls each module under `root` makes."""
+    found: Counter[str] = Counter()
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in FIRING
+            ):
+                found[path.relative_to(root).as_posix()] += 1
+    return found
+
+
+def test_only_the_driver_fires_machines() -> None:
+    allowed = {DRIVER, *MACHINES_DELEGATING, *NOT_YET_CONVERTED}
+    outside = sorted(module for module in firing_calls() if module not in allowed)
+    assert outside == [], f"run these machines through fsm_voice.driver.MachineDriver: {outside}"
+
+
+def test_every_exception_is_still_needed() -> None:
+    """An exception that no longer fires anything must leave the list (or a file that
+    slipped back to firing by hand would pass unseen)."""
+    firing = firing_calls()
+    stale = sorted(m for m in (*MACHINES_DELEGATING, *NOT_YET_CONVERTED) if m not in firing)
+    assert stale == [], f"no longer fire a machine, remove from the exceptions: {stale}"
+    assert firing[DRIVER] == 1  # the one place
+
+
+def test_the_scan_finds_firing_by_hand(tmp_path: Path) -> None:
+    (tmp_path / "adapter.py").write_text(
+        "def go(self):\n    self.machine.fire(1)\n    m.fire_with_transitions('x')\n"
+    )
+    (tmp_path / "quiet.py").write_text("def fire(x):\n    return fire(x)\n")  # not a method
+    assert firing_calls(tmp_path) == {"adapter.py": 2}
