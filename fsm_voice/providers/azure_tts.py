@@ -43,6 +43,7 @@ from fsm_voice.providers.azure_common import (
     post_to_loop,
 )
 from fsm_voice.providers.base import SpeechSynthesizer
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.providers.state_log import StateWatchers
 from fsm_voice.security import Secret
 
@@ -94,6 +95,11 @@ class AzureSynthesizer:
         self.settings = AzureSettings.from_env(environ, key=key, region=region, voice=voice)
         self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
+        # Building a voice is `start`'s and each sentence's own work: the machine's
+        # effects (connect, release) need nothing more from the driver.
+        self._driver = ProviderDriver(
+            self.machine, on_state=lambda: self.state_watchers, execute=lambda _: None
+        )
         self.max_idle = max_idle
         self._sdk = sdk
         self._config: Any = None
@@ -108,19 +114,19 @@ class AzureSynthesizer:
             if self.machine.state != pm.IDLE:
                 self._raise_if_failed()
                 return
-            self._report(self.machine.fire(pm.Start()), "connecting")
+            self._driver.feed(pm.Start(), "connecting")
             try:
                 voice = await self._in_thread(self._build_voice)
             except (AzureSpeechError, ConfigError) as exc:  # no key, no SDK: no retry helps
-                self._report(self.machine.fire(pm.Fatal(str(exc))), str(exc))
+                self._driver.feed(pm.Fatal(str(exc)), str(exc))
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                self._report(self.machine.fire(pm.Fatal(reason)), reason)
+                self._driver.feed(pm.Fatal(reason), reason)
                 raise AzureSpeechError(f"azure TTS could not start: {reason}") from exc
             self._idle.append(voice)
             detail = f"{self.settings.region}, {self.settings.voice}, {OUTPUT_FORMAT}"
-            self._report(self.machine.fire(pm.Connected(detail)), detail)
+            self._driver.feed(pm.Connected(detail), detail)
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         return self._stream(text)
@@ -128,7 +134,7 @@ class AzureSynthesizer:
     async def stop(self) -> None:
         if self.machine.state in pm.FINAL:
             return
-        self._report(self.machine.fire(pm.Stop()), "stopped")
+        self._driver.feed(pm.Stop(), "stopped")
         idle, self._idle = self._idle, []
         for voice in idle:
             self._background(self._release, voice)
@@ -178,7 +184,7 @@ class AzureSynthesizer:
 
     def _fail(self, error: AzureSpeechError) -> None:
         if error.fatal and self.machine.state not in pm.FINAL:
-            self._report(self.machine.fire(pm.Fatal(str(error))), str(error))
+            self._driver.feed(pm.Fatal(str(error)), str(error))
         raise error
 
     def _raise_if_failed(self) -> None:
@@ -205,9 +211,6 @@ class AzureSynthesizer:
 
     async def _in_thread(self, build: Callable[[], _Voice]) -> _Voice:
         return await asyncio.wrap_future(self._threads.submit(build))
-
-    def _report(self, step: Any, detail: str) -> None:
-        pm.report_step(step, self.state_watchers, detail)
 
     # --- on worker threads ---
 

@@ -29,9 +29,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
-from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.providers.elevenlabs_client import ElevenLabsError, ElevenLabsSettings, TtsClient
 from fsm_voice.providers.state_log import StateWatchers
 from fsm_voice.security import Secret
@@ -94,28 +94,30 @@ class ElevenLabsSynthesizer:
         self.on_error = on_error
         self._jitter = jitter
         self._max_retries = max_retries
-        self.machine = self._new_machine()
+        self.machine, self._driver = self._new_machine()
         self._client = TtsClient(self.settings)
         self._retry_timer: TimerHandle | None = None
 
-    def _new_machine(self) -> pm.ProviderMachine:
-        return pm.ProviderMachine(
+    def _new_machine(self) -> tuple[pm.ProviderMachine, ProviderDriver]:
+        machine = pm.ProviderMachine(
             f"tts:{self.name}", jitter=self._jitter, max_retries=self._max_retries
         )
+        driver = ProviderDriver(
+            machine, on_state=lambda: self.state_watchers, execute=self._execute
+        )
+        return machine, driver
 
     # --- SpeechSynthesizer ---
 
     async def start(self) -> None:
         if self.machine.state in pm.FINAL:
-            self.machine = self._new_machine()  # a new start after stop or error
+            self.machine, self._driver = self._new_machine()  # a new start after stop or error
         if self.machine.state != pm.IDLE:
             return  # idempotent: shared by every call of the process
         if self.settings.api_key is None:
-            error = ElevenLabsError("auth_error", "ELEVENLABS_API_KEY is not set", retryable=False)
             # Report the start, but there is nothing to connect with: straight to error.
-            pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "starting")
-            self._fire(pm.Fatal(str(error)), str(error))
-            raise error
+            self._fire(pm.Start(), "starting")
+            raise _no_key()
         self._fire(pm.Start(), f"voice {self.settings.voice_id}, model {self.settings.tts_model}")
 
     def pieces(self, text: str) -> list[str]:
@@ -199,27 +201,33 @@ class ElevenLabsSynthesizer:
         return error
 
     def _fire(self, event: pm.ProviderEvent, detail: str) -> None:
-        self._execute(self.machine.fire(event), detail)
+        self._driver.feed(event, detail)
 
-    def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
-        pm.report_step(step, self.state_watchers, detail)
-        for effect in step.effects:
-            if isinstance(effect, pm.Connect) and effect.attempt == 1:
-                # Nothing to open: HTTP requests stand alone. A retry (attempt > 1)
-                # stays `connecting` until a request gets audio again, so failures
-                # in a row add up to the machine's retry limit.
+    def _execute(self, effect: pm.ProviderEffect) -> None:
+        if isinstance(effect, pm.Connect) and effect.attempt == 1:
+            # Nothing to open: HTTP requests stand alone. A retry (attempt > 1)
+            # stays `connecting` until a request gets audio again, so failures
+            # in a row add up to the machine's retry limit.
+            if self.settings.api_key is None:
+                reason = str(_no_key())
+                self._fire(pm.Fatal(reason), reason)
+            else:
                 self._fire(pm.Connected(), "ready")
-            elif isinstance(effect, pm.ScheduleRetry):
-                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
-            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
-                self._retry_timer.cancel()
-                self._retry_timer = None
-            elif isinstance(effect, pm.ReportError) and self.on_error is not None:
-                self.on_error(effect.reason, effect.fatal)
+        elif isinstance(effect, pm.ScheduleRetry):
+            self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+        elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        elif isinstance(effect, pm.ReportError) and self.on_error is not None:
+            self.on_error(effect.reason, effect.fatal)
 
     def _on_retry_timer(self) -> None:
         self._retry_timer = None
         self._fire(pm.Retry(), "retrying")
+
+
+def _no_key() -> ElevenLabsError:
+    return ElevenLabsError("auth_error", "ELEVENLABS_API_KEY is not set", retryable=False)
 
 
 if TYPE_CHECKING:  # mypy checks that it satisfies the protocol

@@ -33,6 +33,7 @@ from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.audio.resample import float_to_mulaw_8k
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import SpeechSynthesizer, split_at_clause_breaks, split_sentences
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.providers.state_log import StateWatchers
 
 __all__ = ["PiperSynthesizer", "split_clauses"]
@@ -80,6 +81,11 @@ class PiperSynthesizer:
         self.threads = threads  # onnxruntime intra-op threads per synthesis
         self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
+        # Loading the voice is `start`'s own work (awaited there), so no effect is
+        # left for the driver to carry out: no retry, no connection to release.
+        self._driver = ProviderDriver(
+            self.machine, on_state=lambda: self.state_watchers, execute=lambda _: None
+        )
         self.sample_rate = 22_050
         self._voice: Any = None
         self._config: Any = None
@@ -92,15 +98,13 @@ class PiperSynthesizer:
         async with self._lock:
             if self._voice is not None:
                 return
-            pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "loading voice")
+            self._driver.feed(pm.Start(), "loading voice")
             try:
                 await asyncio.to_thread(self.load)
             except Exception as exc:  # no retry can fix a missing or broken model
-                step = self.machine.fire(pm.Fatal(repr(exc)))
-                pm.report_step(step, self.state_watchers, repr(exc))
+                self._driver.feed(pm.Fatal(repr(exc)), repr(exc))
                 raise
-            step = self.machine.fire(pm.Connected())
-            pm.report_step(step, self.state_watchers, f"{self.sample_rate} Hz voice")
+            self._driver.feed(pm.Connected(), f"{self.sample_rate} Hz voice")
 
     def load(self) -> None:
         """Load the voice, blocking (`start` runs this on a thread)."""
@@ -178,7 +182,7 @@ class PiperSynthesizer:
     async def stop(self) -> None:
         if self.machine.state in pm.FINAL:
             return
-        pm.report_step(self.machine.fire(pm.Stop()), self.state_watchers, "stopped")
+        self._driver.feed(pm.Stop(), "stopped")
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._voice = None
 

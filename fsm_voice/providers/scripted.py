@@ -25,6 +25,7 @@ from fsm_voice.providers.base import (
     SttListener,
     Transcript,
 )
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.providers.state_log import StateWatchers
 
 __all__ = ["Script", "ScriptedRecognizer", "ScriptedSynthesizer"]
@@ -57,6 +58,9 @@ class ScriptedRecognizer:
         self.utterances = 0
         self.machine = pm.ProviderMachine(f"stt:{name}")
         self._listener: SttListener | None = None
+        self._driver = ProviderDriver(
+            self.machine, on_state=self._listener_state, execute=_nothing_to_connect
+        )
         self._speech_start_ms: int | None = None
         self._speech_end_ms = 0
 
@@ -106,8 +110,14 @@ class ScriptedRecognizer:
         listener.on_committed(Transcript(text, confidence, start_ms, self._speech_end_ms))
 
     def _fire(self, event: pm.ProviderEvent, detail: str) -> None:
-        on_state = self._listener.on_state if self._listener is not None else None
-        pm.report_step(self.machine.fire(event), on_state, detail)
+        self._driver.feed(event, detail)
+
+    def _listener_state(self) -> pm.StateCallback | None:
+        return self._listener.on_state if self._listener is not None else None
+
+
+def _nothing_to_connect(effect: pm.ProviderEffect) -> None:
+    """A scripted provider has no connection, timer or listener to act on."""
 
 
 def _rms(mulaw: bytes) -> float:
@@ -132,6 +142,9 @@ class ScriptedSynthesizer:
         self.min_ms = min_ms
         self.state_watchers = StateWatchers(on_state)
         self.machine = pm.ProviderMachine(f"tts:{name}")
+        self._driver = ProviderDriver(
+            self.machine, on_state=lambda: self.state_watchers, execute=_nothing_to_connect
+        )
         self.requests: list[str] = []  # every text asked for
         self.cancelled: list[str] = []  # texts whose iterator was closed early
         self.frames_sent = 0
@@ -146,8 +159,8 @@ class ScriptedSynthesizer:
         return -(-ms // 20) * 20
 
     async def start(self) -> None:
-        pm.report_step(self.machine.fire(pm.Start()), self.state_watchers, "scripted")
-        pm.report_step(self.machine.fire(pm.Connected()), self.state_watchers, "scripted")
+        self._driver.feed(pm.Start(), "scripted")
+        self._driver.feed(pm.Connected(), "scripted")
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.requests.append(text)
@@ -166,7 +179,7 @@ class ScriptedSynthesizer:
                 self.cancelled.append(text)
 
     async def stop(self) -> None:
-        pm.report_step(self.machine.fire(pm.Stop()), self.state_watchers, "stopped")
+        self._driver.feed(pm.Stop(), "stopped")
 
 
 if TYPE_CHECKING:  # mypy checks that both satisfy the protocols
