@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.machine import Step
 
 __all__ = ["Machine", "MachineDriver", "Move"]
@@ -61,7 +62,7 @@ class Move(NamedTuple):
     on: str
 
 
-Record = Callable[[str, dict[str, Any]], None]  # (kind, data), logged under the machine
+Record = Callable[[KindName, dict[str, Any]], None]  # (kind, data), logged under the machine
 
 
 class MachineDriver(Generic[Ev, Eff]):

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fsm_voice.call.events import CallEvent, flat_asdict
+from fsm_voice.eventlog.kind_names import KindName
 
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    kind: ClassVar[str] = "effect_emitted"
+    kind: ClassVar[KindName]  # the kind it is logged under (source `call`)
 
     def data(self) -> dict[str, Any]:
         return flat_asdict(self)
@@ -24,14 +25,14 @@ class Effect:
 class StartAgent(Effect):
     """Start the code that drives the call (the stream is up)."""
 
-    kind: ClassVar[str] = "agent_started"
+    kind: ClassVar[KindName] = "agent_started"
 
 
 @dataclass(frozen=True, slots=True)
 class SendMark(Effect):
     """Queue a mark behind the audio already queued."""
 
-    kind: ClassVar[str] = "mark_queued"
+    kind: ClassVar[KindName] = "mark_queued"
     mark_id: int
     name: str
 
@@ -40,14 +41,14 @@ class SendMark(Effect):
 class ClearPlayback(Effect):
     """Drop queued agent audio here and tell the platform to drop its buffer."""
 
-    kind: ClassVar[str] = "playback_cleared"
+    kind: ClassVar[KindName] = "playback_cleared"
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseMark(Effect):
     """Wake whoever waits on a mark, with how it ended."""
 
-    kind: ClassVar[str] = "mark_released"
+    kind: ClassVar[KindName] = "mark_released"
     mark_id: int
     name: str
     outcome: str  # played | cleared | timeout | call_ended | not_connected
@@ -57,7 +58,7 @@ class ReleaseMark(Effect):
 class StartTimer(Effect):
     """After `ms`, feed `fire` back into the machine (a timer is an effect, never a sleep)."""
 
-    kind: ClassVar[str] = "timer_started"
+    kind: ClassVar[KindName] = "timer_started"
     name: str
     ms: int
     fire: CallEvent
@@ -68,13 +69,13 @@ class StartTimer(Effect):
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer(Effect):
-    kind: ClassVar[str] = "timer_cancelled"
+    kind: ClassVar[KindName] = "timer_cancelled"
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class DeliverDtmf(Effect):
-    kind: ClassVar[str] = "dtmf_delivered"
+    kind: ClassVar[KindName] = "dtmf_delivered"
     digit: str
 
 
@@ -82,14 +83,14 @@ class DeliverDtmf(Effect):
 class ReportViolation(Effect):
     """Record input that breaks the Media Streams protocol (the call goes on)."""
 
-    kind: ClassVar[str] = "protocol_violation"
+    kind: ClassVar[KindName] = "protocol_violation"
     reason: str
     detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CloseSocket(Effect):
-    kind: ClassVar[str] = "socket_close_requested"
+    kind: ClassVar[KindName] = "socket_close_requested"
     code: int
     reason: str
 
@@ -98,5 +99,5 @@ class CloseSocket(Effect):
 class EndCall(Effect):
     """The call is over: finish every task, flush the log, record why."""
 
-    kind: ClassVar[str] = "call_ended"
+    kind: ClassVar[KindName] = "call_ended"
     reason: str  # caller_hangup | agent_hangup | socket_dropped | no_stream | error | ...

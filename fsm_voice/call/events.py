@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from fsm_voice.eventlog.kind_names import KindName
+
 _ATOMS = frozenset((str, int, bool, float, type(None)))
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
@@ -36,7 +38,7 @@ def flat_asdict(obj: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
-    trigger: ClassVar[str] = ""
+    trigger: ClassVar[KindName]  # the kind it is logged under (source `source`)
     source: ClassVar[str] = "runtime"
 
     def data(self) -> dict[str, Any]:
@@ -45,12 +47,12 @@ class CallEvent:
 
 @dataclass(frozen=True, slots=True)
 class SocketOpened(CallEvent):
-    trigger: ClassVar[str] = "socket_opened"
+    trigger: ClassVar[KindName] = "socket_opened"
 
 
 @dataclass(frozen=True, slots=True)
 class Connected(CallEvent):
-    trigger: ClassVar[str] = "connected"
+    trigger: ClassVar[KindName] = "connected"
     source: ClassVar[str] = "transport"
     protocol: str = ""
     version: str = ""
@@ -58,7 +60,7 @@ class Connected(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class StreamStarted(CallEvent):
-    trigger: ClassVar[str] = "stream_started"
+    trigger: ClassVar[KindName] = "stream_started"
     source: ClassVar[str] = "transport"
     stream_sid: str
     call_sid: str = ""
@@ -74,7 +76,7 @@ class StreamStarted(CallEvent):
 class MediaReceived(CallEvent):
     """Only fired into the machine when media arrives in a state that cannot take it."""
 
-    trigger: ClassVar[str] = "media_received"
+    trigger: ClassVar[KindName] = "media_received"
     source: ClassVar[str] = "transport"
     track: str = "inbound"
     chunk: int = 0
@@ -82,27 +84,27 @@ class MediaReceived(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class DtmfReceived(CallEvent):
-    trigger: ClassVar[str] = "dtmf_received"
+    trigger: ClassVar[KindName] = "dtmf_received"
     source: ClassVar[str] = "transport"
     digit: str
 
 
 @dataclass(frozen=True, slots=True)
 class MarkEchoed(CallEvent):
-    trigger: ClassVar[str] = "mark_echoed"
+    trigger: ClassVar[KindName] = "mark_echoed"
     source: ClassVar[str] = "transport"
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class StreamStopped(CallEvent):
-    trigger: ClassVar[str] = "stream_stopped"
+    trigger: ClassVar[KindName] = "stream_stopped"
     source: ClassVar[str] = "transport"
 
 
 @dataclass(frozen=True, slots=True)
 class SocketClosed(CallEvent):
-    trigger: ClassVar[str] = "socket_closed"
+    trigger: ClassVar[KindName] = "socket_closed"
     source: ClassVar[str] = "transport"
     code: int = 1006
 
@@ -111,12 +113,12 @@ class SocketClosed(CallEvent):
 class AgentAudioQueued(CallEvent):
     """Agent audio was queued while the machine thought nothing was playing."""
 
-    trigger: ClassVar[str] = "agent_audio_queued"
+    trigger: ClassVar[KindName] = "agent_audio_queued"
 
 
 @dataclass(frozen=True, slots=True)
 class MarkRequested(CallEvent):
-    trigger: ClassVar[str] = "mark_requested"
+    trigger: ClassVar[KindName] = "mark_requested"
     mark_id: int
     name: str
     timeout_ms: int
@@ -124,36 +126,36 @@ class MarkRequested(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class MarkTimedOut(CallEvent):
-    trigger: ClassVar[str] = "mark_timed_out"
+    trigger: ClassVar[KindName] = "mark_timed_out"
     mark_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class ClearRequested(CallEvent):
-    trigger: ClassVar[str] = "clear_requested"
+    trigger: ClassVar[KindName] = "clear_requested"
 
 
 @dataclass(frozen=True, slots=True)
 class HangupRequested(CallEvent):
-    trigger: ClassVar[str] = "hangup_requested"
+    trigger: ClassVar[KindName] = "hangup_requested"
     reason: str = "agent_hangup"
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectTimedOut(CallEvent):
-    trigger: ClassVar[str] = "connect_timed_out"
+    trigger: ClassVar[KindName] = "connect_timed_out"
 
 
 @dataclass(frozen=True, slots=True)
 class HangupTimedOut(CallEvent):
     """The socket did not close after a requested hangup: give up waiting."""
 
-    trigger: ClassVar[str] = "hangup_timed_out"
+    trigger: ClassVar[KindName] = "hangup_timed_out"
 
 
 @dataclass(frozen=True, slots=True)
 class FatalError(CallEvent):
-    trigger: ClassVar[str] = "fatal_error"
+    trigger: ClassVar[KindName] = "fatal_error"
     reason: str
     detail: str = ""
 
@@ -162,7 +164,7 @@ class FatalError(CallEvent):
 class ViolationLimitReached(CallEvent):
     """Too many protocol violations on one socket: stop listening to it."""
 
-    trigger: ClassVar[str] = "violation_limit_reached"
+    trigger: ClassVar[KindName] = "violation_limit_reached"
     count: int
 
 
@@ -174,7 +176,7 @@ class StreamRejected(CallEvent):
     (and its token) never reach the log or the agent.
     """
 
-    trigger: ClassVar[str] = "stream_rejected"
+    trigger: ClassVar[KindName] = "stream_rejected"
     source: ClassVar[str] = "transport"
     reason: str
     stream_sid: str = ""

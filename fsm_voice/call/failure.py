@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from fsm_voice.call import events as ev
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import Source
 
 if TYPE_CHECKING:
     from fsm_voice.call.runtime import CallRuntime
 
-Record = Callable[[Source, str, dict[str, Any]], None]  # CallRuntime.record
+Record = Callable[[Source, KindName, dict[str, Any]], None]  # CallRuntime.record
 MAX_ERROR_CHARS = 200  # the message of an exception may quote a whole hostile input
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fsm_voice.clock import Clock
 from fsm_voice.errors import CallHangupError, CallNotAnsweredError
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import Source
 from fsm_voice.security import mask_phone_values
 
@@ -124,7 +125,7 @@ class CallHandle:
         """Milliseconds since the call started, on the call's clock."""
         return self._runtime.t_ms()
 
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+    def record(self, source: Source, kind: KindName, data: dict[str, Any]) -> None:
         """Append an event to this call's log (providers and conversations use it).
 
         With `mask_phone_numbers` configured, phone numbers anywhere in `data` reach the

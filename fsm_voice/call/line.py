@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fsm_voice.audio.mulaw import FRAME_MS
+from fsm_voice.eventlog.kind_names import KindName
 
 __all__ = ["LinePosition"]
 
-Note = Callable[[str, dict[str, Any]], None]  # (kind, data): a `transport` event
+Note = Callable[[KindName, dict[str, Any]], None]  # (kind, data): a `transport` event
 
 
 class LinePosition:

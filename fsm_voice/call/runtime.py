@@ -57,6 +57,7 @@ from fsm_voice.clock import Clock
 from fsm_voice.driver import MachineDriver
 from fsm_voice.errors import FsmVoiceError, SocketClosed
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.eventlog.upcast import current_v
 from fsm_voice.machine import Step
@@ -218,7 +219,7 @@ class CallRuntime:
     def t_ms(self) -> int:
         return self.clock.now_ms() - self._t0
 
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+    def record(self, source: Source, kind: KindName, data: dict[str, Any]) -> None:
         # Stamped with the kind's current version: writes are never in an old form.
         v = current_v(source, kind)
         seq, t_ms, wall_ms = next(self._seq), self.t_ms(), self.clock.wall_ms()

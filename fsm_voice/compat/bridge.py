@@ -31,6 +31,7 @@ from fsm_voice.audio.frames import pad_to_frame
 from fsm_voice.audio.mulaw import FRAME_BYTES
 from fsm_voice.call.handle import CallHandle, MarkOutcome
 from fsm_voice.compat.stt_tee import SttTee
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import Source
 
 __all__ = ["SessionBridge", "is_session_factory"]
@@ -214,7 +215,7 @@ class _LiveCall:
         self._flush_tail()
         _spawn(self.call.hangup("session_disconnect"))
 
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+    def record(self, source: Source, kind: KindName, data: dict[str, Any]) -> None:
         self.call.record(source, kind, data)
 
     def stt_factory_set(self) -> None:
@@ -299,7 +300,7 @@ class _LiveCall:
         else:
             self.call.record("stt", "stt_stopped", {"provider": type(stt).__name__})
 
-    def _report(self, source: Source, kind: str, error: Exception, **extra: str) -> str:
+    def _report(self, source: Source, kind: KindName, error: Exception, **extra: str) -> str:
         message = f"{type(error).__name__}: {error}"
         self.call.record(source, kind, {"error": message, **extra})
         return message

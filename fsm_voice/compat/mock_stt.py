@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_voice.compat.protocols import EventSink, SttProvider
+from fsm_voice.eventlog.kind_names import KindName
 
 __all__ = ["MockStt"]
 
@@ -102,7 +103,7 @@ class MockStt:
             error = f"{type(e).__name__}: {e}"
             self._event("callback_failed", {"callback": "on_committed", "error": error})
 
-    def _event(self, kind: str, data: dict[str, Any]) -> None:
+    def _event(self, kind: KindName, data: dict[str, Any]) -> None:
         if self.event_sink is not None:
             self.event_sink(kind, data)
 

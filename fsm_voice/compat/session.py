@@ -45,6 +45,7 @@ from fsm_voice.compat.session_parts import (
     spawn,
 )
 from fsm_voice.errors import CallHangupError, CallNotAnsweredError, MissingStreamUrlError
+from fsm_voice.eventlog.kind_names import KindName
 
 if TYPE_CHECKING:
     from fsm_voice.compat.mixer import AudioMixer
@@ -261,7 +262,7 @@ class VoiceSession(LoopBound):
         self._drop_queued()
         self._link = None
 
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+    def record(self, source: Source, kind: KindName, data: dict[str, Any]) -> None:
         """Append an event to the live call's log (providers use it); no call, no event."""
         link = self._link
         if link is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fsm_voice.clock import IdSource
+from fsm_voice.eventlog.kind_names import KindName
 
 if TYPE_CHECKING:
     from fsm_voice.eventlog.records import Source
@@ -29,7 +30,7 @@ class CallLink(Protocol):
     def hang_up(self) -> None:
         """End the call: the agent hangs up."""
 
-    def record(self, source: Source, kind: str, data: dict[str, Any]) -> None:
+    def record(self, source: Source, kind: KindName, data: dict[str, Any]) -> None:
         """Append an event to the call's log."""
 
     def stt_factory_set(self) -> None:

@@ -27,6 +27,7 @@ from fsm_voice.compat.options import fit_options
 from fsm_voice.compat.protocols import EventSink, SttProvider
 from fsm_voice.compat.settings import VoiceRuntimeSettings
 from fsm_voice.errors import CallHangupError
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.providers import create_recognizer
 from fsm_voice.providers.base import SpeechRecognizer, Transcript
 from fsm_voice.providers.machine import ProviderMachine
@@ -154,7 +155,7 @@ class SttAdapter:
                 self._listeners.remove(waiter)
 
     # --- results, on the loop ---
-    def _event(self, kind: str, data: dict[str, Any]) -> None:
+    def _event(self, kind: KindName, data: dict[str, Any]) -> None:
         if self.event_sink is not None:
             self.event_sink(kind, data)
 

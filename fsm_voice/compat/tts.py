@@ -28,6 +28,7 @@ from fsm_voice.compat.options import fit_options
 from fsm_voice.compat.protocols import TtsProvider
 from fsm_voice.compat.settings import VoiceRuntimeSettings
 from fsm_voice.errors import FsmVoiceError
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.providers import create_synthesizer
 from fsm_voice.providers.base import SpeechSynthesizer, split_sentences
 from fsm_voice.providers.state_log import watch_states
@@ -191,7 +192,7 @@ class TtsAdapter:
         return False
 
 
-def _record(session: VoiceSession, kind: str, data: dict[str, Any]) -> None:
+def _record(session: VoiceSession, kind: KindName, data: dict[str, Any]) -> None:
     session.record("tts", kind, data)
 
 

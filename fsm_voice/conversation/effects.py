@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from fsm_voice.eventlog.kind_names import KindName
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationEffect:
-    kind: ClassVar[str] = "conversation_effect"
+    kind: ClassVar[KindName]  # the kind it is logged under (source `conversation`)
 
     def data(self) -> dict[str, Any]:
         return asdict(self)
@@ -23,7 +25,7 @@ class ConversationEffect:
 class Speak(ConversationEffect):
     """Synthesise `text` sentence by sentence, a mark after each; then PromptFinished."""
 
-    kind: ClassVar[str] = "say_started"
+    kind: ClassVar[KindName] = "say_started"
     prompt_id: str
     text: str
     bargein: bool
@@ -31,7 +33,7 @@ class Speak(ConversationEffect):
 
 @dataclass(frozen=True, slots=True)
 class PlayFile(ConversationEffect):
-    kind: ClassVar[str] = "play_started"
+    kind: ClassVar[KindName] = "play_started"
     prompt_id: str
     path: str
     bargein: bool
@@ -41,14 +43,14 @@ class PlayFile(ConversationEffect):
 class StopPrompt(ConversationEffect):
     """Barge-in: stop synthesis and clear playback (Twilio `clear`)."""
 
-    kind: ClassVar[str] = "prompt_stopped"
+    kind: ClassVar[KindName] = "prompt_stopped"
     prompt_id: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class StartListening(ConversationEffect):
-    kind: ClassVar[str] = "listening_started"
+    kind: ClassVar[KindName] = "listening_started"
     phrases: tuple[str, ...]
     free_form: bool
     grammar: str  # a name for the recogniser's grammar cache: "<state>"
@@ -56,12 +58,12 @@ class StartListening(ConversationEffect):
 
 @dataclass(frozen=True, slots=True)
 class StopListening(ConversationEffect):
-    kind: ClassVar[str] = "listening_stopped"
+    kind: ClassVar[KindName] = "listening_stopped"
 
 
 @dataclass(frozen=True, slots=True)
 class StartTimer(ConversationEffect):
-    kind: ClassVar[str] = "conversation_timer_started"
+    kind: ClassVar[KindName] = "conversation_timer_started"
     name: str
     after_ms: int
     token: int
@@ -69,14 +71,14 @@ class StartTimer(ConversationEffect):
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer(ConversationEffect):
-    kind: ClassVar[str] = "conversation_timer_cancelled"
+    kind: ClassVar[KindName] = "conversation_timer_cancelled"
     name: str
     token: int
 
 
 @dataclass(frozen=True, slots=True)
 class CallHook(ConversationEffect):
-    kind: ClassVar[str] = "hook_called"
+    kind: ClassVar[KindName] = "hook_called"
     call_id: int
     target: str
     timeout_ms: int
@@ -85,7 +87,7 @@ class CallHook(ConversationEffect):
 
 @dataclass(frozen=True, slots=True)
 class SendSms(ConversationEffect):
-    kind: ClassVar[str] = "sms_requested"
+    kind: ClassVar[KindName] = "sms_requested"
     action_id: int
     to: str
     body: str
@@ -93,14 +95,14 @@ class SendSms(ConversationEffect):
 
 @dataclass(frozen=True, slots=True)
 class TransferCall(ConversationEffect):
-    kind: ClassVar[str] = "transfer_requested"
+    kind: ClassVar[KindName] = "transfer_requested"
     action_id: int
     to: str
 
 
 @dataclass(frozen=True, slots=True)
 class HangupCall(ConversationEffect):
-    kind: ClassVar[str] = "hangup_decided"
+    kind: ClassVar[KindName] = "hangup_decided"
     reason: str
 
 
@@ -108,7 +110,7 @@ class HangupCall(ConversationEffect):
 class Note(ConversationEffect):
     """A decision to log: `note_kind` becomes the event kind."""
 
-    note_kind: str
+    note_kind: KindName
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 from fsm_voice.conversation import effects as fx
+from fsm_voice.eventlog.kind_names import KindName
 
 __all__ = ["Outbox"]
 
@@ -35,7 +36,7 @@ class Outbox:
     def emit(self, effect: fx.ConversationEffect) -> None:
         self._effects.append(effect)
 
-    def note(self, kind: str, **details: Any) -> None:
+    def note(self, kind: KindName, **details: Any) -> None:
         """A decision for the log: not an instruction to the runtime."""
         self._effects.append(fx.Note(kind, details))
 

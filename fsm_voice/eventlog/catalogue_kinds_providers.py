@@ -41,6 +41,9 @@ _STT: tuple[EventKind, ...] = (
         error="str",
     ),
     kind("stt_created", "stt", "a voice_runtime STT was created for the call", provider="str"),
+    kind("on_stt_ready_failed", "stt", "the session's on_stt_ready callback raised", error="str"),
+    kind("on_error_failed", "stt", "the STT's on_error callback raised", error="str"),
+    kind("provider_stop_failed", "stt", "a voice_runtime STT's stop() raised", error="str"),
     kind("stt_started", "stt", "the voice_runtime STT started", provider="str"),
     kind("stt_stopped", "stt", "the voice_runtime STT stopped", provider="str"),
     # The secondary recogniser of a tee (compared, never driving the call)

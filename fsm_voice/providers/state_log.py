@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.providers.machine import IDLE, StateCallback
 
 __all__ = ["Record", "StateRecorder", "StateWatchers", "watch_states"]
 
-Record = Callable[[str, dict[str, Any]], None]
+Record = Callable[[KindName, dict[str, Any]], None]
 """`(kind, data)`: log one event under the provider's source (stt or tts)."""
 
 

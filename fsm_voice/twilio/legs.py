@@ -16,6 +16,7 @@ from typing import Any
 
 from fsm_voice.clock import Clock, IdSource
 from fsm_voice.eventlog.base import EventLog
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import CallRecord, EventRecord
 
 __all__ = ["FINAL_STATUSES", "CallLegLog"]
@@ -41,7 +42,7 @@ class CallLegLog:
     def record(
         self,
         call_sid: str,
-        kind: str,
+        kind: KindName,
         data: dict[str, Any],
         *,
         direction: str | None = None,
