@@ -31,7 +31,6 @@ MACHINES_DELEGATING = {
 NOT_YET_CONVERTED = {
     "providers/azure_stt.py": "provider adapter (STT), converted by the providers' piece",
     "providers/elevenlabs_stt.py": "provider adapter (STT), converted by the providers' piece",
-    "providers/offline_stt.py": "provider adapter (STT), converted by the providers' piece",
     "replay/droppable.py": "replay's droppable recogniser stand-in, fires its provider machine",
 }
 

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from fsm_voice.audio.mulaw import SAMPLE_RATE, decode
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
-from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import (
     Grammar,
@@ -44,6 +43,7 @@ from fsm_voice.providers.base import (
     SttListener,
     Transcript,
 )
+from fsm_voice.providers.driving import ProviderDriver
 
 # The decoding side lives in `offline_decoder`; its names are importable from here too.
 from fsm_voice.providers.offline_decoder import (
@@ -190,6 +190,10 @@ class PocketsphinxRecognizer:
         self._deliver_task: asyncio.Task[None] | None = None
         self._retry_timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
+        self._connect_due: int | None = None  # the attempt a Connect asked for, not begun
+        self._driver = ProviderDriver(
+            self.machine, on_state=self._listener_state, execute=self._execute
+        )
 
     # --- SpeechRecognizer ---
 
@@ -211,7 +215,8 @@ class PocketsphinxRecognizer:
             # (Only the first time: replay loads it beforehand, so that starting takes
             # no real time while the call's virtual clock stands still.)
             await asyncio.to_thread(vocabulary)
-        await self._execute(self.machine.fire(pm.Start()), "warming decoders")
+        self._driver.feed(pm.Start(), "warming decoders")
+        await self._connect_if_due()  # starting ends once the decoders are warm (or failed)
 
     def feed(self, mulaw: bytes, t_ms: int) -> None:
         ep = self._endpointer
@@ -241,7 +246,7 @@ class PocketsphinxRecognizer:
         self.speaking = speaking
 
     async def stop(self) -> None:
-        await self._execute(self.machine.fire(pm.Stop()), "stopped")
+        self._driver.feed(pm.Stop(), "stopped")
         self._utterance = []
         for pending in self._pending:
             if pending.future is not None:
@@ -324,24 +329,32 @@ class PocketsphinxRecognizer:
                 )
                 self._listener.on_committed(transcript)
             elif result is None and self.machine.is_streaming:
-                await self._execute(self.machine.fire(pm.Dropped(failure)), failure)
+                self._driver.feed(pm.Dropped(failure), failure)
 
     # --- the provider machine's effects ---
 
-    async def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
+    def _listener_state(self) -> pm.StateCallback | None:
+        return self._listener.on_state if self._listener is not None else None
+
+    def _execute(self, effect: pm.ProviderEffect) -> None:
         listener = self._listener
-        pm.report_step(step, listener.on_state if listener else None, detail)
-        for effect in step.effects:
-            if isinstance(effect, pm.Connect):
-                await self._connect(effect.attempt)
-            elif isinstance(effect, pm.ScheduleRetry):
-                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
-            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
-                self._retry_timer.cancel()
-                self._retry_timer = None
-            elif isinstance(effect, pm.ReportError) and listener is not None:
-                listener.on_error(effect.reason, effect.fatal)
-            # Disconnect: the pool is shared by every call; it outlives this one.
+        if isinstance(effect, pm.Connect):
+            # Warming is async: whoever fed the event (start, the retry timer) runs it,
+            # in the same task as before, once the driver is done with this step.
+            self._connect_due = effect.attempt
+        elif isinstance(effect, pm.ScheduleRetry):
+            self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+        elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        elif isinstance(effect, pm.ReportError) and listener is not None:
+            listener.on_error(effect.reason, effect.fatal)
+        # Disconnect: the pool is shared by every call; it outlives this one.
+
+    async def _connect_if_due(self) -> None:
+        attempt, self._connect_due = self._connect_due, None
+        if attempt is not None:
+            await self._connect(attempt)
 
     async def _connect(self, attempt: int) -> None:
         if attempt > 1:
@@ -351,14 +364,14 @@ class PocketsphinxRecognizer:
         except Exception as exc:  # a worker that cannot load its model
             lines = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
-            await self._execute(self.machine.fire(pm.Dropped(reason)), reason)
+            self._driver.feed(pm.Dropped(reason), reason)
             return
-        await self._execute(self.machine.fire(pm.Connected()), f"{self.pool.workers} workers")
+        self._driver.feed(pm.Connected(), f"{self.pool.workers} workers")
 
     def _on_retry_timer(self) -> None:
         self._retry_timer = None
-        step = self.machine.fire(pm.Retry())
-        task = asyncio.ensure_future(self._execute(step, "retrying"))
+        self._driver.feed(pm.Retry(), "retrying")
+        task = asyncio.ensure_future(self._connect_if_due())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
