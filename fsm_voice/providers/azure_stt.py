@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from fsm_voice.audio.frames import silence
 from fsm_voice.clock import Clock, RandomIds, SystemClock, TimerHandle
 from fsm_voice.errors import ConfigError
-from fsm_voice.machine import Step
 from fsm_voice.providers import azure_recognition as rec
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.azure_common import (
@@ -60,6 +59,7 @@ from fsm_voice.providers.base import (
     Transcript,
     report_discarded,
 )
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.security import Secret
 
 __all__ = ["AzureRecognizer"]
@@ -123,6 +123,13 @@ class AzureRecognizer:
         self._connected_early = 0  # generation whose service connected before start returned
         self._first_attempt_decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Effects whose work is async, noted by `_execute` and done once the driver's
+        # step is over (`_follow_up`): an attempt to open, a session being closed.
+        self._connect_due: int | None = None
+        self._closing: concurrent.futures.Future[None] | None = None
+        self._driver = ProviderDriver(
+            self.machine, on_state=lambda: self._moved, execute=self._execute
+        )
         # One thread, so SDK calls happen in the order they were asked for.
         self._sdk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="azure-stt")
 
@@ -133,7 +140,10 @@ class AzureRecognizer:
         self._listener = listener
         self._loop = asyncio.get_running_loop()
         detail = f"{self.settings.region}, {self.settings.language}"
-        await self._execute(self.machine.fire(pm.Start()), detail)
+        self._driver.feed(pm.Start(), detail)
+        if self.machine.state != pm.CONNECTING:  # already started, or stopped: nothing to wait for
+            self._first_attempt_decided.set()
+        await self._follow_up()
         await self._first_attempt_decided.wait()
 
     def feed(self, mulaw: bytes, t_ms: int) -> None:
@@ -163,7 +173,8 @@ class AzureRecognizer:
 
     async def stop(self) -> None:
         if self.machine.state not in pm.FINAL:
-            await self._execute(self.machine.fire(pm.Stop()), "stopped")
+            self._driver.feed(pm.Stop(), "stopped")
+            await self._follow_up()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -171,25 +182,43 @@ class AzureRecognizer:
 
     # --- the provider machine's effects ---
 
-    async def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
+    def _moved(self, state: str, detail: str) -> None:
         listener = self._listener
-        pm.report_step(step, listener.on_state if listener else None, detail)
-        if step.dest != pm.CONNECTING:
+        if listener is not None:
+            listener.on_state(state, detail)
+        if state != pm.CONNECTING:
             self._first_attempt_decided.set()
-        for effect in step.effects:
-            if isinstance(effect, pm.Connect):
-                await self._connect(effect.attempt)
-            elif isinstance(effect, pm.ScheduleRetry):
-                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
-            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
-                self._retry_timer.cancel()
-                self._retry_timer = None
-            elif isinstance(effect, pm.Disconnect):
-                session = self._detach()
-                if session is not None:
-                    await asyncio.wrap_future(self._sdk_thread.submit(rec.close_session, session))
-            elif isinstance(effect, pm.ReportError) and listener is not None:
-                listener.on_error(effect.reason, effect.fatal)
+
+    def _execute(self, effect: pm.ProviderEffect) -> None:
+        listener = self._listener
+        if isinstance(effect, pm.Connect):
+            self._connect_due = effect.attempt
+        elif isinstance(effect, pm.ScheduleRetry):
+            self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+        elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        elif isinstance(effect, pm.Disconnect):
+            session = self._detach()
+            if session is not None:
+                self._closing = self._sdk_thread.submit(rec.close_session, session)
+        elif isinstance(effect, pm.ReportError) and listener is not None:
+            listener.on_error(effect.reason, effect.fatal)
+
+    def _feed(self, event: pm.ProviderEvent, detail: str) -> None:
+        """Feed `event` from a callback: its async follow-up runs in a task."""
+        self._driver.feed(event, detail)
+        if self._connect_due is not None or self._closing is not None:
+            self._spawn(self._follow_up())
+
+    async def _follow_up(self) -> None:
+        """The async work the last step's effects asked for: close, then open."""
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            await asyncio.wrap_future(closing)
+        attempt, self._connect_due = self._connect_due, None
+        if attempt is not None:
+            await self._connect(attempt)
 
     async def _connect(self, attempt: int) -> None:
         self._generation += 1
@@ -201,14 +230,17 @@ class AzureRecognizer:
             self._sdk_thread.submit(self._close_when_opened, opening)
             raise
         except AzureSpeechError as exc:
-            await self._execute(self._fire_loss(str(exc), exc.fatal), str(exc))
+            self._driver.feed(_loss(str(exc), exc.fatal), str(exc))
+            await self._follow_up()
             return
         except ConfigError as exc:  # the `azure` extra is not installed: no retry helps
-            await self._execute(self._fire_loss(str(exc), fatal=True), str(exc))
+            self._driver.feed(_loss(str(exc), fatal=True), str(exc))
+            await self._follow_up()
             return
         except Exception as exc:  # the SDK refused to build or start a recogniser
             reason = f"connect failed: {type(exc).__name__}: {exc}"
-            await self._execute(self._fire_loss(reason, fatal=False), reason)
+            self._driver.feed(_loss(reason, fatal=False), reason)
+            await self._follow_up()
             return
         if generation != self._generation or self.machine.state != pm.CONNECTING:
             # Failed, cancelled or stopped while opening: this session is already stale.
@@ -228,7 +260,7 @@ class AzureRecognizer:
     def _on_connected(self) -> None:
         self._cancel_connect_timer()
         detail = f"{self.settings.region}, {self.settings.language}, attempt {self._attempt}"
-        self._spawn(self._execute(self.machine.fire(pm.Connected(detail)), detail))
+        self._feed(pm.Connected(detail), detail)
 
     def _on_connect_timeout(self, generation: int) -> None:
         self._connect_timer = None
@@ -241,15 +273,12 @@ class AzureRecognizer:
         if timer is not None:
             timer.cancel()
 
-    def _fire_loss(self, reason: str, fatal: bool) -> Step[pm.ProviderEffect]:
-        return self.machine.fire(pm.Fatal(reason) if fatal else pm.Dropped(reason))
-
     def _lose_session(self, reason: str, fatal: bool) -> None:
         """The connection failed (on the loop): let it go and tell the machine."""
         session = self._detach()
         if session is not None:
             self._sdk_thread.submit(rec.close_session, session)
-        self._spawn(self._execute(self._fire_loss(reason, fatal), reason))
+        self._feed(_loss(reason, fatal), reason)
 
     def _detach(self) -> rec.Session | None:
         self._cancel_connect_timer()
@@ -259,7 +288,7 @@ class AzureRecognizer:
 
     def _on_retry_timer(self) -> None:
         self._retry_timer = None
-        self._spawn(self._execute(self.machine.fire(pm.Retry()), "retrying"))
+        self._feed(pm.Retry(), "retrying")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -340,6 +369,10 @@ class AzureRecognizer:
     def _close_when_opened(opening: concurrent.futures.Future[rec.Session]) -> None:
         if not opening.cancelled() and opening.exception() is None:
             rec.close_session(opening.result())
+
+
+def _loss(reason: str, fatal: bool) -> pm.ProviderEvent:
+    return pm.Fatal(reason) if fatal else pm.Dropped(reason)
 
 
 if TYPE_CHECKING:  # mypy checks that it satisfies the protocol
