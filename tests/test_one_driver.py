@@ -29,7 +29,6 @@ MACHINES_DELEGATING = {
 # Not yet converted to the driver (issue 12 part 1): each still runs its provider
 # machine by hand. Remove a file from here once it feeds a `ProviderDriver`.
 NOT_YET_CONVERTED = {
-    "providers/elevenlabs_stt.py": "provider adapter (STT), converted by the providers' piece",
     "replay/droppable.py": "replay's droppable recogniser stand-in, fires its provider machine",
 }
 

@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from fsm_voice.clock import Clock, SystemClock, TimerHandle
-from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import (
     Grammar,
@@ -56,6 +55,7 @@ from fsm_voice.providers.base import (
     Transcript,
     report_discarded,
 )
+from fsm_voice.providers.driving import ProviderDriver
 from fsm_voice.providers.elevenlabs_backlog import BYTES_PER_MS, CallerBacklog, SessionTimeline
 from fsm_voice.providers.elevenlabs_client import (
     SESSION_LIMIT,
@@ -122,7 +122,7 @@ class ElevenLabsRecognizer:
             "cap_ms": cap_ms,
             "immediate_first_retry": immediate_first_retry,
         }
-        self.machine = pm.ProviderMachine(f"stt:{name}", **self._machine_args)
+        self.machine, self._driver = self._new_machine()
         self.grammar: Grammar | None = None
         self.discarded: list[Transcript] = []  # commits dropped as echo
         self.dropped_bytes = 0  # caller audio lost to a full buffer, over the call
@@ -148,14 +148,14 @@ class ElevenLabsRecognizer:
     async def start(self, listener: SttListener) -> None:
         self._listener = listener
         if self.machine.state in pm.FINAL:  # started again after stop (or error)
-            self.machine = pm.ProviderMachine(f"stt:{self.name}", **self._machine_args)
+            self.machine, self._driver = self._new_machine()
             self.failure = None
             self.send_failures = 0
         if self.machine.state != pm.IDLE:
             return
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_loop())
-        self._execute(self.machine.fire(pm.Start()), f"model {self.settings.stt_model}")
+        self._fire(pm.Start(), f"model {self.settings.stt_model}")
         # Return once the first attempt is decided (streaming, reconnecting or error).
         await asyncio.gather(*list(self._connects), return_exceptions=True)
 
@@ -190,7 +190,7 @@ class ElevenLabsRecognizer:
         self.speaking = speaking
 
     async def stop(self) -> None:
-        self._execute(self.machine.fire(pm.Stop()), "stopped")  # Disconnect: closes it
+        self._fire(pm.Stop(), "stopped")  # Disconnect: closes it
         self._generation += 1
         stopping = [*self._connects, *([self._sender] if self._sender else [])]
         for task in stopping:
@@ -280,7 +280,7 @@ class ElevenLabsRecognizer:
             if session is not None:
                 self._spawn(session.close())
             if failure.retryable:
-                self._execute(self.machine.fire(pm.Dropped(str(failure))), str(failure))
+                self._fire(pm.Dropped(str(failure)), str(failure))
             else:
                 self._fail(failure)
             return
@@ -292,7 +292,7 @@ class ElevenLabsRecognizer:
         dropped_ms = self.backlog.take_dropped() // BYTES_PER_MS
         if dropped_ms:
             detail += f", {dropped_ms} ms dropped (buffer full)"
-        self._execute(self.machine.fire(pm.Connected(session_id)), detail)
+        self._fire(pm.Connected(session_id), detail)
         self._wakeup.set()
 
     def _on_message(self, generation: int, kind: str, data: dict[str, Any]) -> None:
@@ -336,17 +336,17 @@ class ElevenLabsRecognizer:
     def _fail(self, error: ElevenLabsError) -> None:
         """Give up for `error` (no retry can help)."""
         self.failure = error
-        self._execute(self.machine.fire(pm.Fatal(str(error))), str(error))
+        self._fire(pm.Fatal(str(error)), str(error))
 
     def _dropped(self, reason: str) -> None:
         self._retire_session()
-        self._execute(self.machine.fire(pm.Dropped(reason)), reason)
+        self._fire(pm.Dropped(reason), reason)
 
     def _renew(self, reason: str) -> None:
         if not self.machine.is_streaming:
             return
         self._retire_session()
-        self._execute(self.machine.fire(pm.Renew(reason)), reason)
+        self._fire(pm.Renew(reason), reason)
 
     def _retire_session(self) -> None:
         """Forget the current session (its later callbacks no longer count) and close it."""
@@ -398,37 +398,48 @@ class ElevenLabsRecognizer:
 
     # --- the provider machine's effects ---
 
-    def _execute(self, step: Step[pm.ProviderEffect], detail: str) -> None:
-        for effect in step.effects:
-            if isinstance(effect, pm.ScheduleRetry):
-                detail = f"{detail}; attempt {effect.attempt} in {effect.delay_ms} ms"
-        if step.changed_state and step.dest == pm.ERROR and self.failure is None:
+    def _new_machine(self) -> tuple[pm.ProviderMachine, ProviderDriver]:
+        machine = pm.ProviderMachine(f"stt:{self.name}", **self._machine_args)
+        return machine, ProviderDriver(machine, on_state=lambda: self._moved, execute=self._execute)
+
+    def _fire(self, event: pm.ProviderEvent, detail: str) -> None:
+        self._driver.feed(event, detail)
+
+    def _moved(self, state: str, detail: str) -> None:
+        """A move, before its effects run: said with the retry it scheduled, and the
+        failure noted when it ends in `error`."""
+        retry = self.machine.scheduled_retry
+        if state == pm.RECONNECTING and retry is not None:  # every such move schedules one
+            detail = f"{detail}; attempt {retry.attempt} in {retry.delay_ms} ms"
+        if state == pm.ERROR and self.failure is None:
             # The only way into `error` not through `_fail`: out of retries.
             retries = self.machine.retries
             self.failure = ElevenLabsError(
                 "reconnect_exhausted", f"after {retries} retries: {detail}", retryable=False
             )
+        if self._listener is not None:
+            self._listener.on_state(state, detail)
+
+    def _execute(self, effect: pm.ProviderEffect) -> None:
         listener = self._listener
-        pm.report_step(step, listener.on_state if listener else None, detail)
-        for effect in step.effects:
-            if isinstance(effect, pm.Connect):
-                self._connects.add(self._spawn(self._connect(effect.attempt)))
-            elif isinstance(effect, pm.ScheduleRetry):
-                if effect.delay_ms <= 0:  # at once: no timer to wait for
-                    self._on_retry_timer()
-                else:
-                    self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
-            elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
-                self._retry_timer.cancel()
-                self._retry_timer = None
-            elif isinstance(effect, pm.Disconnect):
-                self._retire_session()
-            elif isinstance(effect, pm.ReportError) and listener is not None:
-                listener.on_error(effect.reason, effect.fatal)
+        if isinstance(effect, pm.Connect):
+            self._connects.add(self._spawn(self._connect(effect.attempt)))
+        elif isinstance(effect, pm.ScheduleRetry):
+            if effect.delay_ms <= 0:  # at once: no timer to wait for
+                self._on_retry_timer()
+            else:
+                self._retry_timer = self.clock.call_later(effect.delay_ms, self._on_retry_timer)
+        elif isinstance(effect, pm.CancelRetry) and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        elif isinstance(effect, pm.Disconnect):
+            self._retire_session()
+        elif isinstance(effect, pm.ReportError) and listener is not None:
+            listener.on_error(effect.reason, effect.fatal)
 
     def _on_retry_timer(self) -> None:
         self._retry_timer = None
-        self._execute(self.machine.fire(pm.Retry()), "retrying")
+        self._fire(pm.Retry(), "retrying")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)

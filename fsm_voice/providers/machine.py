@@ -213,6 +213,10 @@ class ProviderMachine:
         self.cap_ms = cap_ms
         self.retries = 0  # retries since the last successful connection
         self.last_reason = ""
+        # The retry the latest move into `reconnecting` scheduled (every such move
+        # schedules one): a state callback can tell when, as the move is reported
+        # before its effects run.
+        self.scheduled_retry: ScheduleRetry | None = None
         self.exhausted = False  # in `error` because the retries ran out
         self._m: PureMachine[ProviderEffect] = PureMachine(name, STATES, IDLE, self._edges())
 
@@ -247,7 +251,8 @@ class ProviderMachine:
         self.retries += 1
         self.last_reason = e.reason
         delay = self.retry_delay_ms(self.retries)
-        self._m.emit(ScheduleRetry(self.retries + 1, delay, e.reason))
+        self.scheduled_retry = ScheduleRetry(self.retries + 1, delay, e.reason)
+        self._m.emit(self.scheduled_retry)
         self._m.emit(ReportError(e.reason, fatal=False))
 
     def retry_delay_ms(self, retry: int) -> int:
@@ -259,7 +264,8 @@ class ProviderMachine:
         return backoff_ms(retry, self.jitter(), base_ms=self.base_ms, cap_ms=self.cap_ms)
 
     def _renew(self, e: Renew) -> None:
-        self._m.emit(ScheduleRetry(self.retries + 1, 0, e.reason))
+        self.scheduled_retry = ScheduleRetry(self.retries + 1, 0, e.reason)
+        self._m.emit(self.scheduled_retry)
 
     def _reconnect(self, _: Retry) -> None:
         self._m.emit(Connect(self.retries + 1))
