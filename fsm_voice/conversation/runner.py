@@ -44,6 +44,7 @@ from fsm_voice.providers.base import (
     Transcript,
     split_sentences,
 )
+from fsm_voice.providers.state_log import watch_states
 
 __all__ = [
     "MARK_WATCHDOG_MARGIN_MS",
@@ -157,6 +158,15 @@ class ConversationRunner:
     # --- lifecycle ---
 
     async def run(self) -> None:
+        # The synthesiser serves every call of the process: this call logs its moves
+        # while it lives (from its start() on), as the recogniser's are logged.
+        unwatch = watch_states(self._synthesizer, self._record_tts_move)
+        try:
+            await self._run()
+        finally:
+            unwatch()
+
+    async def _run(self) -> None:
         call = self.call
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -179,6 +189,9 @@ class ConversationRunner:
         for timer in self._timers.values():
             timer.cancel()
         await self._recognizer.stop()
+
+    def _record_tts_move(self, kind: KindName, data: dict[str, Any]) -> None:
+        self.call.record("tts", kind, data)
 
     async def _start_provider(
         self, source: Literal["stt", "tts"], name: str, starting: Awaitable[None]

@@ -1,7 +1,7 @@
 """The machines' decisions and moves: read alike from a recording and from its replay.
 
-`decisions` are what replay compares; `state_change` reads a machine's move in every
-form the log has held. Both serve the recording's views (`replay.view_parser`) and
+`decisions` are what replay compares; `state_change` reads a machine's move (as
+upcast on reading). Both serve the recording's views (`replay.view_parser`) and
 the comparison, which reads the replayed log the same way.
 """
 
@@ -34,13 +34,13 @@ def decisions(events: Iterable[EventRecord]) -> list[EventRecord]:
 
 
 def state_change(e: EventRecord) -> StateChange | None:
-    """The machine move `e` logs, in any of the forms the log has held.
+    """The machine move `e` logs: a `state_entered` (v2: its machine, `from`, `on`).
 
-    `state_entered` v2 names its machine, `from` and `on`; before it the call wrote
-    `from`/`on`, the conversation `previous`/`event`, and the recogniser logged
-    `provider_state_entered` (`detail`, `provider`).
+    Every read path upcasts (`eventlog.upcast`), so the older forms (the call's v1,
+    the conversation's `previous`/`event`, the recogniser's `provider_state_entered`)
+    arrive here as v2 already.
     """
-    if e.kind != "state_entered" and not (e.kind == "provider_state_entered" and e.source == "stt"):
+    if e.kind != "state_entered":
         return None
     d = e.data
     provider = d.get("provider")
@@ -49,8 +49,8 @@ def state_change(e: EventRecord) -> StateChange | None:
         e.t_ms,
         str(d.get("machine") or e.source),
         _text(d.get("state")),
-        _text(d.get("from", d.get("previous"))),
-        _text(d.get("on", d.get("event"))),
+        _text(d.get("from")),
+        _text(d.get("on")),
         _text(d.get("detail")),
         None if provider is None else str(provider),
     )

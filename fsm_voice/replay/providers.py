@@ -12,15 +12,18 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
-from fsm_voice.clock import Clock
+from fsm_voice.clock import Clock, TimerHandle
 from fsm_voice.conversation.hooks import HookContext, HookResult
 from fsm_voice.conversation.runner import run_hook
 from fsm_voice.providers.base import Grammar, SttListener, Transcript, split_sentences
+from fsm_voice.providers.machine import IDLE
+from fsm_voice.providers.state_log import StateWatchers
 from fsm_voice.replay.views import (
     Action,
     Completion,
@@ -38,7 +41,9 @@ __all__ = [
     "RecordedRecognizer",
     "RecordedSynthesizer",
     "RecordedTelephony",
+    "TtsMoves",
     "recorded_sentences",
+    "recorded_tts_moves",
     "replay_notes",
 ]
 
@@ -160,8 +165,38 @@ def replay_notes(sentences: Sequence[RecordedSentence]) -> list[str]:
     return [UNLOGGED_CUT] if any(s.audio is None for s in sentences) else []
 
 
+@dataclass(frozen=True, slots=True)
+class TtsMoves:
+    """The live synthesiser's recorded moves: inside start() (before the conversation
+    began), mid-call, and inside stop() (after the call ended)."""
+
+    at_start: tuple[StateChange, ...] = ()
+    mid: tuple[StateChange, ...] = ()
+    at_stop: tuple[StateChange, ...] = ()
+
+    @property
+    def first(self) -> StateChange | None:
+        return next(iter(self.at_start + self.mid + self.at_stop), None)
+
+
+def recorded_tts_moves(views: RecordingViews) -> TtsMoves:
+    """The recording's tts moves, split where the stand-in reports them (recordings
+    from before the runner logged them have none: the stand-in then reports none)."""
+    began = None if views.began is None else views.began.seq
+    at_start, mid, at_stop = [], [], []
+    for move in views.states_of("tts"):
+        if began is None or move.seq < began:
+            at_start.append(move)
+        elif views.ended_seq is not None and move.seq > views.ended_seq:
+            at_stop.append(move)
+        else:
+            mid.append(move)
+    return TtsMoves(tuple(at_start), tuple(mid), tuple(at_stop))
+
+
 class RecordedSynthesizer:
-    """Each sentence's recorded audio (or silence of its length), at its recorded time."""
+    """Each sentence's recorded audio (or silence of its length), at its recorded time;
+    its machine's recorded moves, told to its `state_watchers` as the live one did."""
 
     def __init__(
         self,
@@ -170,21 +205,44 @@ class RecordedSynthesizer:
         t0: int,
         ready_ms: int = 0,
         name: str | None = None,
+        moves: TtsMoves = TtsMoves(),
     ) -> None:
-        self.name = name or "recorded"  # the live synthesiser's, where the log names it
+        first = moves.first
+        # the live synthesiser's, where the log names it (a failure, a move)
+        self.name = name or (first.provider if first is not None else None) or "recorded"
         self._queue = deque(sentences)
         self._clock = clock
         self._t0 = t0
         self._ready_ms = ready_ms
+        self._moves = moves
+        self._timers: list[TimerHandle] = []
         self.requests: list[str] = []
+        self.state_watchers = StateWatchers()
+        # A shared synthesiser may have been streaming before the recorded call began:
+        # its first move's `from` is where the recorded one was.
+        self.state_watchers.state = (first.previous if first is not None else "") or IDLE
 
     async def start(self) -> None:
+        for move in self._moves.at_start:  # e.g. connecting, streaming: as they came
+            await _at(self._clock, move.t_ms, self._t0)
+            self._report(move)
+        now = self._clock.now_ms() - self._t0
+        for move in self._moves.mid:  # e.g. a dropped connection: at its recorded time
+            self._timers.append(
+                self._clock.call_later(move.t_ms - now, partial(self._report, move))
+            )
         # Starting the providers took the live call until `ready_ms` (a loaded machine,
         # a slow connect): the conversation starts no earlier in the replay either.
         await self._clock.sleep(max(0, self._t0 + self._ready_ms - self._clock.now_ms()))
 
     async def stop(self) -> None:
-        pass
+        for timer in self._timers:
+            timer.cancel()
+        for move in self._moves.at_stop:
+            self._report(move)
+
+    def _report(self, move: StateChange) -> None:
+        self.state_watchers(move.state, move.detail)
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.requests.append(text)

@@ -36,6 +36,7 @@ from fsm_voice.replay.providers import (
     RecordedSynthesizer,
     RecordedTelephony,
     recorded_sentences,
+    recorded_tts_moves,
     replay_notes,
 )
 from fsm_voice.replay.recording import (
@@ -191,7 +192,9 @@ async def replay_call(
     agent = conversation_agent(
         spec,
         recognizer=faulted.recognizer(lambda: recognizer),
-        synthesizer=RecordedSynthesizer(sentences, clock, 0, ready_ms, views.synthesizer),
+        synthesizer=RecordedSynthesizer(
+            sentences, clock, 0, ready_ms, views.synthesizer, recorded_tts_moves(views)
+        ),
         telephony=RecordedTelephony(views.actions, clock, 0),
         hooks=RecordedHooks(views.hooks, clock, 0),
         live_streams=faulted.live_streams(),
