@@ -26,12 +26,6 @@ MACHINES_DELEGATING = {
     "providers/machine.py": "ProviderMachine.fire(event) is PureMachine.fire(trigger, event)",
 }
 
-# Not yet converted to the driver (issue 12 part 1): each still runs its provider
-# machine by hand. Remove a file from here once it feeds a `ProviderDriver`.
-NOT_YET_CONVERTED = {
-    "replay/droppable.py": "replay's droppable recogniser stand-in, fires its provider machine",
-}
-
 
 def firing_calls(root: Path = PACKAGE) -> Counter[str]:
     """How many `.fire(`/`.fire_with_transitions(` calls each module under `root` makes."""
@@ -52,7 +46,7 @@ def _runs_a_machine(func: ast.expr) -> bool:
 
 
 def test_only_the_driver_fires_machines() -> None:
-    allowed = {DRIVER, *MACHINES_DELEGATING, *NOT_YET_CONVERTED}
+    allowed = {DRIVER, *MACHINES_DELEGATING}
     outside = sorted(module for module in firing_calls() if module not in allowed)
     assert outside == [], f"run these machines through fsm_voice.driver.MachineDriver: {outside}"
 
@@ -61,7 +55,7 @@ def test_every_exception_is_still_needed() -> None:
     """An exception that no longer fires anything must leave the list (or a file that
     slipped back to firing by hand would pass unseen)."""
     firing = firing_calls()
-    stale = sorted(m for m in (*MACHINES_DELEGATING, *NOT_YET_CONVERTED) if m not in firing)
+    stale = sorted(m for m in MACHINES_DELEGATING if m not in firing)
     assert stale == [], f"no longer fire a machine, remove from the exceptions: {stale}"
     assert firing[DRIVER] == 1  # the one place
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from fsm_voice.clock import Clock, TimerHandle
-from fsm_voice.machine import Step
 from fsm_voice.providers import machine as pm
 from fsm_voice.providers.base import Grammar, SpeechRecognizer, SttListener, Transcript
+from fsm_voice.providers.driving import ProviderDriver
 
 __all__ = ["DroppableRecognizer"]
 
@@ -47,13 +47,16 @@ class DroppableRecognizer:
         self._frames: deque[tuple[bytes, int]] = deque()
         self._held: deque[Callable[[], None]] = deque()
         self._retry: TimerHandle | None = None
+        self._quiet = False  # moves the recogniser reports itself (its start, its stop)
+        self._driver = ProviderDriver(
+            self.machine, on_state=lambda: self._moved, execute=self._execute
+        )
 
     async def start(self, listener: SttListener) -> None:
         self._listener = listener
         # The link is up as soon as the recogniser is: the recogniser reports its own
         # start, so these two moves are not reported again.
-        self.machine.fire(pm.Start())
-        self.machine.fire(pm.Connected())
+        self._feed_quietly(pm.Start())  # its Connect: Connected at once
         await self.inner.start(_HoldingListener(self, listener))
 
     def feed(self, mulaw: bytes, t_ms: int) -> None:
@@ -72,14 +75,14 @@ class DroppableRecognizer:
         self.inner.set_speaking(speaking)
 
     async def stop(self) -> None:
-        self._apply(self.machine.fire(pm.Stop()), "", report=False)
+        self._feed_quietly(pm.Stop())
         self._frames.clear()
         self._held.clear()
         await self.inner.stop()
 
     def drop(self, reason: str = "connection lost") -> None:
         """The connection dies now (a no-op unless it is streaming)."""
-        self._apply(self.machine.fire(pm.Dropped(reason)), reason)
+        self._driver.feed(pm.Dropped(reason), reason)
 
     @property
     def holding(self) -> bool:
@@ -88,26 +91,37 @@ class DroppableRecognizer:
     def hold(self, report: Callable[[], None]) -> None:
         self._held.append(report)
 
-    def _apply(self, step: Step[pm.ProviderEffect], detail: str, *, report: bool = True) -> None:
+    def _feed_quietly(self, event: pm.ProviderEvent) -> None:
+        self._quiet = True
+        try:
+            self._driver.feed(event, "")
+        finally:
+            self._quiet = False
+
+    def _moved(self, state: str, detail: str) -> None:
+        if self._quiet or self._listener is None:
+            return
+        self._listener.on_state(state, detail)
+        if state == pm.STREAMING:  # reconnected: what waited goes on
+            self._resume()
+
+    def _execute(self, effect: pm.ProviderEffect) -> None:
         listener = self._listener
-        if report:
-            pm.report_step(step, listener.on_state if listener else None, detail)
-        for effect in step.effects:
-            if isinstance(effect, pm.ScheduleRetry):
-                delay = self.backoffs_ms.popleft() if self.backoffs_ms else effect.delay_ms
-                self._retry = self.clock.call_later(delay, self._on_retry)
-            elif isinstance(effect, pm.CancelRetry) and self._retry is not None:
-                self._retry.cancel()
-                self._retry = None
-            elif isinstance(effect, pm.ReportError) and listener is not None:
-                listener.on_error(effect.reason, effect.fatal)
-            elif isinstance(effect, pm.Connect):
-                self._apply(self.machine.fire(pm.Connected()), "reconnected")
-                self._resume()
+        if isinstance(effect, pm.ScheduleRetry):
+            delay = self.backoffs_ms.popleft() if self.backoffs_ms else effect.delay_ms
+            self._retry = self.clock.call_later(delay, self._on_retry)
+        elif isinstance(effect, pm.CancelRetry) and self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        elif isinstance(effect, pm.ReportError) and listener is not None:
+            listener.on_error(effect.reason, effect.fatal)
+        elif isinstance(effect, pm.Connect):
+            # Nothing to open: connected at once (the driver runs it after this step).
+            self._driver.feed(pm.Connected(), "reconnected")
 
     def _on_retry(self) -> None:
         self._retry = None
-        self._apply(self.machine.fire(pm.Retry()), "retrying")
+        self._driver.feed(pm.Retry(), "retrying")
 
     def _resume(self) -> None:
         """Back up: the held results first (older audio), then the buffered frames."""
