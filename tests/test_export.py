@@ -60,7 +60,7 @@ def test_export_writes_reviewable_events_and_playable_tracks(
 
     meta = json.loads((out / "meta.json").read_text())
     assert meta["machine"] == {"name": "appointment", "version": None}
-    assert meta["providers"] == {"stt": "scripted"}
+    assert meta["providers"] == {"stt": "scripted", "tts": "scripted"}  # from their moves
     assert meta["fsm_voice_version"] and meta["format"] == 1
     assert meta["call"]["call_id"] == call_id
     assert meta["call"]["started_at"] == "2026-01-01T00:00:00.000Z"
