@@ -360,11 +360,14 @@ class PhoneSimulator:
     async def _echo(self, names: list[str]) -> None:
         for name in names:
             mark = {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}
+            # Recorded before the send: the agent may act on the echo (and a test read
+            # this list) before this task runs again after the send.
+            self.marks_echoed.append(name)
             try:
                 await self._send(mark)
             except SocketClosed:
+                self.marks_echoed.pop()
                 return
-            self.marks_echoed.append(name)
         self._notify()
 
     async def _playout(self) -> None:
