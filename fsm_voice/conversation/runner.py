@@ -1,30 +1,24 @@
 """The async shell around one conversation machine: the agent of a call.
 
 It turns the call's audio, DTMF and end, and the recogniser's results, into
-conversation events; feeds them one at a time to the pure machine; logs every event
-and effect; and carries the effects out: prompts (TTS sentence by sentence, a mark
-after each), barge-in (stop synthesis + `clear`), timers on the call's Clock, hooks,
-SMS, transfer and hangup.
-
-What the caller actually heard is read from the marks: a sentence counts as heard
-only when the platform echoed the mark queued right after its audio.
+conversation events; feeds them one at a time to the pure machine (through
+`MachineDriver`); logs every event and effect; and carries the effects out: timers on
+the call's Clock, listening, hooks, SMS, transfer and hangup here, prompts and
+barge-in through its `PromptPlayer` (`conversation.prompts`, the output half). The
+recogniser's callbacks are a `RecognitionListener` (`conversation.recognition`, the
+hearing half).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
-from fsm_voice.audio.frames import pad_to_frame
-from fsm_voice.audio.mulaw import FRAME_BYTES, SAMPLE_RATE
-from fsm_voice.audio.wav import read_wav_as_mulaw_8k
-from fsm_voice.call.handle import CallHandle, MarkOutcome
+from fsm_voice.call.handle import CallHandle
 from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
@@ -33,17 +27,13 @@ from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, res
 from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.machine import ConversationMachine, move_of
 from fsm_voice.conversation.payload import snapshot
+from fsm_voice.conversation.prompts import MARK_WATCHDOG_MARGIN_MS, PromptPlayer
+from fsm_voice.conversation.recognition import RecognitionListener
 from fsm_voice.conversation.streams import LiveStreams
 from fsm_voice.conversation.telephony import SimulatedTelephony, Telephony
 from fsm_voice.driver import MachineDriver
 from fsm_voice.eventlog.kind_names import KindName
-from fsm_voice.providers.base import (
-    Grammar,
-    SpeechRecognizer,
-    SpeechSynthesizer,
-    Transcript,
-    split_sentences,
-)
+from fsm_voice.providers.base import Grammar, SpeechRecognizer, SpeechSynthesizer
 from fsm_voice.providers.state_log import watch_states
 
 __all__ = [
@@ -54,13 +44,7 @@ __all__ = [
     "run_hook",
 ]
 
-_BYTES_PER_MS = SAMPLE_RATE // 1000  # μ-law: one byte per sample
 ACTION_GRACE_MS = 5_000  # how long an SMS in flight may outlive the call
-# Mark watchdog: a prompt's mark that the platform never echoes (a lost message, a
-# platform bug) would hold the prompt, and so the conversation, forever. Each mark
-# times out once all the audio queued before it has had time to play (it plays at
-# real time, so never later than that) plus this margin for the platform's latency.
-MARK_WATCHDOG_MARGIN_MS = 3_000
 # Events whose facts another source already logged (stt, transport): not logged twice.
 _LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
 
@@ -106,16 +90,6 @@ def conversation_agent(
     return agent
 
 
-@dataclass
-class _Prompt:
-    prompt_id: str
-    sentences: list[str] = field(default_factory=list)
-    marks: list[asyncio.Future[MarkOutcome]] = field(default_factory=list)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    stopped: bool = False
-    queued_bytes: int = 0  # agent audio sent for this prompt so far
-
-
 class ConversationRunner:
     def __init__(
         self,
@@ -130,7 +104,6 @@ class ConversationRunner:
     ) -> None:
         self.call = call
         self._hooks = hooks
-        self._mark_margin_ms = mark_margin_ms
         self.spec = spec
         self.machine = ConversationMachine(spec)
         self._recognizer = recognizer
@@ -150,10 +123,18 @@ class ConversationRunner:
         )
         self.dispatch = self._driver.feed  # events raised while handling one queue behind it
         self._timers: dict[str, TimerHandle] = {}
-        self._prompts: dict[str, _Prompt] = {}
         self._tg: TaskGroup | None = None
         self._actions: list[anyio.Event] = []  # SMS and transfers in flight
         self._base = Path(spec.path).parent
+        self._prompts = PromptPlayer(
+            call,
+            synthesizer,
+            set_speaking=recognizer.set_speaking,
+            spawn=self._spawn,
+            dispatch=self.dispatch,
+            audio_dir=self._base,
+            mark_margin_ms=mark_margin_ms,
+        )
 
     # --- lifecycle ---
 
@@ -171,8 +152,9 @@ class ConversationRunner:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._start_provider("tts", self._synthesizer.name, self._synthesizer.start())
+            hearing = RecognitionListener(call, self._recognizer, self.dispatch)
             await self._start_provider(
-                "stt", self._recognizer.name, self._recognizer.start(_Listener(self))
+                "stt", self._recognizer.name, self._recognizer.start(hearing)
             )
             call.on_caller_audio(lambda frame: self._recognizer.feed(frame, call.caller_frame_ms()))
             call.on_dtmf(lambda digit: self.dispatch(ev.DigitPressed(digit)))
@@ -239,11 +221,11 @@ class ConversationRunner:
     def _execute(self, effect: fx.ConversationEffect) -> None:
         match effect:
             case fx.Speak(prompt_id=prompt_id, text=text):
-                self._start_prompt(prompt_id, self._speak, text)
+                self._prompts.speak(prompt_id, text)
             case fx.PlayFile(prompt_id=prompt_id, path=path):
-                self._start_prompt(prompt_id, self._play_file, path)
+                self._prompts.play_file(prompt_id, path)
             case fx.StopPrompt(prompt_id=prompt_id):
-                self._stop_prompt(prompt_id)
+                self._prompts.stop(prompt_id)
             case fx.StartListening(phrases=phrases, free_form=free_form, grammar=name):
                 self._recognizer.set_grammar(Grammar(phrases, free_form, name))
             case fx.StopListening():
@@ -276,110 +258,6 @@ class ConversationRunner:
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
-
-    # --- prompts ---
-
-    def _start_prompt(self, prompt_id: str, body: Callable[..., Any], arg: str) -> None:
-        prompt = _Prompt(prompt_id)
-        self._prompts[prompt_id] = prompt
-        self._spawn(self._run_prompt, prompt, body, arg)
-
-    async def _run_prompt(self, prompt: _Prompt, body: Callable[..., Any], arg: str) -> None:
-        self._recognizer.set_speaking(True)
-        try:
-            with prompt.scope:
-                await body(prompt, arg)
-                # `asyncio.wait`, not `gather`: cancelling a gather cancels the marks
-                # too, and a gather cancelled with some marks already released can
-                # escape the prompt's scope and end the whole conversation.
-                if prompt.marks:
-                    await asyncio.wait(prompt.marks)
-        except Exception as error:  # a synthesis failure must not hang the state
-            name = self._synthesizer.name  # logged: replay's stand-in answers to it
-            data = {"error": f"{type(error).__name__}: {error}", "provider": name}
-            self.call.record("tts", "synthesis_failed", data)
-            self.dispatch(ev.ProviderFailed(name, str(error)))
-        finally:
-            self._recognizer.set_speaking(False)
-        heard = tuple(
-            sentence
-            for sentence, mark in zip(prompt.sentences, prompt.marks, strict=False)
-            if mark.done() and not mark.cancelled() and mark.result() == MarkOutcome.PLAYED
-        )
-        self._prompts.pop(prompt.prompt_id, None)
-        self.dispatch(ev.PromptFinished(prompt.prompt_id, heard, prompt.stopped))
-
-    async def _speak(self, prompt: _Prompt, text: str) -> None:
-        first = True
-        for sentence in split_sentences(text):
-            pending = b""
-            sent = 0
-            pieces: list[list[int]] = []  # [t_ms, bytes] of each send: replay re-times them
-            index = len(prompt.marks)
-            chunks = self._synthesizer.synthesize(sentence)
-            try:
-                async for chunk in chunks:
-                    pending += chunk
-                    whole = len(pending) - len(pending) % FRAME_BYTES
-                    if whole:
-                        if first:
-                            first = False
-                            self.call.record(
-                                "tts", "first_audio_sent", {"prompt_id": prompt.prompt_id}
-                            )
-                        self.call.send_audio_nowait(pending[:whole])
-                        pieces.append([self.call.t_ms(), whole])
-                        sent += whole
-                        pending = pending[whole:]
-            except BaseException as stop:
-                # Stopped (barge-in, hang-up) or failed mid-sentence: what already went
-                # out is on the line, and replay must send exactly that, then stop too.
-                cut: dict[str, Any] = {"prompt_id": prompt.prompt_id, "index": index}
-                cut |= {"bytes": sent, "pieces": pieces}
-                if isinstance(stop, Exception):
-                    cut["error"] = f"{type(stop).__name__}: {stop}"
-                self.call.record("tts", "sentence_cut", cut)
-                raise
-            finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
-            if pending:
-                self.call.send_audio_nowait(pad_to_frame(pending))
-                pieces.append([self.call.t_ms(), FRAME_BYTES])
-                sent += FRAME_BYTES
-            # Where each sentence ends in the agent track: replay re-creates the audio.
-            data = {"prompt_id": prompt.prompt_id, "index": index, "bytes": sent, "pieces": pieces}
-            self.call.record("tts", "sentence_synthesized", data)
-            prompt.sentences.append(sentence)
-            prompt.queued_bytes += sent
-            self._mark(prompt)
-
-    async def _play_file(self, prompt: _Prompt, path: str) -> None:
-        audio = read_wav_as_mulaw_8k(self._base / path)
-        self.call.record("tts", "first_audio_sent", {"prompt_id": prompt.prompt_id})
-        self.call.send_audio_nowait(audio)
-        prompt.sentences.append(path)
-        prompt.queued_bytes += len(audio)
-        self._mark(prompt)
-
-    def _mark(self, prompt: _Prompt) -> None:
-        """Queue the mark after the sentence just sent, with its watchdog.
-
-        Every byte of the prompt so far is at most that many ms of playing ahead of
-        the mark (what already played only makes it sooner), so the timeout is never
-        shorter than the playback, whatever the synthesiser's pace.
-        """
-        timeout_ms = prompt.queued_bytes // _BYTES_PER_MS + self._mark_margin_ms
-        name = f"{prompt.prompt_id}.{len(prompt.marks)}"
-        prompt.marks.append(self.call.mark(name, timeout_ms))
-
-    def _stop_prompt(self, prompt_id: str) -> None:
-        prompt = self._prompts.get(prompt_id)
-        if prompt is None or prompt.stopped:
-            return
-        prompt.stopped = True
-        prompt.scope.cancel()  # stops synthesis, not just the forwarding
-        # Clear now, before PromptFinished can queue the next prompt's audio behind it.
-        self.call.clear_nowait()
 
     # --- hooks and telephony ---
 
@@ -432,69 +310,3 @@ class ConversationRunner:
         # call, often before its answer arrives, and the result must still be logged.
         await self._act(action_id, self._telephony.transfer, self.call.call_sid, to)
         await self.call.hangup("conversation:transferred")
-
-
-class _Listener:
-    """The recogniser's callbacks: logged (source `stt`), then fed to the machine."""
-
-    def __init__(self, runner: ConversationRunner) -> None:
-        self._runner = runner
-        self._call = runner.call
-        self._state: str | None = None  # the recogniser's last reported state
-
-    def on_speech_started(self, t_ms: int) -> None:
-        self._call.record("stt", "speech_started", {"at_ms": t_ms})
-        self._runner.dispatch(ev.SpeechStarted(t_ms))
-
-    def on_recognizing(self, text: str) -> None:
-        self._call.record("stt", "transcript_partial", {"text": text})
-
-    def on_committed(self, transcript: Transcript) -> None:
-        self._call.record(
-            "stt",
-            "transcript_committed",
-            {
-                "text": transcript.text,
-                "confidence": transcript.confidence,
-                "start_ms": transcript.start_ms,
-                "end_ms": transcript.end_ms,
-                "alternatives": list(transcript.alternatives),
-            },
-        )
-        rejected = not transcript.text.strip() and bool(transcript.alternatives)
-        self._runner.dispatch(
-            ev.TranscriptReceived(
-                transcript.text,
-                transcript.confidence,
-                transcript.start_ms,
-                transcript.end_ms,
-                rejected,
-            )
-        )
-
-    def on_discarded(self, transcript: Transcript, reason: str) -> None:
-        """A transcript the recogniser dropped (e.g. the agent's own voice as echo):
-        logged, never fed to the machine, so the log explains the silence."""
-        self._call.record(
-            "stt",
-            "transcript_discarded",
-            {
-                "text": transcript.text,
-                "reason": reason,
-                "start_ms": transcript.start_ms,
-                "end_ms": transcript.end_ms,
-            },
-        )
-
-    def on_error(self, reason: str, fatal: bool) -> None:
-        self._call.record("stt", "provider_error", {"reason": reason, "fatal": fatal})
-        if fatal:
-            self._runner.dispatch(ev.ProviderFailed(self._runner._recognizer.name, reason))
-
-    def on_state(self, state: str, detail: str) -> None:
-        # The provider's name: offline replay must know what made a recording's words.
-        name = self._runner._recognizer.name
-        # `on`: the provider's callback does not say which event moved it.
-        moved = {"machine": "stt", "state": state, "from": self._state, "on": None}
-        self._state = state
-        self._call.record("stt", "state_entered", {**moved, "detail": detail, "provider": name})
