@@ -13,7 +13,6 @@ and timers run under a guard, and `run` always closes the row and lets go of tim
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Coroutine
@@ -32,37 +31,25 @@ from fsm_voice.call.failure import FailureGuard, flush_call_rows
 from fsm_voice.call.guards import LimitWatch
 from fsm_voice.call.handle import CallHandle, MarkOutcome
 from fsm_voice.call.line import LinePosition
-from fsm_voice.call.machine import (
-    AWAITING_MARK,
-    CONNECTING,
-    HANGUP_REQUESTED,
-    LISTENING,
-    LIVE,
-    CallMachine,
-)
+from fsm_voice.call.machine import AWAITING_MARK, CONNECTING, LISTENING, LIVE, CallMachine
 from fsm_voice.call.outbound import ClearOut, MarkOut, OutboundQueue
 from fsm_voice.call.pending import CallTimers, MarkWaiters
 from fsm_voice.call.recorder import FRAME_BYTES, TrackRecorder
 from fsm_voice.call.remote_hangup import RemoteHangup as RemoteHangup
 from fsm_voice.call.remote_hangup import hang_up_remotely, hangs_up_remotely
-from fsm_voice.call.socket import (
-    CLOSE_INTERNAL,
-    CLOSE_TOO_BIG,
-    REFUSED_FRAME_REASONS,
-    MessageSocket,
-)
+from fsm_voice.call.socket import CLOSE_INTERNAL, MessageSocket
+from fsm_voice.call.socket_io import CallSocketIO
 from fsm_voice.call.stream_guard import StreamGuard
-from fsm_voice.call.wire import Envelope, Media, OutboundEncoding, Violation, Wire
+from fsm_voice.call.wire import Wire
 from fsm_voice.clock import Clock
 from fsm_voice.driver import MachineDriver
-from fsm_voice.errors import FsmVoiceError, SocketClosed
+from fsm_voice.errors import FsmVoiceError
 from fsm_voice.eventlog.base import EventLog
 from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.eventlog.upcast import current_v
 from fsm_voice.machine import Step
 
-_AUDIO_STATES = frozenset((*LIVE, HANGUP_REQUESTED))  # caller audio is still recorded
 _QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
 
 
@@ -96,7 +83,6 @@ class CallRuntime:
         self.call_sid: str | None = None
         self.custom_parameters: dict[str, str] = {}
         self.end_reason: str | None = None
-        self._socket = socket
         self._log = log
         self._machine_name = machine_name
         self._machine_version = machine_version
@@ -130,22 +116,46 @@ class CallRuntime:
         self._timers = CallTimers(clock, self._guard.wrap("timer", self.dispatch))
         self._waiters = MarkWaiters(self._loop)
         self._outbound = OutboundQueue()
-        self._wire = wire  # the platform's protocol (Twilio Media Streams)
-        self._parse = wire.parse  # bound once: it runs for every frame
-        self._encoder: OutboundEncoding | None = None
         self._caller = TrackRecorder(log, call_id, "caller", self.config.audio_chunk_frames)
         self._agent_track = TrackRecorder(log, call_id, "agent", self.config.audio_chunk_frames)
         self._ended = anyio.Event()
         self.finished = anyio.Event()  # set once run() has torn everything down
         self._tg: TaskGroup | None = None
         self._agent = AgentTask(self, agent)
-        self._agent_spawned = False  # spawned while handling the message just read
         self._violations = 0
         self.line = LinePosition(lambda kind, data: self.record("transport", kind, data))
         self._dropped_agent_frames = 0
-        self.frames_in = 0
-        self.frames_out = 0
         self.remote_hangup: RemoteHangup | None = None  # set through the handle
+        # The socket side: the wire in as call events, the outbound queue out.
+        self._io = CallSocketIO(
+            socket,
+            wire=wire,
+            machine=self.machine,
+            config=self.config,
+            clock=clock,
+            limits=self._limits,
+            streams=streams,
+            line=self.line,
+            caller_track=self._caller,
+            agent_track=self._agent_track,
+            outbound=self._outbound,
+            dispatch=self.dispatch,
+            record=self.record,
+            t_ms=self.t_ms,
+            violation=self._violation,
+            stream_admitted=self._stream_admitted,
+            deliver_audio=self.handle._deliver_audio,
+        )
+
+    @property
+    def frames_in(self) -> int:
+        """Caller frames taken in (recorded and handed to the agent)."""
+        return self._io.frames_in
+
+    @property
+    def frames_out(self) -> int:
+        """Agent frames sent on the socket."""
+        return self._io.frames_out
 
     # --- lifecycle ---
     async def run(self) -> str:
@@ -160,7 +170,7 @@ class CallRuntime:
         except Exception as e:  # past the tasks' guards: end the way the guard does
             self._tg = None  # the task group is gone: no effect may start a task
             self._guard.failed("run", e)
-            await self._close_socket(CLOSE_INTERNAL, "internal error")
+            await self._io.close(CLOSE_INTERNAL, "internal error")
             self._close_row()
             await flush_call_rows(self._log, self.call_id, self.record)
             return self.end_reason or "error"
@@ -191,12 +201,12 @@ class CallRuntime:
             self._tg = tg
             self.dispatch(ev.SocketOpened())
             self._limits.start()
-            tg.start_soon(self._guard.run, self._read_loop)
-            tg.start_soon(self._guard.run, self._write_loop)
+            tg.start_soon(self._guard.run, self._io.read_loop)
+            tg.start_soon(self._guard.run, self._io.write_loop)
             await self._ended.wait()
             await self._agent.finish()
             tg.cancel_scope.cancel()
-        await self._close_socket(1000, "call ended")
+        await self._io.close(1000, "call ended")
         if self._streams is not None:
             self._streams.release(self.call_sid)  # set only once the guard let it in
         self._close_row()
@@ -255,9 +265,9 @@ class CallRuntime:
             self._start_agent()
         elif isinstance(effect, fx.CloseSocket):
             if hangs_up_remotely(self, effect):
-                self._spawn(hang_up_remotely, self, self._close_socket, effect.code, effect.reason)
+                self._spawn(hang_up_remotely, self, self._io.close, effect.code, effect.reason)
             else:
-                self._spawn(self._close_socket, effect.code, effect.reason)
+                self._spawn(self._io.close, effect.code, effect.reason)
         elif isinstance(effect, fx.EndCall):
             self._end(effect.reason)
 
@@ -279,6 +289,13 @@ class CallRuntime:
         self.record("transport", "protocol_violation", {"reason": reason, "detail": detail})
         self._count_violation()
 
+    def _stream_admitted(
+        self, call_sid: str | None, custom_parameters: dict[str, str], logged: dict[str, str]
+    ) -> None:
+        self.call_sid = call_sid
+        self.custom_parameters = custom_parameters
+        self._logged_parameters = logged
+
     def _start_agent(self) -> None:
         self.handle._set_connected()
         fields = connected_fields(self.machine.stream_sid, self.call_sid, self._logged_parameters)
@@ -286,7 +303,7 @@ class CallRuntime:
         if self._agent.agent is not None:
             self._spawn(self._agent.run)
             self._agent.spawned = True
-            self._agent_spawned = True
+            self._io.agent_spawned()
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
@@ -320,21 +337,6 @@ class CallRuntime:
             return  # already ending: the end has its own reason
         self.record("runtime", "limit_reached", {"limit": limit, "limit_ms": value_ms})
         self.dispatch(ev.HangupRequested(reason))
-
-    def _message_too_big(self) -> None:
-        max_bytes = self.config.max_message_bytes
-        self.record(
-            "runtime", "limit_reached", {"limit": "max_message_bytes", "max_bytes": max_bytes}
-        )
-        # The socket is already closed: the hangup only names the end reason.
-        self.dispatch(ev.HangupRequested("message_too_big"))
-
-    def _frame_refused(self, code: int, reason: str) -> None:
-        # Bytes that never became a text message (not UTF-8, broken framing): the
-        # server closed the socket for them. A violation, and the call's end.
-        detail = f"the socket closed with {code}" + (f": {reason}" if reason else "")
-        self._violation(REFUSED_FRAME_REASONS[code], detail)
-        self.dispatch(ev.HangupRequested("protocol_violation"))
 
     # --- requests from the handle (on the loop) ---
     def queue_audio(self, mulaw: bytes) -> bool:
@@ -382,120 +384,3 @@ class CallRuntime:
         if self._streams is None:  # tokens are not checked here
             return {"call_id": call_id}
         return {"call_id": call_id, "token": self._streams.redirect_token(call_id, self.call_sid)}
-
-    # --- tasks ---
-    async def _read_loop(self) -> None:
-        now_ms, limits = self.clock.now_ms, self._limits
-        max_chars = self.config.max_message_bytes  # for sockets with no cap of their own
-        while True:
-            try:
-                message = await self._socket.receive()
-            except SocketClosed as e:
-                if e.code == CLOSE_TOO_BIG:  # the server refused an oversized message
-                    self._message_too_big()
-                elif e.code in REFUSED_FRAME_REASONS:
-                    self._frame_refused(e.code, e.reason)
-                self.dispatch(ev.SocketClosed(e.code))
-                return
-            limits.last_inbound_ms = now_ms()
-            parsed = self._parse(message, max_chars)
-            if type(parsed) is Media:
-                self._on_media(parsed)
-            elif type(parsed) is Envelope:
-                self._on_envelope(parsed)
-                if self._agent_spawned:
-                    self._agent_spawned = False
-                    # Let the agent run up to its first wait (where it subscribes to
-                    # audio) before the next message: uvicorn hands over a message that
-                    # is already queued without yielding, and the media right behind
-                    # `start` would pass an agent that had not run yet.
-                    await anyio.lowlevel.checkpoint()
-            elif type(parsed) is Violation:
-                self._violation(parsed.reason, parsed.detail)
-
-    def _on_media(self, media: Media) -> None:
-        started = self.machine.stream_sid
-        # No started stream (none yet, or its start was rejected): no audio gets in.
-        if started is None or self.machine.state not in _AUDIO_STATES:
-            self.dispatch(ev.MediaReceived(media.track, media.chunk or 0))
-            return
-        if media.stream_sid is not None and media.stream_sid != started:
-            self._violation("stream_sid_mismatch", f"media for {media.stream_sid}")
-            return
-        self.line.sequence(media.sequence_number)
-        if media.track not in ("inbound", "inbound_track"):
-            return  # Twilio's copy of what it played (both_tracks); ours is recorded at send
-        frame_no = self.line.chunk(media.track, media.chunk)
-        if frame_no is None:
-            frame_no = self._caller.next_frame
-        t_ms = self.t_ms()
-        self.line.place_caller_frame(frame_no, t_ms)
-        self._caller.add(media.payload, t_ms, frame_no)
-        self.frames_in += 1
-        self.handle._deliver_audio(media.payload)
-
-    def _on_envelope(self, envelope: Envelope) -> None:
-        event = envelope.event
-        started = self.machine.stream_sid
-        if (
-            started is not None
-            and envelope.stream_sid is not None
-            and envelope.stream_sid != started
-            and not isinstance(event, ev.StreamStarted)
-        ):
-            self._violation("stream_sid_mismatch", f"{event.trigger} for {envelope.stream_sid}")
-            return
-        if isinstance(event, ev.StreamStarted) and started is None:
-            streams = self._streams
-            params, sid = event.custom_parameters, event.call_sid
-            rejection = streams.admit(params, sid) if streams is not None else None
-            self.line.sequence(envelope.sequence_number)
-            if rejection is not None:
-                self.dispatch(ev.StreamRejected(rejection, event.stream_sid, event.call_sid))
-                return
-            self.call_sid = event.call_sid or None
-            params = event.custom_parameters
-            # the agent's own, without our stream token (a credential, not call data);
-            # the log's are masked
-            secret = self._wire.is_secret_parameter
-            self.custom_parameters = {k: v for k, v in params.items() if not secret(k)}
-            mask = self.config.mask_phone_numbers
-            logged = self._wire.loggable_parameters(params, mask_phone_numbers=mask)
-            self._logged_parameters = logged
-            self._encoder = self._wire.encoder(event.stream_sid)
-            self.dispatch(dataclasses.replace(event, custom_parameters=logged))
-            return
-        self.line.sequence(envelope.sequence_number)
-        self.dispatch(event)
-
-    async def _write_loop(self) -> None:
-        get = self._outbound.get
-        send = self._socket.send
-        while True:
-            item = await get()
-            encoder = self._encoder
-            if encoder is None:  # cannot happen: audio and marks need a started stream
-                continue
-            try:
-                if type(item) is bytes:
-                    await send(encoder.media(item))
-                    self._agent_track.add(item, self.t_ms())
-                    self.frames_out += 1
-                elif type(item) is MarkOut:
-                    await send(encoder.mark(item.name))
-                    self.record(
-                        "transport", "mark_sent", {"mark_id": item.mark_id, "name": item.name}
-                    )
-                else:
-                    await send(encoder.clear())
-                    self.record("transport", "clear_sent", {})
-            except SocketClosed:
-                return  # the read loop sees the close and ends the call
-
-    async def _close_socket(self, code: int, reason: str) -> None:
-        try:
-            await self._socket.close(code, reason)
-        except SocketClosed:
-            return
-        except Exception as e:  # a transport that fails to close is still closed for us
-            self.record("runtime", "socket_close_failed", {"error": f"{type(e).__name__}: {e}"})
