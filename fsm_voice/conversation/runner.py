@@ -3,10 +3,10 @@
 It turns the call's audio, DTMF and end, and the recogniser's results, into
 conversation events; feeds them one at a time to the pure machine (through
 `MachineDriver`); logs every event and effect; and carries the effects out: timers on
-the call's Clock, listening, hooks, SMS, transfer and hangup here, prompts and
-barge-in through its `PromptPlayer` (`conversation.prompts`, the output half). The
-recogniser's callbacks are a `RecognitionListener` (`conversation.recognition`, the
-hearing half).
+the call's Clock and listening here; prompts and barge-in through its `PromptPlayer`
+(`conversation.prompts`, the output half); hooks, SMS, transfer and hangup through its
+`OutsideActions` (`conversation.actions`). The recogniser's callbacks are a
+`RecognitionListener` (`conversation.recognition`, the hearing half).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fsm_voice.call.runtime import Agent
 from fsm_voice.clock import TimerHandle
 from fsm_voice.conversation import effects as fx
 from fsm_voice.conversation import events as ev
-from fsm_voice.conversation.hooks import HookContext, HookResult, call_hook, resolve_hook
+from fsm_voice.conversation.actions import HookCaller, OutsideActions, run_hook
 from fsm_voice.conversation.language.spec import MachineSpec
 from fsm_voice.conversation.machine import ConversationMachine, move_of
 from fsm_voice.conversation.payload import snapshot
@@ -47,14 +47,6 @@ __all__ = [
 ACTION_GRACE_MS = 5_000  # how long an SMS in flight may outlive the call
 # Events whose facts another source already logged (stt, transport): not logged twice.
 _LOGGED_ELSEWHERE = (ev.SpeechStarted, ev.TranscriptReceived, ev.DigitPressed)
-
-# Runs one hook: (target "module:function", directories to find it in, context).
-HookCaller = Callable[[str, tuple[str, ...], HookContext], Awaitable[HookResult]]
-
-
-async def run_hook(target: str, paths: tuple[str, ...], context: HookContext) -> HookResult:
-    """The default `HookCaller`: the user's function, found next to the machine."""
-    return await call_hook(resolve_hook(target, paths), context)
 
 
 def conversation_agent(
@@ -103,7 +95,6 @@ class ConversationRunner:
         mark_margin_ms: int = MARK_WATCHDOG_MARGIN_MS,
     ) -> None:
         self.call = call
-        self._hooks = hooks
         self.spec = spec
         self.machine = ConversationMachine(spec)
         self._recognizer = recognizer
@@ -111,7 +102,6 @@ class ConversationRunner:
         if attach is not None:  # e.g. a TeeRecognizer: its secondary's results, logged
             attach(lambda kind, data: call.record("stt", kind, data))
         self._synthesizer = synthesizer
-        self._telephony = telephony
         # The one loop that runs the machine: each event logged, then handled.
         self._driver: MachineDriver[ev.ConversationEvent, fx.ConversationEffect] = MachineDriver(
             "conversation",
@@ -124,16 +114,23 @@ class ConversationRunner:
         self.dispatch = self._driver.feed  # events raised while handling one queue behind it
         self._timers: dict[str, TimerHandle] = {}
         self._tg: TaskGroup | None = None
-        self._actions: list[anyio.Event] = []  # SMS and transfers in flight
-        self._base = Path(spec.path).parent
+        base = Path(spec.path).parent  # prompt files and hooks are found next to the machine
         self._prompts = PromptPlayer(
             call,
             synthesizer,
             set_speaking=recognizer.set_speaking,
             spawn=self._spawn,
             dispatch=self.dispatch,
-            audio_dir=self._base,
+            audio_dir=base,
             mark_margin_ms=mark_margin_ms,
+        )
+        self._actions = OutsideActions(
+            call,
+            telephony,
+            hooks=hooks,
+            hook_dir=base,
+            current_state=lambda: self.machine.state,
+            dispatch=self.dispatch,
         )
 
     # --- lifecycle ---
@@ -165,7 +162,7 @@ class ConversationRunner:
             # The caller may hang up while an SMS is in flight: give it a bounded time
             # (on the call's clock) to finish and be logged before everything stops.
             grace = call.clock.call_later(ACTION_GRACE_MS, tg.cancel_scope.cancel)
-            await self._actions_settled()
+            await self._actions.settled()
             grace.cancel()
             tg.cancel_scope.cancel()
         for timer in self._timers.values():
@@ -238,13 +235,13 @@ class ConversationRunner:
             case fx.CancelTimer(name=name):
                 self._cancel_timer(name)
             case fx.CallHook():
-                self._spawn(self._run_hook, effect)
+                self._spawn(self._actions.run_hook, effect)
             case fx.SendSms(action_id=action_id, to=to, body=body):
-                self._spawn(self._act, action_id, self._telephony.send_sms, to, body)
+                self._spawn(self._actions.send_sms, action_id, to, body)
             case fx.TransferCall(action_id=action_id, to=to):
-                self._spawn(self._transfer, action_id, to)
+                self._spawn(self._actions.transfer, action_id, to)
             case fx.HangupCall(reason=reason):
-                self._spawn(self._hangup, f"conversation:{reason}")
+                self._spawn(self._actions.hang_up, f"conversation:{reason}")
 
     def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
         assert self._tg is not None
@@ -258,55 +255,3 @@ class ConversationRunner:
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
-
-    # --- hooks and telephony ---
-
-    async def _run_hook(self, effect: fx.CallHook) -> None:
-        context = HookContext(self.call.call_id, self.machine.state, dict(effect.context))
-        scope = anyio.CancelScope()
-        timer = self.call.clock.call_later(effect.timeout_ms, scope.cancel)
-        result = None
-        error = "timeout"
-        try:
-            with scope:
-                result = await self._hooks(effect.target, (str(self._base),), context)
-        except Exception as failure:  # the user's code failed: an `error` event
-            error = f"{type(failure).__name__}: {failure}"
-        finally:
-            timer.cancel()
-        if result is None:
-            self.dispatch(ev.HookFailed(effect.call_id, error))
-        else:
-            self.dispatch(ev.HookReturned(effect.call_id, result.event, dict(result.variables)))
-
-    async def _act(
-        self, action_id: int, request: Callable[..., Awaitable[dict[str, Any]]], *args: Any
-    ) -> None:
-        """A telephony request (an SMS, a transfer), kept in flight until its result is
-        dispatched."""
-        done = anyio.Event()
-        self._actions.append(done)
-        try:
-            result = await request(*args)
-            self.dispatch(ev.ActionCompleted(action_id, True, snapshot(result)))
-        except Exception as error:
-            self.dispatch(ev.ActionCompleted(action_id, False, {"error": str(error)}))
-        finally:
-            done.set()
-            self._actions.remove(done)
-
-    async def _actions_settled(self) -> None:
-        """Wait for the SMS still in flight: ending the call must not lose them."""
-        while self._actions:
-            await self._actions[0].wait()
-
-    async def _hangup(self, reason: str) -> None:
-        await self._actions_settled()
-        await self.call.hangup(reason)
-
-    async def _transfer(self, action_id: int, to: str) -> None:
-        await self._actions_settled()
-        # Kept like an SMS in flight: the platform ends the stream as it redirects the
-        # call, often before its answer arrives, and the result must still be logged.
-        await self._act(action_id, self._telephony.transfer, self.call.call_sid, to)
-        await self.call.hangup("conversation:transferred")

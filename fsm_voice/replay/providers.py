@@ -19,8 +19,8 @@ import anyio
 
 from fsm_voice.audio.mulaw import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
 from fsm_voice.clock import Clock, TimerHandle
+from fsm_voice.conversation.actions import run_hook
 from fsm_voice.conversation.hooks import HookContext, HookResult
-from fsm_voice.conversation.runner import run_hook
 from fsm_voice.providers.base import Grammar, SttListener, Transcript, split_sentences
 from fsm_voice.providers.machine import IDLE
 from fsm_voice.providers.state_log import StateWatchers
