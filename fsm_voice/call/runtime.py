@@ -1,10 +1,13 @@
 """`CallRuntime`: the async shell around one call.
 
-It is the only place that does I/O for a call: it reads the socket, routes events to
-the call machine, executes the effects the machine returns, owns the call's timers
-through the Clock, writes agent audio and marks out through one ordered queue, and
-appends every event, transition and effect to the log. Nothing here is shared with
-other calls except the read-only config, the clock and the log writer.
+With the parts it owns, it is the only place that does I/O for a call: it routes
+events to the call machine through the driver, executes the effects the machine
+returns, owns the call's timers (through the Clock) and limits, and appends every
+event, transition and effect to the log. Its parts are composed and handed what they
+use: `socket_io.CallSocketIO` turns the socket's messages into call events and writes
+the one ordered outbound queue out; `playback.AgentPlayback` puts the agent's audio,
+marks and clears on that queue. Nothing here is shared with other calls except the
+read-only config, the clock and the log writer.
 
 A failure of the call's own code ends that call alone (`call/failure.py`): its tasks
 and timers run under a guard, and `run` always closes the row and lets go of timers.
@@ -31,10 +34,11 @@ from fsm_voice.call.failure import FailureGuard, flush_call_rows
 from fsm_voice.call.guards import LimitWatch
 from fsm_voice.call.handle import CallHandle, MarkOutcome
 from fsm_voice.call.line import LinePosition
-from fsm_voice.call.machine import AWAITING_MARK, CONNECTING, LISTENING, LIVE, CallMachine
-from fsm_voice.call.outbound import ClearOut, MarkOut, OutboundQueue
+from fsm_voice.call.machine import CONNECTING, LIVE, CallMachine
+from fsm_voice.call.outbound import OutboundQueue
 from fsm_voice.call.pending import CallTimers, MarkWaiters
-from fsm_voice.call.recorder import FRAME_BYTES, TrackRecorder
+from fsm_voice.call.playback import AgentPlayback
+from fsm_voice.call.recorder import TrackRecorder
 from fsm_voice.call.remote_hangup import RemoteHangup as RemoteHangup
 from fsm_voice.call.remote_hangup import hang_up_remotely, hangs_up_remotely
 from fsm_voice.call.socket import CLOSE_INTERNAL, MessageSocket
@@ -50,10 +54,10 @@ from fsm_voice.eventlog.records import CallRecord, EventRecord, Source
 from fsm_voice.eventlog.upcast import current_v
 from fsm_voice.machine import Step
 
-_QUIET_STATES = frozenset((LISTENING, AWAITING_MARK))  # agent audio changes the state
-
 
 class CallRuntime:
+    """One call, run to its end by `run`; the agent reaches it through `handle`."""
+
     def __init__(
         self,
         socket: MessageSocket,
@@ -102,7 +106,6 @@ class CallRuntime:
         self._origin_ms = origin_ms
         self._t0 = clock.now_ms() if origin_ms is None else origin_ms
         self._seq = itertools.count()
-        self._mark_ids = itertools.count(1)
         # The one loop that runs the call machine: each event logged, then fired.
         self._driver: MachineDriver[ev.CallEvent, fx.Effect] = MachineDriver(
             "call",
@@ -124,8 +127,18 @@ class CallRuntime:
         self._agent = AgentTask(self, agent)
         self._violations = 0
         self.line = LinePosition(lambda kind, data: self.record("transport", kind, data))
-        self._dropped_agent_frames = 0
         self.remote_hangup: RemoteHangup | None = None  # set through the handle
+        # The agent's side out: audio, marks and clears onto the outbound queue.
+        self._playback = AgentPlayback(
+            machine=self.machine,
+            config=self.config,
+            outbound=self._outbound,
+            waiters=self._waiters,
+            agent_track=self._agent_track,
+            ended=self._ended,
+            dispatch=self.dispatch,
+            record=self.record,
+        )
         # The socket side: the wire in as call events, the outbound queue out.
         self._io = CallSocketIO(
             socket,
@@ -248,7 +261,7 @@ class CallRuntime:
 
     def _execute(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.SendMark):
-            self._outbound.put(MarkOut(effect.mark_id, effect.name))
+            self._playback.send_mark(effect.mark_id, effect.name)
         elif isinstance(effect, fx.ReleaseMark):
             self._waiters.release(effect.mark_id, effect.outcome)
         elif isinstance(effect, fx.StartTimer):
@@ -258,7 +271,7 @@ class CallRuntime:
         elif isinstance(effect, fx.DeliverDtmf):
             self.handle._deliver_dtmf(effect.digit)
         elif isinstance(effect, fx.ClearPlayback):
-            self._clear_playback()
+            self._playback.clear()
         elif isinstance(effect, fx.ReportViolation):
             self._count_violation()
         elif isinstance(effect, fx.StartAgent):
@@ -270,15 +283,6 @@ class CallRuntime:
                 self._spawn(self._io.close, effect.code, effect.reason)
         elif isinstance(effect, fx.EndCall):
             self._end(effect.reason)
-
-    def _clear_playback(self) -> None:
-        dropped = self._outbound.drop_all()
-        frames = sum(1 for item in dropped if type(item) is bytes)
-        self.record(
-            "runtime", "outbound_dropped", {"frames": frames, "marks": len(dropped) - frames}
-        )
-        self._agent_track.cut()  # a clear is a cut in what the caller heard
-        self._outbound.put(ClearOut())
 
     def _count_violation(self) -> None:
         self._violations += 1
@@ -340,33 +344,10 @@ class CallRuntime:
 
     # --- requests from the handle (on the loop) ---
     def queue_audio(self, mulaw: bytes) -> bool:
-        state = self.machine.state
-        if state in _QUIET_STATES:
-            self.dispatch(ev.AgentAudioQueued())
-        elif state not in LIVE:
-            if self._dropped_agent_frames == 0:
-                self.record("runtime", "agent_audio_dropped", {"state": state})
-            self._dropped_agent_frames += 1
-            return False
-        put = self._outbound.put
-        if type(mulaw) is bytes and len(mulaw) == FRAME_BYTES:  # one frame (an echo): as is
-            put(mulaw)
-            return True
-        for start in range(0, len(mulaw), FRAME_BYTES):
-            frame = bytes(mulaw[start : start + FRAME_BYTES])  # a copy, whatever was passed
-            if len(frame) < FRAME_BYTES:  # pad with μ-law silence: frames stay aligned
-                frame = frame + b"\xff" * (FRAME_BYTES - len(frame))
-            put(frame)
-        return True
+        return self._playback.queue_audio(mulaw)
 
     def request_mark(self, name: str, timeout_ms: int | None) -> asyncio.Future[MarkOutcome]:
-        mark_id = next(self._mark_ids)
-        waiter = self._waiters.add(mark_id)
-        timeout = self.config.mark_timeout_ms if timeout_ms is None else timeout_ms
-        self.dispatch(ev.MarkRequested(mark_id, name, timeout))
-        if not waiter.done() and self._ended.is_set():
-            waiter.set_result(MarkOutcome.CALL_ENDED)
-        return waiter
+        return self._playback.request_mark(name, timeout_ms)
 
     def request_clear(self) -> None:
         self.dispatch(ev.ClearRequested())
