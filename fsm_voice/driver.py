@@ -128,7 +128,7 @@ class MachineDriver(Generic[Ev, Eff]):
             return
         moves_in = self._moves_in
         if moves_in is None:
-            if step.source != step.dest:
+            if step.changed_state:
                 self._entered(step.dest, step.source, step.trigger, extra)
             for effect in step.effects:
                 self._execute(effect)

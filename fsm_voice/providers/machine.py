@@ -51,7 +51,6 @@ __all__ = [
     "StateCallback",
     "Stop",
     "backoff_ms",
-    "report_step",
 ]
 
 IDLE = "idle"
@@ -313,9 +312,3 @@ class ProviderMachine:
 
 StateCallback = Callable[[str, str], None]
 """`(state, detail)`: how a provider reports its machine's moves (SttListener.on_state)."""
-
-
-def report_step(step: Step[ProviderEffect], on_state: StateCallback | None, detail: str) -> None:
-    """Tell `on_state` about a change of state (nothing for internal transitions)."""
-    if on_state is not None and step.changed_state:
-        on_state(step.dest, detail)
