@@ -9,11 +9,10 @@ call's events and audio from the file that holds it. Files are opened with
 from __future__ import annotations
 
 import glob
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.records import (
@@ -21,16 +20,15 @@ from fsm_voice.eventlog.records import (
     CallRecord,
     EventRecord,
     RefusalCount,
-    Source,
     Track,
 )
 from fsm_voice.eventlog.sqlite_schema import (
     _CALL_COLUMNS,
     _SELECT_REFUSALS,
     _call_record,
-    _wall_ms_from_iso,
+    read_events,
+    select_events,
 )
-from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 __all__ = ["CallReader", "LogSet", "expand_paths"]
 
@@ -165,33 +163,8 @@ class LogSet:
         self, call_id: str, *, kind: str | None = None, source: str | None = None
     ) -> list[EventRecord]:
         """A call's events in seq order, optionally only one kind and/or source."""
-        # As the catalogue declares them now (`upcast`; a renamed kind by its old names too).
-        where, params = ["call_id = ?"], [call_id]
-        if kind is not None:
-            names = stored_kinds(kind, source)
-            where.append(f"kind IN ({', '.join('?' * len(names))})")
-            params.extend(names)
-        if source is not None:
-            where.append("source = ?")
-            params.append(source)
-        sql = (
-            "SELECT call_id, seq, t_ms, wall_time, source, kind, data, v FROM events"
-            f" WHERE {' AND '.join(where)} ORDER BY seq"
-        )
-        stored = (
-            EventRecord(
-                call_id=row[0],
-                seq=row[1],
-                t_ms=row[2],
-                wall_ms=_wall_ms_from_iso(row[3]),
-                source=cast(Source, row[4]),
-                kind=row[5],
-                data=json.loads(row[6]),
-                v=row[7],
-            )
-            for row in self._run(self._conn(call_id), sql, params)
-        )
-        return upcast_filtered(stored, kind=kind, source=source)
+        sql, params = select_events(call_id, kind, source)
+        return read_events(self._run(self._conn(call_id), sql, params), kind, source)
 
     def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
         """A call's chunks of one track in seq order."""

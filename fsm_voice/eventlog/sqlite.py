@@ -16,14 +16,13 @@ So a SIGKILL loses at most the batch not yet committed.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from fsm_voice.errors import EventLogError
 from fsm_voice.eventlog.catalogue import KindCheck, unknown_kind
@@ -32,7 +31,6 @@ from fsm_voice.eventlog.records import (
     CallRecord,
     EventRecord,
     RefusalCount,
-    Source,
     Track,
 )
 from fsm_voice.eventlog.sqlite_schema import (
@@ -40,7 +38,8 @@ from fsm_voice.eventlog.sqlite_schema import (
     _SELECT_REFUSALS,
     SCHEMA_VERSION,
     _call_record,
-    _wall_ms_from_iso,
+    read_events,
+    select_events,
 )
 from fsm_voice.eventlog.sqlite_writer import (
     _AsyncWaiter,
@@ -50,7 +49,6 @@ from fsm_voice.eventlog.sqlite_writer import (
     _Update,
     _Writer,
 )
-from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 __all__ = ["SCHEMA_VERSION", "SqliteEventLog"]
 
@@ -236,35 +234,8 @@ class SqliteEventLog:
     def events(
         self, call_id: str, *, kind: str | None = None, source: str | None = None
     ) -> list[EventRecord]:
-        # Read as the catalogue declares them now (`upcast`): a file written by an
-        # older version keeps its rows, a renamed kind is selected by its old names too.
-        where, params = ["call_id = ?"], [call_id]
-        if kind is not None:
-            names = stored_kinds(kind, source)
-            where.append(f"kind IN ({', '.join('?' * len(names))})")
-            params.extend(names)
-        if source is not None:
-            where.append("source = ?")
-            params.append(source)
-        rows = self._read(
-            "SELECT call_id, seq, t_ms, wall_time, source, kind, data, v FROM events"
-            f" WHERE {' AND '.join(where)} ORDER BY seq",
-            params,
-        )
-        stored = (
-            EventRecord(
-                call_id=row[0],
-                seq=row[1],
-                t_ms=row[2],
-                wall_ms=_wall_ms_from_iso(row[3]),
-                source=cast(Source, row[4]),
-                kind=row[5],
-                data=json.loads(row[6]),
-                v=row[7],
-            )
-            for row in rows
-        )
-        return upcast_filtered(stored, kind=kind, source=source)
+        sql, params = select_events(call_id, kind, source)
+        return read_events(self._read(sql, params), kind, source)
 
     def audio(self, call_id: str, track: Track) -> list[AudioChunk]:
         rows = self._read(

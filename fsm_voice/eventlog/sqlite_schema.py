@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlite_utils
 
 from fsm_voice.errors import EventLogError
-from fsm_voice.eventlog.records import AudioChunk, CallRecord, RefusalCount
+from fsm_voice.eventlog.records import AudioChunk, CallRecord, EventRecord, RefusalCount, Source
+from fsm_voice.eventlog.upcast import stored_kinds, upcast_filtered
 
 # Stored as PRAGMA user_version. 2 added `refusals`; a version-1 file gets it when a
 # writer opens it, and readers (`multi.LogSet`, read-only) read one without it.
@@ -108,6 +109,45 @@ def _iso_utc(wall_ms: int) -> str:
 
 def _wall_ms_from_iso(text: str) -> int:
     return (datetime.fromisoformat(text) - _EPOCH) // _MS
+
+
+def select_events(call_id: str, kind: str | None, source: str | None) -> tuple[str, list[str]]:
+    """The query (sql, params) for a call's events, optionally of one kind and/or
+    source; a renamed kind is selected by its old names too (`stored_kinds`)."""
+    where, params = ["call_id = ?"], [call_id]
+    if kind is not None:
+        names = stored_kinds(kind, source)
+        where.append(f"kind IN ({', '.join('?' * len(names))})")
+        params.extend(names)
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    sql = (
+        "SELECT call_id, seq, t_ms, wall_time, source, kind, data, v FROM events"
+        f" WHERE {' AND '.join(where)} ORDER BY seq"
+    )
+    return sql, params
+
+
+def read_events(
+    rows: Iterable[Sequence[Any]], kind: str | None, source: str | None
+) -> list[EventRecord]:
+    """`select_events`' rows as the catalogue declares them now (`upcast`): a file
+    written by an older version keeps its rows and reads back current."""
+    stored = (
+        EventRecord(
+            call_id=row[0],
+            seq=row[1],
+            t_ms=row[2],
+            wall_ms=_wall_ms_from_iso(row[3]),
+            source=cast(Source, row[4]),
+            kind=row[5],
+            data=json.loads(row[6]),
+            v=row[7],
+        )
+        for row in rows
+    )
+    return upcast_filtered(stored, kind=kind, source=source)
 
 
 def _audio_row(a: AudioChunk) -> tuple[object, ...]:
