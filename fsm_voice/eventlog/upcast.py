@@ -31,7 +31,6 @@ __all__ = [
     "current_v",
     "stored_kinds",
     "upcast",
-    "upcast_all",
     "upcast_filtered",
 ]
 
@@ -129,11 +128,6 @@ def upcast(event: EventRecord) -> EventRecord:
     if (kind, data, v) == (event.kind, event.data, event.v):
         return event
     return replace(event, kind=kind, data=data, v=v)
-
-
-def upcast_all(events: Iterable[EventRecord]) -> list[EventRecord]:
-    """Each of `events` upcast, in order."""
-    return [upcast(e) for e in events]
 
 
 def upcast_filtered(

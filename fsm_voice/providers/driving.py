@@ -35,15 +35,10 @@ class ProviderDriver:
         on_state: Callable[[], StateCallback | None],
         execute: Callable[[ProviderEffect], None],
     ) -> None:
-        self.machine = machine
         self._on_state = on_state
         self._driver: MachineDriver[ProviderEvent, ProviderEffect] = MachineDriver(
             "provider", machine, record=self._moved, execute=execute
         )
-
-    @property
-    def state(self) -> str:
-        return self.machine.state
 
     def feed(self, event: ProviderEvent, detail: str) -> None:
         """Feed `event`; `detail` says why, next to the state it moves to."""
