@@ -75,6 +75,24 @@ async def test_a_live_call_logs_its_synthesizers_moves() -> None:
     assert closed.t_ms == STOPPED_AT_MS
 
 
+@pytest.mark.anyio
+async def test_the_same_call_logs_its_recognizers_moves_chained() -> None:
+    # The recogniser's moves go through the same recorder as the synthesiser's; its
+    # first `from` is not known (None: nothing reported before it), then each starts
+    # where the one before it ended, named by the live recogniser.
+    log = MemoryEventLog()
+    call_id = await _record(log, stop_mid_call=False)
+    moves = [
+        (e.data["from"], e.data["state"], e.data["on"], e.data["provider"])
+        for e in log.events(call_id, kind="state_entered", source="stt")
+    ]
+    assert moves == [
+        (None, "connecting", None, "scripted"),
+        ("connecting", "streaming", None, "scripted"),
+        ("streaming", "closed", None, "scripted"),
+    ]
+
+
 @pytest.mark.parametrize("stop_mid_call", [False, True])
 def test_a_recording_with_tts_moves_replays_them_as_recorded(stop_mid_call: bool) -> None:
     log = MemoryEventLog()

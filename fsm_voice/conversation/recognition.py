@@ -11,10 +11,13 @@ makes of those events.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fsm_voice.call.handle import CallHandle
 from fsm_voice.conversation import events as ev
+from fsm_voice.eventlog.kind_names import KindName
 from fsm_voice.providers.base import SpeechRecognizer, Transcript
+from fsm_voice.providers.state_log import StateRecorder
 
 __all__ = ["RecognitionListener"]
 
@@ -31,7 +34,10 @@ class RecognitionListener:
         self._call = call
         self._recognizer = recognizer  # only its name, read when a callback logs it
         self._dispatch = dispatch
-        self._state: str | None = None  # the recogniser's last reported state
+        # The provider's moves, logged as every provider's are; its name is read at
+        # each move (offline replay must know what made a recording's words), and the
+        # first move's `from` is not known (None) as it always was for the recogniser.
+        self.on_state = StateRecorder("stt", lambda: recognizer.name, self._record_stt, state=None)
 
     def on_speech_started(self, t_ms: int) -> None:
         self._call.record("stt", "speech_started", {"at_ms": t_ms})
@@ -82,10 +88,5 @@ class RecognitionListener:
         if fatal:
             self._dispatch(ev.ProviderFailed(self._recognizer.name, reason))
 
-    def on_state(self, state: str, detail: str) -> None:
-        # The provider's name: offline replay must know what made a recording's words.
-        name = self._recognizer.name
-        # `on`: the provider's callback does not say which event moved it.
-        moved = {"machine": "stt", "state": state, "from": self._state, "on": None}
-        self._state = state
-        self._call.record("stt", "state_entered", {**moved, "detail": detail, "provider": name})
+    def _record_stt(self, kind: KindName, data: dict[str, Any]) -> None:
+        self._call.record("stt", kind, data)

@@ -50,25 +50,30 @@ class StateWatchers:
 
 
 class StateRecorder:
-    """`(state, detail)` → `state_entered` of machine `machine` (stt or tts)."""
+    """`(state, detail)` → `state_entered` of machine `machine` (stt or tts).
+
+    `provider`: its name, or how to read it at each move (a call's recogniser is
+    named when it logs). `state`: the `from` of the first move (None: not known).
+    """
 
     def __init__(
         self,
         machine: Literal["stt", "tts"],
-        provider: str,
+        provider: str | Callable[[], str],
         record: Record,
         *,
-        state: str = IDLE,
+        state: str | None = IDLE,
     ) -> None:
         self.machine = machine
-        self.provider = provider
+        self._provider = provider
         self.state = state  # the `from` of the next move
         self._record = record
 
     def __call__(self, state: str, detail: str) -> None:
         moved = {"machine": self.machine, "state": state, "from": self.state, "on": None}
         self.state = state
-        self._record("state_entered", {**moved, "detail": detail, "provider": self.provider})
+        provider = self._provider if isinstance(self._provider, str) else self._provider()
+        self._record("state_entered", {**moved, "detail": detail, "provider": provider})
 
 
 def watch_states(synthesizer: object, record: Record) -> Callable[[], None]:
